@@ -1,0 +1,82 @@
+"""System checks: a backup folder that cannot be written, tables that are missing."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from django.core import checks
+from django.db import DatabaseError
+
+from . import dataset
+from .conf import backup_settings
+from .exceptions import BackupConfigurationError
+
+E001_BACKUP_DIR = "adcp_backup.E001"
+E002_COMPRESSION = "adcp_backup.E002"
+W001_MISSING_TABLES = "adcp_backup.W001"
+W002_SETTINGS_FILES = "adcp_backup.W002"
+
+
+def check_backup_dir(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from .storage import BackupStorage
+
+    storage = BackupStorage()
+    if not storage.is_local:
+        return []
+    folder = Path(storage.location)
+    if folder.exists() and not folder.is_dir():
+        return [checks.Error(f"The backup folder {folder} is a file.", hint="Set ADCP_BACKUP_DIR to a folder.",
+                             id=E001_BACKUP_DIR)]
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return [checks.Error(f"The backup folder {folder} cannot be written.",
+                             hint="Give this user write access or set ADCP_BACKUP_DIR.", id=E001_BACKUP_DIR)]
+    return []
+
+
+def check_compression(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    try:
+        backup_settings.compression
+    except BackupConfigurationError as exc:
+        return [checks.Error(str(exc), id=E002_COMPRESSION)]
+    return []
+
+
+def check_settings_files(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    missing = [str(p) for p in backup_settings.settings_files if not p.exists()]
+    if missing:
+        return [checks.Warning(f"Settings files not found (backups will record them as missing): {', '.join(missing)}",
+                               id=W002_SETTINGS_FILES)]
+    return []
+
+
+def check_tables(app_configs: Any = None, *, databases: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from .db import get_engine
+
+    messages: list[checks.CheckMessage] = []
+    for alias in databases or []:
+        try:
+            existing = get_engine(alias).existing_tables()
+        except (DatabaseError, BackupConfigurationError) as exc:
+            messages.append(checks.Warning(f"Cannot inspect database {alias!r}: {exc}", id=W001_MISSING_TABLES))
+            continue
+        missing = [t for t in dataset.table_names() if t not in existing]
+        if missing:
+            messages.append(
+                checks.Warning(
+                    f"Database {alias!r} lacks the AdCP tables {', '.join(missing)}.",
+                    hint="Back up an AdCP database, or run 'python manage.py adcp_demo' for a demo one.",
+                    id=W001_MISSING_TABLES,
+                )
+            )
+    return messages
+
+
+def register() -> None:
+    checks.register(check_backup_dir, "adcp_backup")
+    checks.register(check_compression, "adcp_backup")
+    checks.register(check_settings_files, "adcp_backup")
+    checks.register(check_tables, "adcp_backup", checks.Tags.database)

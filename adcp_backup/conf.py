@@ -1,0 +1,94 @@
+"""Every ADCP_BACKUP_* setting in one place: its type, its default and what it does, read at call time."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from .exceptions import BackupConfigurationError
+
+LEGACY_ENV_VARS = (
+    "GEMINI_API_KEY",
+    "EMBEDDINGS_PROVIDER",
+    "EMBEDDINGS_MODEL",
+    "EMB_CONCURRENCY",
+    "EMB_BATCH_SIZE",
+    "RAG_TOP_K",
+    "ORCH_TIMEOUT_MS_DEFAULT",
+    "ORCH_CONCURRENCY",
+    "CB_FAILS",
+    "CB_TTL_S",
+    "MCP_SESSION_TTL_S",
+    "ENABLE_WEB_CONTEXT",
+    "WEB_CONTEXT_TIMEOUT_MS",
+    "WEB_CONTEXT_MAX_SNIPPETS",
+    "GEMINI_MODEL",
+    "DEBUG",
+    "SERVICE_BASE_URL",
+    "SKIP_REFERENCE_VALIDATION",
+)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    doc: str
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting("DIR", "data/backups", "Folder of the default file-system backup storage."),
+        Setting("STORAGE_ALIAS", "adcp_backup", "STORAGES alias of the backup storage, when the project defines it."),
+        Setting("SETTINGS_FILES", ["data/app_settings.json", "data/tenant_settings.json"],
+                "Settings files stored byte for byte in every full backup."),
+        Setting("ENV_VARS", list(LEGACY_ENV_VARS), "Environment variables recorded in every full backup."),
+        Setting("SECRET_PATTERNS", ["KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL"],
+                "Substrings that mark an environment variable's value as a secret."),
+        Setting("COMPRESSION", "gzip", "Compression of backup_create when --compression is not given."),
+        Setting("GZIP_LEVEL", 1, "gzip level: 1 is four times faster than 6 for a few percent of size."),
+        Setting("ZSTD_LEVEL", 3, "zstd level."),
+        Setting("BATCH_SIZE", 2000, "Rows fetched or inserted per database round trip."),
+        Setting("SAFETY_BACKUP", True, "Take a backup of what a restore replaces, before it replaces it."),
+        Setting("VERIFY", True, "Read a new backup back from storage and check its checksum before publishing it."),
+        Setting("PROGRESS_INTERVAL", 5.0, "Seconds between progress lines when stderr is not a terminal."),
+        Setting("MAX_PROBLEMS", 100, "Problems a validation lists before it stops counting them one by one."),
+    )
+}
+
+
+class BackupSettings:
+    """Lazy access: ``backup_settings.DIR`` reads ``settings.ADCP_BACKUP_DIR`` at that moment."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            setting = SETTINGS[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        return getattr(settings, f"ADCP_BACKUP_{name}", setting.default)
+
+    @property
+    def backup_dir(self) -> Path:
+        return Path(self.DIR).expanduser().resolve()
+
+    @property
+    def settings_files(self) -> list[Path]:
+        files = self.SETTINGS_FILES
+        if isinstance(files, str):
+            files = [part for part in files.split(",") if part.strip()]
+        return [Path(f).expanduser().resolve() for f in files]
+
+    @property
+    def compression(self) -> str:
+        value = (self.COMPRESSION or "none").lower()
+        if value not in ("none", "gzip", "zstd"):
+            raise BackupConfigurationError(
+                f"ADCP_BACKUP_COMPRESSION must be none, gzip or zstd, not {value!r}."
+            )
+        return value
+
+
+backup_settings = BackupSettings()

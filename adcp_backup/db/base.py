@@ -1,0 +1,223 @@
+"""The interface every database engine implements, with the parts that plain SQL does the same everywhere."""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from .. import dataset
+from ..dataset import BLOB, BOOLEAN, DATETIME, FLOAT, INTEGER, TEXT, TableSpec
+from ..exceptions import Problem
+
+
+@dataclass(frozen=True)
+class LiveColumn:
+    name: str
+    family: str
+    nullable: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "family": self.family, "nullable": self.nullable}
+
+
+def family_of(declared: str) -> str:
+    """The column family of a declared SQL type, by the rules SQLite uses for affinity, extended."""
+    t = declared.lower()
+    if "bool" in t or t.startswith("tinyint(1)"):
+        return BOOLEAN
+    if "int" in t or t == "serial" or t == "bigserial":
+        return INTEGER
+    if "char" in t or "clob" in t or "text" in t:
+        return TEXT
+    if "blob" in t or "bytea" in t or "binary" in t or t == "":
+        return BLOB
+    if "real" in t or "floa" in t or "doub" in t or "numeric" in t or "decimal" in t:
+        return FLOAT
+    if "date" in t or "time" in t:
+        return DATETIME
+    return TEXT
+
+
+def fingerprint(columns_by_table: dict[str, list[dict[str, Any]]]) -> str:
+    """A short hash of table -> ordered (column, family, nullability): equal on every engine."""
+    h = hashlib.sha256()
+    for table in sorted(columns_by_table):
+        h.update(table.encode() + b"\0")
+        for c in columns_by_table[table]:
+            h.update(f"{c['name']}:{c['family']}:{int(bool(c['nullable']))};".encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+def shipped_ddl(vendor: str) -> list[str]:
+    """The AdCP application's own DDL for an engine, as statements, from the files this app ships."""
+    text = resources.files("adcp_backup").joinpath("schema", f"{vendor}.sql").read_text(encoding="utf-8")
+    return split_sql(text)
+
+
+def split_sql(text: str) -> list[str]:
+    """Statements of a DDL script; a trigger body's inner semicolons stay inside its statement."""
+    statements: list[str] = []
+    current: list[str] = []
+    in_trigger = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("--")):
+            continue
+        current.append(line)
+        upper = stripped.upper()
+        if upper.startswith("CREATE TRIGGER"):
+            in_trigger = True
+        if in_trigger:
+            if upper == "END;":
+                statements.append("\n".join(current).rstrip().rstrip(";"))
+                current, in_trigger = [], False
+        elif stripped.endswith(";"):
+            statements.append("\n".join(current).rstrip().rstrip(";"))
+            current = []
+    if current and "".join(current).strip():
+        statements.append("\n".join(current).rstrip().rstrip(";"))
+    return statements
+
+
+class Engine:
+    """One database connection seen as a backup source and a restore target."""
+
+    vendor = "base"
+    supports_fts = False
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        self.connection = connection
+        self.alias = connection.alias
+
+    # -- names ----------------------------------------------------------------------------------
+    def quote(self, name: str) -> str:
+        return self.connection.ops.quote_name(name)
+
+    def column_list(self, columns: Sequence[str]) -> str:
+        return ", ".join(self.quote(c) for c in columns)
+
+    # -- schema ----------------------------------------------------------------------------------
+    def existing_tables(self) -> set[str]:
+        with self.connection.cursor() as cursor:
+            return set(self.connection.introspection.table_names(cursor))
+
+    def describe(self, table: str) -> list[LiveColumn]:
+        raise NotImplementedError
+
+    def describe_all(self, tables: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        return {t: [c.as_dict() for c in self.describe(t)] for t in tables}
+
+    def capture_ddl(self, tables: Sequence[str]) -> list[str]:
+        """The statements that recreate these tables (and their indexes, triggers, FTS) on this engine."""
+        return []
+
+    def create_schema(self, statements: Sequence[str]) -> None:
+        with self.connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+
+    # -- reading -----------------------------------------------------------------------------------
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read inside sees the database as of one moment."""
+        with transaction.atomic(using=self.alias):
+            yield
+
+    def count(self, table: str, where: str = "", params: Sequence[Any] = ()) -> int:
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM {self.quote(table)} {where}", params)
+            return int(cursor.fetchone()[0])
+
+    def select_list(self, spec: TableSpec, columns: Sequence[str]) -> str:
+        return self.column_list(columns)
+
+    def read_rows(self, spec: TableSpec, columns: Sequence[str], *, batch_size: int,
+                  where: str = "", params: Sequence[Any] = ()) -> Iterator[list[Sequence[Any]]]:
+        sql = (f"SELECT {self.select_list(spec, columns)} FROM {self.quote(spec.name)} {where} "
+               f"ORDER BY {self.quote(spec.primary_key)}")
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            while True:
+                rows = cursor.fetchmany(batch_size)
+                if not rows:
+                    break
+                yield rows
+
+    def get_sequence(self, table: str) -> int | None:
+        return None
+
+    # -- writing -----------------------------------------------------------------------------------
+    @contextmanager
+    def restore_transaction(self) -> Iterator[None]:
+        with transaction.atomic(using=self.alias):
+            yield
+
+    def delete_rows(self, table: str, where: str = "", params: Sequence[Any] = ()) -> int:
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {self.quote(table)} {where}", params)
+            return cursor.rowcount
+
+    def adapt_rows(self, spec: TableSpec, columns: Sequence[str], families: Sequence[str],
+                   rows: list[list[Any]], source_vendor: str | None = None) -> list[list[Any]]:
+        """Values from any engine's backup, made fit for this engine's columns."""
+        return rows
+
+    def insert_rows(self, spec: TableSpec, columns: Sequence[str], rows: list[list[Any]]) -> None:
+        placeholders = ", ".join(["%s"] * len(columns))
+        sql = f"INSERT INTO {self.quote(spec.name)} ({self.column_list(columns)}) VALUES ({placeholders})"
+        with self.connection.cursor() as cursor:
+            cursor.executemany(sql, rows)
+
+    def reset_sequence(self, spec: TableSpec, minimum: int | None) -> None:
+        """After explicit ids: the next generated id is above every restored one (and ``minimum``)."""
+
+    def check_foreign_keys(self, tables: Sequence[TableSpec]) -> list[Problem]:
+        problems: list[Problem] = []
+        with self.connection.cursor() as cursor:
+            for spec in tables:
+                for fk in spec.foreign_keys:
+                    cursor.execute(
+                        f"SELECT c.{self.quote(spec.primary_key)}, c.{self.quote(fk.column)} "
+                        f"FROM {self.quote(spec.name)} c LEFT JOIN {self.quote(fk.table)} p "
+                        f"ON p.{self.quote(fk.ref_column)} = c.{self.quote(fk.column)} "
+                        f"WHERE p.{self.quote(fk.ref_column)} IS NULL AND c.{self.quote(fk.column)} IS NOT NULL "
+                        f"ORDER BY 1 LIMIT 20"
+                    )
+                    for pk, ref in cursor.fetchall():
+                        problems.append(Problem(spec.name, f"id {pk}: {fk.column} {ref} has no row in {fk.table}"))
+        return problems
+
+    # -- full-text index (SQLite only) ---------------------------------------------------------------
+    def fts_present(self) -> bool:
+        return False
+
+    def fts_suspend(self) -> list[str]:
+        return []
+
+    def fts_resume(self, triggers: Sequence[str]) -> None:
+        pass
+
+    def fts_rebuild(self) -> None:
+        pass
+
+    def fts_check(self) -> list[Problem]:
+        return []
+
+
+def neutral_families() -> dict[str, list[dict[str, Any]]]:
+    """The columns the registry declares, in the engine-neutral form a fingerprint is made of."""
+    return {
+        spec.name: [{"name": c.name, "family": c.family, "nullable": c.nullable} for c in spec.columns]
+        for spec in dataset.tables()
+    }
+
+
+__all__ = ["Engine", "LiveColumn", "family_of", "fingerprint", "shipped_ddl", "split_sql",
+           "INTEGER", "FLOAT", "TEXT", "BOOLEAN", "DATETIME", "BLOB"]

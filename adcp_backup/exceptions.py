@@ -1,0 +1,65 @@
+"""The exception tree of adcp_backup: one root, leaves that also inherit the matching builtin."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class BackupError(Exception):
+    """Root of every error adcp_backup raises on purpose."""
+
+
+class BackupConfigurationError(BackupError, ImproperlyConfigured):
+    """A setting or an optional dependency is missing or wrong."""
+
+
+class BackupNotFound(BackupError, FileNotFoundError):
+    """No backup has that name or path."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a backup, located by section (a table or part of the file) and row."""
+
+    section: str
+    message: str
+    row: int | None = None
+
+    def as_dict(self) -> dict:
+        return {"section": self.section, "row": self.row, "message": self.message}
+
+    def __str__(self) -> str:
+        where = self.section if self.row is None else f"{self.section} row {self.row}"
+        return f"{where}: {self.message}"
+
+
+class InvalidBackup(BackupError):
+    """The file is not a readable, complete and consistent backup."""
+
+    def __init__(self, problems: list[Problem] | Problem | str, *, total: int | None = None) -> None:
+        if isinstance(problems, str):
+            problems = [Problem("file", problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems = list(problems)
+        self.total = total if total is not None else len(self.problems)
+        first = str(self.problems[0]) if self.problems else "unknown problem"
+        more = f" (and {self.total - 1} more)" if self.total > 1 else ""
+        super().__init__(f"Invalid backup: {first}{more}")
+
+
+class RestoreError(BackupError):
+    """A restore could not be carried out; the database was left as it was."""
+
+
+class SchemaMismatch(RestoreError):
+    """The database's tables do not match the backup's; nothing was written."""
+
+    def __init__(self, differences: list[str]) -> None:
+        self.differences = differences
+        super().__init__("The database schema does not match the backup: " + "; ".join(differences))
+
+
+class BackupLocked(BackupError):
+    """Another backup or restore is running."""

@@ -1,0 +1,162 @@
+"""Compression layers of a backup file, written by name and recognised on reading by their magic bytes."""
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from typing import IO, Any
+
+from ..exceptions import BackupConfigurationError, InvalidBackup
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+AGE_MAGIC = b"age-encryption.org/v1"
+AGE_ARMOR_MAGIC = b"-----BEGIN AGE ENCRYPTED FILE-----"
+
+SUFFIXES = {"none": "", "gzip": ".gz", "zstd": ".zst"}
+
+
+def _zstandard() -> Any:
+    try:
+        import zstandard
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise BackupConfigurationError(
+            "zstd compression needs the zstandard package: pip install 'adcp-backup[zstd]'"
+        ) from exc
+    return zstandard
+
+
+class _NoClose(io.RawIOBase):
+    """Lets a compressor close its stream without closing the file underneath."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        return self._raw.write(b)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+
+class CompressedWriter:
+    """A binary writer that compresses into ``raw``; ``close`` finishes the stream, not ``raw``."""
+
+    def __init__(self, raw: IO[bytes], compression: str, level: int | None = None) -> None:
+        self.compression = compression
+        if compression == "none":
+            self._stream: Any = None
+            self._raw = raw
+        elif compression == "gzip":
+            self._stream = gzip.GzipFile(
+                fileobj=_NoClose(raw), mode="wb", compresslevel=level if level is not None else 1, mtime=0
+            )
+        elif compression == "zstd":
+            zstd = _zstandard()
+            self._stream = zstd.ZstdCompressor(level=level if level is not None else 3).stream_writer(
+                _NoClose(raw), closefd=False
+            )
+        else:
+            raise BackupConfigurationError(f"Unknown compression {compression!r}: use none, gzip or zstd.")
+        self._raw = raw
+
+    def write(self, data: bytes) -> None:
+        if self._stream is None:
+            self._raw.write(data)
+        else:
+            self._stream.write(data)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+class PrefixedReader(io.RawIOBase):
+    """A reader that first returns bytes already taken from a stream to sniff it, then the rest."""
+
+    def __init__(self, prefix: bytes, raw: IO[bytes]) -> None:
+        self._prefix = prefix
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self._prefix:
+            n = min(len(b), len(self._prefix))
+            b[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        data = self._raw.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+def sniff(raw: IO[bytes], size: int = 64) -> tuple[bytes, IO[bytes]]:
+    """The first bytes of a stream, and a stream that still yields them."""
+    head = b""
+    while len(head) < size:
+        chunk = raw.read(size - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head, io.BufferedReader(PrefixedReader(head, raw), buffer_size=1 << 20)
+
+
+def detect_compression(head: bytes) -> str:
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "none"
+
+
+def is_encrypted(head: bytes) -> bool:
+    return head.startswith(AGE_MAGIC) or head.startswith(AGE_ARMOR_MAGIC)
+
+
+class DecompressingReader(io.RawIOBase):
+    """Reads a compressed stream and turns the codec's own errors into InvalidBackup."""
+
+    def __init__(self, raw: IO[bytes], compression: str) -> None:
+        self.compression = compression
+        if compression == "gzip":
+            self._stream: Any = gzip.GzipFile(fileobj=raw, mode="rb")
+        elif compression == "zstd":
+            zstd = _zstandard()
+            self._stream = zstd.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=False)
+        else:
+            self._stream = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._stream.read(size)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InvalidBackup(f"the {self.compression} stream is damaged or truncated ({exc})") from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("zstandard") or type(exc).__name__ == "ZstdError":
+                raise InvalidBackup(f"the zstd stream is damaged or truncated ({exc})") from exc
+            raise
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+def open_decompressed(raw: IO[bytes]) -> tuple[IO[bytes], str]:
+    """A stream of the decompressed content and the name of the compression found."""
+    head, stream = sniff(raw)
+    compression = detect_compression(head)
+    if compression == "none":
+        return stream, compression
+    return DecompressingReader(stream, compression), compression

@@ -1,0 +1,74 @@
+"""What every backup command shares: --database, --json, progress on stderr, errors as exit codes."""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ..conf import backup_settings
+from ..exceptions import BackupError, BackupNotFound, InvalidBackup
+from ..progress import ProgressCallback, TerminalProgress, silent
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
+
+class BackupCommand(BaseCommand):
+    uses_database = True
+    stealth_options = ("stdin",)
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        if self.uses_database:
+            parser.add_argument("--database", default="default", help="Database alias (default: default).")
+        parser.add_argument("--json", action="store_true", dest="as_json",
+                            help="Print one JSON object on stdout and nothing else there.")
+
+    def progress_reporter(self, options: dict[str, Any]) -> ProgressCallback:
+        if options.get("verbosity", 1) < 1:
+            return silent
+        stream = getattr(self.stderr, "_out", sys.stderr)
+        return TerminalProgress(stream, interval=float(backup_settings.PROGRESS_INTERVAL))
+
+    def emit_json(self, data: Any) -> None:
+        self.stdout.write(orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2).decode())
+
+    def fail(self, exc: BackupError, *, as_json: bool, extra: dict[str, Any] | None = None) -> CommandError:
+        code = EXIT_INVALID if isinstance(exc, InvalidBackup) else EXIT_FAILED
+        if as_json:
+            payload: dict[str, Any] = {"error": str(exc), "type": type(exc).__name__, **(extra or {})}
+            if isinstance(exc, InvalidBackup):
+                payload["problems"] = [p.as_dict() for p in exc.problems]
+            self.emit_json(payload)
+        return CommandError(str(exc), returncode=code)
+
+    def run_service(self, call: Callable[[], Any], *, as_json: bool) -> Any:
+        try:
+            return call()
+        except BackupNotFound as exc:
+            raise self.fail(exc, as_json=as_json) from exc
+        except BackupError as exc:
+            raise self.fail(exc, as_json=as_json) from exc
+
+    def table_lines(self, rows: list[list[str]]) -> list[str]:
+        widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+        return ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def format_size(size: int | None) -> str:
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def format_counts(counts: dict[str, int] | None) -> str:
+    if not counts:
+        return "-"
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items())

@@ -1,0 +1,41 @@
+"""backup_create: write a new backup of the AdCP tables, settings files and environment."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandParser
+
+from ... import services
+from ..base import BackupCommand, format_counts, format_size
+
+
+class Command(BackupCommand):
+    help = "Create a backup of the AdCP database tables, settings files and environment configuration."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("--compress", action="store_true", help="Compress with gzip.")
+        parser.add_argument("--compression", choices=["none", "gzip", "zstd"],
+                            help="Compression (default: ADCP_BACKUP_COMPRESSION).")
+        parser.add_argument("--output", metavar="PATH",
+                            help="Write to this file or folder instead of the backup storage.")
+        parser.add_argument("--no-settings", action="store_true",
+                            help="Leave out the settings files and the environment.")
+
+    def handle(self, *args: Any, compress: bool, compression: str | None, output: str | None,
+               no_settings: bool, as_json: bool, database: str, **options: Any) -> None:
+        if compression is None and compress:
+            compression = "gzip"
+        result = self.run_service(
+            lambda: services.backup_create(
+                database=database, compression=compression, output=output, include_settings=not no_settings,
+                progress=self.progress_reporter(options),
+            ),
+            as_json=as_json,
+        )
+        if as_json:
+            self.emit_json(result.as_dict())
+            return
+        self.stdout.write(self.style.SUCCESS(f"Backup written: {result.path or result.name}"))
+        self.stdout.write(f"  size {format_size(result.size)}, {result.compression}, sha256 {result.sha256}")
+        self.stdout.write(f"  rows: {format_counts(result.counts)}")

@@ -1,0 +1,40 @@
+"""backup_list: the backups in the storage, newest first, described from their headers."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandParser
+
+from ... import services
+from ..base import BackupCommand, format_counts, format_size
+
+
+class Command(BackupCommand):
+    help = "List the backups in the backup storage, newest first."
+    uses_database = False
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("--limit", type=int, default=None, metavar="N", help="Show at most N backups.")
+
+    def handle(self, *args: Any, limit: int | None, as_json: bool, **options: Any) -> None:
+        if limit is not None and limit < 1:
+            limit = None
+        entries = self.run_service(lambda: services.backup_list(limit=limit), as_json=as_json)
+        if as_json:
+            self.emit_json({"backups": [e.as_dict() for e in entries]})
+            return
+        if not entries:
+            self.stdout.write("No backups.")
+            return
+        rows = [["NAME", "CREATED (UTC)", "SIZE", "FORMAT", "COMPRESSION", "ROWS"]]
+        for e in entries:
+            created = e.created.strftime("%Y-%m-%d %H:%M:%S") if e.created else "?"
+            if e.error:
+                rows.append([e.name, created, format_size(e.size), "unreadable", "-", e.error])
+                continue
+            kind = e.format + (" (safety)" if e.purpose == "safety" else "")
+            counts = "encrypted" if e.encrypted and e.counts is None else format_counts(e.counts)
+            rows.append([e.name, created, format_size(e.size), kind, e.compression or "-", counts])
+        for line in self.table_lines(rows):
+            self.stdout.write(line)

@@ -1,0 +1,36 @@
+"""backup_validate: check a backup file from end to end without touching the database."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+
+from ... import services
+from ..base import EXIT_INVALID, BackupCommand, format_counts
+
+
+class Command(BackupCommand):
+    help = "Validate a backup file: structure, checksums, counts, types, unique and foreign keys."
+    uses_database = False
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", help="A path, a name in the backup storage, or 'latest'.")
+        super().add_arguments(parser)
+
+    def handle(self, *args: Any, file: str, as_json: bool, **options: Any) -> None:
+        report = self.run_service(
+            lambda: services.backup_validate(file=file, progress=self.progress_reporter(options)), as_json=as_json
+        )
+        if as_json:
+            self.emit_json(report.as_dict())
+        elif report.valid:
+            self.stdout.write(self.style.SUCCESS(f"{report.name}: valid ({report.format}, {report.compression})"))
+            self.stdout.write(f"  rows: {format_counts(report.counts)}")
+        else:
+            self.stdout.write(self.style.ERROR(f"{report.name}: INVALID, {report.problems_total} problem(s)"))
+            for problem in report.problems:
+                self.stdout.write(f"  - {problem}")
+            if report.problems_total > len(report.problems):
+                self.stdout.write(f"  ... and {report.problems_total - len(report.problems)} more")
+        if not report.valid:
+            raise CommandError(f"{report.name} is not a valid backup.", returncode=EXIT_INVALID)

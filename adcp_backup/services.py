@@ -1,0 +1,862 @@
+"""The one API of adcp-backup: every command, admin view and task calls these functions."""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import IO, Any
+
+import django
+from django.db import DatabaseError, connections, transaction
+
+from . import __version__, dataset, settings_files
+from .conf import backup_settings
+from .db import get_engine
+from .db.base import Engine, fingerprint, shipped_ddl
+from .exceptions import BackupError, BackupNotFound, InvalidBackup, Problem, RestoreError, SchemaMismatch
+from .format import codecs
+from .format.detect import open_reader
+from .format.events import End, EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
+from .format.writer import BackupWriter
+from .progress import ProgressCallback, ProgressEvent, silent
+from .sources import Source
+from .sources import resolve as resolve_source
+from .storage import BackupStorage, HashingWriter
+from .validation import KeyIndex, RowChecker
+
+logger = logging.getLogger(__name__)
+
+NAME_PREFIX = "adcp-backup-"
+
+
+# -- results ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BackupResult:
+    name: str
+    path: str | None
+    size: int
+    sha256: str
+    counts: dict[str, int]
+    compression: str
+    encrypted: bool
+    created_at: str
+    scope: dict[str, Any]
+    purpose: str
+    secrets: str
+    duration: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TableChange:
+    before: int
+    after: int
+    added: int | None = None
+    removed: int | None = None
+    changed: int | None = None
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    name: str
+    format: str
+    restored: dict[str, int]
+    dry_run: bool
+    safety_backup: str | None
+    changes: dict[str, TableChange]
+    defaulted: dict[str, list[str]]
+    files: list[dict[str, str]]
+    environment: dict[str, Any]
+    schema_created: bool
+    notes: list[str]
+    duration: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    name: str
+    path: str | None
+    valid: bool
+    format: str | None
+    compression: str | None
+    encrypted: bool
+    created_at: str | None
+    counts: dict[str, int]
+    checksums: dict[str, str | None]
+    problems: list[Problem]
+    problems_total: int
+    duration: float
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["problems"] = [p.as_dict() for p in self.problems]
+        return data
+
+
+@dataclass(frozen=True)
+class BackupEntry:
+    name: str
+    created_at: str | None
+    size: int
+    format: str | None
+    compression: str | None
+    encrypted: bool
+    counts: dict[str, int] | None
+    scope: dict[str, Any] | None
+    purpose: str | None
+    path: str | None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def created(self) -> datetime | None:
+        return parse_time(self.created_at)
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    name: str
+    format: str
+    created_at: str | None
+    file_counts: dict[str, int | None]
+    current_counts: dict[str, int | None]
+    settings_files: list[str]
+    scope: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class InfoResult:
+    database: dict[str, Any]
+    storage: dict[str, Any]
+    backups: dict[str, Any]
+    newest: dict[str, Any] | None
+    settings: dict[str, Any]
+    max_age: float | None = None
+    stale: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def new_backup_name(compression: str, *, now: datetime | None = None, suffix: str = "") -> str:
+    now = now or datetime.now(timezone.utc)
+    return (f"{NAME_PREFIX}{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}.jsonl"
+            f"{codecs.SUFFIXES[compression]}{suffix}")
+
+
+def _storage() -> BackupStorage:
+    return BackupStorage()
+
+
+def _check_tables(engine: Engine) -> list[dataset.TableSpec]:
+    existing = engine.existing_tables()
+    missing = [t for t in dataset.table_names() if t not in existing]
+    if missing:
+        raise BackupError(
+            f"The database {engine.alias!r} lacks the tables {', '.join(missing)}: "
+            "this does not look like an AdCP database (python manage.py adcp_demo creates a demo one)."
+        )
+    return list(dataset.tables())
+
+
+def _source_info(engine: Engine) -> dict[str, Any]:
+    return {
+        "engine": engine.vendor,
+        "alias": engine.alias,
+        "django": django.get_version(),
+        "python": platform.python_version(),
+        "hostname": platform.node(),
+    }
+
+
+def _capture_schema(engine: Engine, tables: Sequence[dataset.TableSpec]) -> dict[str, Any]:
+    names = [t.name for t in tables]
+    columns = engine.describe_all(names)
+    return {
+        "engine": engine.vendor,
+        "fingerprint": fingerprint(columns),
+        "tables": columns,
+        "ddl": engine.capture_ddl(names),
+        "fts": engine.fts_present(),
+    }
+
+
+# -- create ----------------------------------------------------------------------------------------------
+def backup_create(
+    *,
+    database: str = "default",
+    compression: str | None = None,
+    output: str | os.PathLike[str] | None = None,
+    include_settings: bool = True,
+    purpose: str = "manual",
+    progress: ProgressCallback = silent,
+) -> BackupResult:
+    """Write a backup of every AdCP table, the settings files and the environment, streaming."""
+    started = time.monotonic()
+    compression = (compression or backup_settings.compression).lower()
+    if compression not in codecs.SUFFIXES:
+        raise BackupError(f"Unknown compression {compression!r}: use none, gzip or zstd.")
+    engine = get_engine(database)
+    tables = _check_tables(engine)
+    storage = _storage()
+    name = new_backup_name(compression)
+    while storage.exists(name):
+        name = new_backup_name(compression)
+    level = backup_settings.GZIP_LEVEL if compression == "gzip" else backup_settings.ZSTD_LEVEL
+    created_at = datetime.now(timezone.utc)
+
+    with _open_output(storage, name, output) as (out, final_name, final_path):
+        compressed = codecs.CompressedWriter(out, compression, level)
+        writer = BackupWriter(compressed)
+        with engine.snapshot():
+            counts = {spec.name: engine.count(spec.name) for spec in tables}
+            schema = _capture_schema(engine, tables)
+            writer.header(
+                {
+                    "created_at": created_at.isoformat(),
+                    "tool": f"adcp-backup {__version__}",
+                    "source": _source_info(engine),
+                    "scope": {"tenants": "all"},
+                    "purpose": purpose,
+                    "counts": counts,
+                    "compression": compression,
+                    "secrets": "redacted",
+                    "schema": schema,
+                }
+            )
+            for spec in tables:
+                _write_table(engine, writer, spec, schema["tables"][spec.name], counts[spec.name], progress)
+        if include_settings:
+            for captured in settings_files.capture_files():
+                writer.file(path=captured.path, content=captured.content, mode=captured.mode)
+            writer.environment(settings_files.capture_environment())
+        written = writer.trailer()
+        compressed.close()
+        if written != counts:  # the snapshot guarantees equality; a difference is a bug, never a backup
+            raise BackupError(f"Rows changed while they were read ({counts} counted, {written} written).")
+    result = BackupResult(
+        name=final_name,
+        path=final_path,
+        size=out.size,
+        sha256=out.sha256.hexdigest(),
+        counts=written,
+        compression=compression,
+        encrypted=False,
+        created_at=created_at.isoformat(),
+        scope={"tenants": "all"},
+        purpose=purpose,
+        secrets="redacted",
+        duration=time.monotonic() - started,
+    )
+    logger.info("Backup %s written: %s bytes, %s", result.name, result.size, result.counts)
+    return result
+
+
+def _write_table(engine: Engine, writer: BackupWriter, spec: dataset.TableSpec,
+                 columns: list[dict[str, Any]], total: int, progress: ProgressCallback) -> None:
+    writer.begin_table(spec.name, columns, sequence=engine.get_sequence(spec.name))
+    done = 0
+    progress(ProgressEvent("backup", spec.name, 0, total))
+    for rows in engine.read_rows(spec, [c["name"] for c in columns], batch_size=backup_settings.BATCH_SIZE):
+        done += writer.rows(rows)
+        progress(ProgressEvent("backup", spec.name, done, total))
+    writer.end_table(sequence=engine.get_sequence(spec.name))
+    progress(ProgressEvent("backup", spec.name, done, total, finished=True))
+
+
+@contextmanager
+def _open_output(storage: BackupStorage, name: str,
+                 output: str | os.PathLike[str] | None) -> Iterator[tuple[HashingWriter, str, str | None]]:
+    if output is None:
+        with storage.writer(name, verify=backup_settings.VERIFY) as out:
+            yield out, name, storage.path(name)
+        return
+    target = Path(output).expanduser()
+    target = target if target.is_absolute() else Path.cwd() / target
+    if target.is_dir():
+        target = target / name
+    if target.exists():
+        raise BackupError(f"{target} already exists; a backup never overwrites a file.")
+    if not target.parent.is_dir():
+        raise BackupError(f"The folder {target.parent} does not exist.")
+    local = BackupStorage(_LocalFolder(target.parent))
+    with local.writer(target.name, verify=backup_settings.VERIFY) as out:
+        yield out, target.name, str(target.resolve())
+
+
+def _LocalFolder(folder: Path) -> Any:
+    from django.core.files.storage import FileSystemStorage
+
+    return FileSystemStorage(location=str(folder), file_permissions_mode=0o600)
+
+
+# -- reading helpers -------------------------------------------------------------------------------------
+@contextmanager
+def _opened(source: Source, *, strict: bool) -> Iterator[Any]:
+    handle = source.open()
+    try:
+        yield open_reader(handle, strict=strict)
+    finally:
+        handle.close()
+
+
+def _resolve(file: str) -> Source:
+    storage = _storage()
+    return resolve_source(file, storage, latest=_latest_name)
+
+
+def _latest_name() -> str | None:
+    entries = [e for e in backup_list() if e.error is None and e.purpose != "safety"]
+    return entries[0].name if entries else None
+
+
+# -- validate --------------------------------------------------------------------------------------------
+def backup_validate(*, file: str, progress: ProgressCallback = silent) -> ValidationReport:
+    """Read the whole file once: structure, checksums, counts, types, NOT NULL, unique and foreign keys."""
+    started = time.monotonic()
+    source = _resolve(file)
+    limit = backup_settings.MAX_PROBLEMS
+    problems: list[Problem] = []
+    counts: dict[str, int] = {}
+    checksums: dict[str, str | None] = {}
+    header: dict[str, Any] = {}
+    reader: Any = None
+    try:
+        with _opened(source, strict=False) as reader, KeyIndex() as keys:
+            header = reader.header
+            checker: RowChecker | None = None
+            expected = header.get("counts") or {}
+            for event in reader.events():
+                if isinstance(event, TableStart):
+                    spec = _spec_or_none(event.name)
+                    if spec is None:
+                        problems.append(Problem(event.name, "this table is not one adcp-backup knows"))
+                        checker = None
+                        continue
+                    unknown = [c for c in event.columns if c not in spec.column_names]
+                    if unknown:
+                        problems.append(Problem(event.name, f"unknown columns {', '.join(unknown)}"))
+                    checker = RowChecker(spec, event.columns, event.families)
+                    keys.start_table(spec, event.columns)
+                    progress(ProgressEvent("validate", event.name, 0, expected.get(event.name)))
+                elif isinstance(event, RowBatch):
+                    if checker is not None:
+                        if len(problems) < limit:
+                            problems.extend(checker.check(event.rows, event.first_row))
+                        keys.add(event.table, event.rows, event.first_row)
+                    progress(ProgressEvent("validate", event.table, event.first_row + len(event.rows) - 1,
+                                           expected.get(event.table)))
+                elif isinstance(event, TableEnd):
+                    counts[event.name] = event.rows
+                    checksums[event.name] = event.sha256
+                    if event.name in expected and expected[event.name] != event.rows:
+                        problems.append(Problem(event.name, f"the header announces {expected[event.name]} rows, "
+                                                            f"the file holds {event.rows}"))
+                    progress(ProgressEvent("validate", event.name, event.rows, event.rows, finished=True))
+            problems = reader.problems + problems
+            if not any(p.section == "trailer" for p in reader.problems):
+                problems.extend(keys.problems(limit))
+    except InvalidBackup as exc:
+        problems = (reader.problems if reader is not None else []) + problems + exc.problems
+    total = len(problems)
+    report = ValidationReport(
+        name=source.name,
+        path=source.path,
+        valid=not problems,
+        format=getattr(reader, "format", None),
+        compression=getattr(reader, "compression", None),
+        encrypted=bool(getattr(reader, "encrypted", False)),
+        created_at=header.get("created_at"),
+        counts=counts,
+        checksums=checksums,
+        problems=problems[:limit],
+        problems_total=total,
+        duration=time.monotonic() - started,
+    )
+    logger.info("Validated %s: %s", source.display, "valid" if report.valid else f"{total} problem(s)")
+    return report
+
+
+def _spec_or_none(name: str) -> dataset.TableSpec | None:
+    try:
+        return dataset.table(name)
+    except KeyError:
+        return None
+
+
+# -- list and info ---------------------------------------------------------------------------------------
+def backup_list(*, limit: int | None = None) -> list[BackupEntry]:
+    """Every backup in the storage, newest first, described from its header (never from its name)."""
+    storage = _storage()
+    entries = [_describe(storage, name) for name in storage.names()]
+    epoch = datetime.min.replace(tzinfo=timezone.utc)
+    entries.sort(key=lambda e: (e.created or epoch, e.name), reverse=True)
+    return entries[:limit] if limit else entries
+
+
+def _describe(storage: BackupStorage, name: str) -> BackupEntry:
+    size = storage.size(name)
+    path = storage.path(name)
+    handle: IO[bytes] | None = None
+    try:
+        handle = storage.open(name)
+        reader = open_reader(handle, strict=True)
+        header = reader.header
+        return BackupEntry(
+            name=name,
+            created_at=header.get("created_at"),
+            size=size,
+            format=reader.format,
+            compression=reader.compression,
+            encrypted=reader.encrypted,
+            counts=header.get("counts"),
+            scope=header.get("scope"),
+            purpose=header.get("purpose"),
+            path=path,
+        )
+    except InvalidBackup as exc:
+        modified = storage.modified(name)
+        return BackupEntry(name=name, created_at=modified.isoformat() if modified else None, size=size,
+                           format=None, compression=None, encrypted=False, counts=None, scope=None,
+                           purpose=None, path=path, error=str(exc))
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def backup_info(*, database: str = "default", max_age: timedelta | None = None) -> InfoResult:
+    """The state of the database, the storage and the backups, for people and for monitoring."""
+    engine = get_engine(database)
+    existing = engine.existing_tables()
+    tables = {}
+    for spec in dataset.tables():
+        tables[spec.name] = engine.count(spec.name) if spec.name in existing else None
+    settings_dict = connections[database].settings_dict
+    storage = _storage()
+    entries = backup_list()
+    usable = [e for e in entries if e.error is None]
+    newest = next((e for e in usable if e.purpose != "safety"), None)
+    now = datetime.now(timezone.utc)
+    newest_info = None
+    stale = False
+    if newest is not None and newest.created is not None:
+        age = (now - newest.created).total_seconds()
+        newest_info = {"name": newest.name, "created_at": newest.created_at, "age_seconds": round(age, 1),
+                       "size": newest.size, "counts": newest.counts}
+        stale = max_age is not None and age > max_age.total_seconds()
+    elif max_age is not None:
+        stale = True
+    return InfoResult(
+        database={
+            "alias": database,
+            "engine": engine.vendor,
+            "name": str(settings_dict.get("NAME")),
+            "host": settings_dict.get("HOST") or None,
+            "tables": tables,
+            "missing_tables": [t for t, c in tables.items() if c is None],
+            "fts": engine.fts_present() if dataset.FTS_TABLE in existing else False,
+        },
+        storage={
+            "location": storage.location,
+            "free_bytes": storage.free_space(),
+        },
+        backups={
+            "count": len(usable),
+            "total_size": sum(e.size for e in entries),
+            "unreadable": [e.name for e in entries if e.error is not None],
+            "safety_backups": sum(1 for e in usable if e.purpose == "safety"),
+        },
+        newest=newest_info,
+        settings={
+            "compression": backup_settings.compression,
+            "settings_files": [str(p) for p in backup_settings.settings_files],
+            "environment_variables": list(backup_settings.ENV_VARS),
+            "safety_backup": bool(backup_settings.SAFETY_BACKUP),
+        },
+        max_age=max_age.total_seconds() if max_age is not None else None,
+        stale=stale,
+    )
+
+
+# -- restore ---------------------------------------------------------------------------------------------
+def backup_restore_plan(*, file: str, database: str = "default") -> RestorePlan:
+    """What a restore of ``file`` would replace: the file's counts beside the database's, read from headers."""
+    source = _resolve(file)
+    engine = get_engine(database)
+    with _opened(source, strict=True) as reader:
+        header = reader.header
+        fmt = reader.format
+    existing = engine.existing_tables()
+    file_tables = list((header.get("schema") or {}).get("tables") or dataset.table_names())
+    counts = header.get("counts") or {}
+    return RestorePlan(
+        name=source.name,
+        format=fmt,
+        created_at=header.get("created_at"),
+        file_counts={t: counts.get(t) for t in file_tables},
+        current_counts={t: engine.count(t) if t in existing else None for t in dataset.table_names()},
+        settings_files=[str(p) for p in backup_settings.settings_files],
+        scope=header.get("scope") or {"tenants": "all"},
+    )
+
+
+def backup_restore(
+    *,
+    file: str,
+    database: str = "default",
+    skip_validation: bool = False,
+    dry_run: bool = False,
+    create_schema: bool = False,
+    safety_backup: bool | None = None,
+    restore_settings: bool = True,
+    progress: ProgressCallback = silent,
+) -> RestoreResult:
+    """Replace the AdCP tables (and settings files) with a backup's, in one transaction, or change nothing."""
+    started = time.monotonic()
+    source = _resolve(file)
+    engine = get_engine(database)
+    with _opened(source, strict=True) as reader:
+        header = reader.header
+        plan = _plan_schema(engine, header, create_schema=create_schema)
+        notes = list(plan.notes)
+
+        safety_name = None
+        want_safety = backup_settings.SAFETY_BACKUP if safety_backup is None else safety_backup
+        if want_safety and not dry_run and not plan.create:
+            progress(ProgressEvent("safety backup", message="Taking a safety backup of the current data..."))
+            safety = backup_create(database=database, purpose="safety", progress=silent)
+            safety_name = safety.name
+            progress(ProgressEvent("safety backup", message=f"Safety backup written: {safety.name}"))
+
+        try:
+            outcome = _restore_data(engine, reader, header, plan, dry_run=dry_run,
+                                    validate=not skip_validation, progress=progress)
+        except DatabaseError as exc:
+            raise RestoreError(f"The restore failed and was rolled back; the database is unchanged. ({exc})") from exc
+        except InvalidBackup:
+            raise
+        except BackupError:
+            raise
+        notes.extend(outcome.notes)
+
+    files: list[dict[str, str]] = []
+    if restore_settings:
+        files = _restore_files(outcome.files, dry_run=dry_run)
+    result = RestoreResult(
+        name=source.name,
+        format=reader.format,
+        restored=outcome.restored,
+        dry_run=dry_run,
+        safety_backup=safety_name,
+        changes=outcome.changes,
+        defaulted=outcome.defaulted,
+        files=files,
+        environment=outcome.environment,
+        schema_created=plan.create,
+        notes=notes,
+        duration=time.monotonic() - started,
+    )
+    logger.info("%s %s into %r: %s", "Dry run of" if dry_run else "Restored", source.display, database,
+                result.restored)
+    return result
+
+
+@dataclass
+class _SchemaPlan:
+    tables: list[dataset.TableSpec]  # tables the restore replaces, in restore order
+    create: bool = False
+    ddl: list[str] = field(default_factory=list)
+    live_columns: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _plan_schema(engine: Engine, header: dict[str, Any], *, create_schema: bool) -> _SchemaPlan:
+    """Compare the file's tables with the database's, before anything is written."""
+    schema = header.get("schema") or {}
+    file_tables: dict[str, list[dict[str, Any]]] = schema.get("tables") or {}
+    unknown = [t for t in file_tables if _spec_or_none(t) is None]
+    if unknown:
+        raise SchemaMismatch([f"the backup holds tables this version does not know: {', '.join(unknown)}"])
+    covered = set(file_tables)
+    # A replaced parent takes its children with it, even where the file has none of them.
+    changed = True
+    while changed:
+        changed = False
+        for spec in dataset.tables():
+            if spec.name not in covered and any(fk.table in covered for fk in spec.foreign_keys):
+                covered.add(spec.name)
+                changed = True
+    tables = [spec for spec in dataset.tables() if spec.name in covered]
+    plan = _SchemaPlan(tables=tables)
+    for spec in tables:
+        if spec.name not in file_tables:
+            plan.notes.append(f"{spec.name}: not in the backup; emptied because its parent rows are replaced")
+
+    existing = engine.existing_tables()
+    registry = dataset.table_names()
+    missing = [t for t in registry if t not in existing]
+    if missing:
+        if len(missing) == len(registry) or create_schema:
+            if len(missing) != len(registry):
+                raise SchemaMismatch(
+                    [f"tables {', '.join(missing)} are missing but others exist: "
+                     "--create-schema only creates the whole schema in a database that has none of it"]
+                )
+            plan.create = True
+            if schema.get("engine") == engine.vendor and schema.get("ddl"):
+                plan.ddl = list(schema["ddl"])
+            else:
+                plan.ddl = shipped_ddl(engine.vendor)
+                if schema.get("engine") and schema.get("engine") != engine.vendor:
+                    plan.notes.append(
+                        f"schema created from the AdCP {engine.vendor} DDL (the backup came from {schema.get('engine')})"
+                    )
+            for spec in dataset.tables():
+                plan.live_columns[spec.name] = [c.name for c in spec.columns]
+            return plan
+        raise SchemaMismatch([f"table {t} is missing (use --create-schema on an empty database)" for t in missing])
+
+    differences: list[str] = []
+    for spec in tables:
+        live = {c.name: c for c in engine.describe(spec.name)}
+        plan.live_columns[spec.name] = list(live)
+        for column in file_tables.get(spec.name, []):
+            name = column.get("name")
+            if name not in live:
+                differences.append(f"{spec.name}.{name} is in the backup but not in the database")
+                continue
+            if column.get("family") != live[name].family:
+                differences.append(
+                    f"{spec.name}.{name} is {column.get('family')} in the backup but {live[name].family} in the database"
+                )
+            if column.get("nullable") and not live[name].nullable:
+                differences.append(f"{spec.name}.{name} may be NULL in the backup but is NOT NULL in the database")
+        file_names = {c.get("name") for c in file_tables.get(spec.name, [])}
+        for name, column in live.items():
+            if spec.name in file_tables and name not in file_names and not column.nullable:
+                declared = next((c for c in spec.columns if c.name == name), None)
+                if declared is None or not declared.has_default:
+                    differences.append(f"{spec.name}.{name} is NOT NULL in the database and missing from the backup")
+    if differences:
+        raise SchemaMismatch(differences)
+    return plan
+
+
+@dataclass
+class _Outcome:
+    restored: dict[str, int]
+    changes: dict[str, TableChange]
+    defaulted: dict[str, list[str]]
+    files: list[FileRecord]
+    environment: dict[str, Any]
+    notes: list[str]
+
+
+def _restore_data(engine: Engine, reader: Any, header: dict[str, Any], plan: _SchemaPlan, *,
+                  dry_run: bool, validate: bool, progress: ProgressCallback) -> _Outcome:
+    connection = engine.connection
+    source_vendor = (header.get("schema") or {}).get("engine") or (header.get("source") or {}).get("engine")
+    expected = header.get("counts") or {}
+    in_scope = {spec.name for spec in plan.tables}
+    restored: dict[str, int] = {spec.name: 0 for spec in plan.tables}
+    defaulted: dict[str, list[str]] = {}
+    files: list[FileRecord] = []
+    environment: dict[str, Any] = {}
+    notes: list[str] = []
+    changes: dict[str, TableChange] = {}
+    sequences: dict[str, int | None] = {}
+    problems: list[Problem] = []
+
+    if plan.create and not connection.features.can_rollback_ddl and not dry_run:
+        engine.create_schema(plan.ddl)  # this engine commits DDL at once: tables first, data atomically after
+    elif plan.create and not connection.features.can_rollback_ddl:
+        raise RestoreError(f"A dry run cannot create tables on {engine.vendor}, which commits DDL at once.")
+
+    with connection.wrap_database_errors, engine.restore_transaction():
+        if plan.create and connection.features.can_rollback_ddl:
+            engine.create_schema(plan.ddl)
+        before = {spec.name: engine.count(spec.name) for spec in plan.tables}
+        if dry_run:
+            _snapshot_for_diff(engine, plan.tables)
+        fts = engine.supports_fts and engine.fts_present()
+        triggers = engine.fts_suspend() if fts else []
+        for spec in reversed(plan.tables):
+            engine.delete_rows(spec.name)
+
+        current: dict[str, Any] = {}
+        for event in reader.events():
+            if isinstance(event, TableStart):
+                if event.name not in in_scope:
+                    notes.append(f"{event.name}: in the backup but outside the restore's scope; skipped")
+                    current[event.name] = None
+                    continue
+                current[event.name] = _TableWriter(engine, dataset.table(event.name), event,
+                                                   plan.live_columns.get(event.name), source_vendor, validate)
+                if current[event.name].defaulted:
+                    defaulted[event.name] = current[event.name].defaulted
+                progress(ProgressEvent("restore", event.name, 0, expected.get(event.name)))
+            elif isinstance(event, RowBatch):
+                table_writer = current.get(event.table)
+                if table_writer is None:
+                    continue
+                problems.extend(table_writer.write(event.rows, event.first_row))
+                if problems:
+                    raise InvalidBackup(problems)
+                restored[event.table] += len(event.rows)
+                progress(ProgressEvent("restore", event.table, restored[event.table], expected.get(event.table)))
+            elif isinstance(event, TableEnd):
+                if event.name in in_scope:
+                    sequences[event.name] = event.sequence
+                    progress(ProgressEvent("restore", event.name, restored[event.name], restored[event.name],
+                                           finished=True))
+            elif isinstance(event, FileRecord):
+                files.append(event)
+            elif isinstance(event, EnvironmentRecord):
+                environment = {
+                    "variables": settings_files.mask_variables(event.variables),
+                    "redacted": event.redacted,
+                    "feature_flags": event.feature_flags,
+                    "applied": False,
+                }
+            elif isinstance(event, End):
+                pass
+
+        for spec in plan.tables:
+            engine.reset_sequence(spec, sequences.get(spec.name))
+        if fts:
+            engine.fts_rebuild()
+            engine.fts_resume(triggers)
+            problems.extend(engine.fts_check())
+        problems.extend(engine.check_foreign_keys(plan.tables))
+        for spec in plan.tables:
+            actual = engine.count(spec.name)
+            if actual != restored[spec.name]:
+                problems.append(Problem(spec.name, f"{restored[spec.name]} rows written but {actual} in the table"))
+        if problems:
+            raise InvalidBackup(problems)
+        for spec in plan.tables:
+            changes[spec.name] = TableChange(before=before[spec.name], after=restored[spec.name])
+        if dry_run:
+            changes = _diff_report(engine, plan.tables, before, restored)
+            transaction.set_rollback(True, using=engine.alias)
+    return _Outcome(restored, changes, defaulted, files, environment, notes)
+
+
+class _TableWriter:
+    """Inserts one table's rows: checks them, adapts them to the engine, fills defaulted columns."""
+
+    def __init__(self, engine: Engine, spec: dataset.TableSpec, start: TableStart, live_columns: list[str] | None,
+                 source_vendor: str | None, validate: bool) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.source_vendor = source_vendor
+        self.checker = RowChecker(spec, start.columns, start.families) if validate else None
+        live = live_columns or spec.column_names
+        self.defaulted = [c for c in live if c not in start.columns]
+        self.defaults = []
+        for name in self.defaulted:
+            try:
+                declared = spec.column(name)
+            except KeyError:
+                self.defaults.append(None)
+                continue
+            self.defaults.append(declared.default if declared.has_default else None)
+        self.columns = list(start.columns) + self.defaulted
+        self.families = list(start.families) + [_family(spec, c) for c in self.defaulted]
+
+    def write(self, rows: list[list[Any]], first_row: int) -> list[Problem]:
+        if self.checker is not None:
+            problems = self.checker.check(rows, first_row)
+            if problems:
+                return problems
+        if self.defaults:
+            for row in rows:
+                row.extend(self.defaults)
+        rows = self.engine.adapt_rows(self.spec, self.columns, self.families, rows, self.source_vendor)
+        self.engine.insert_rows(self.spec, self.columns, rows)
+        return []
+
+
+def _family(spec: dataset.TableSpec, column: str) -> str:
+    try:
+        return spec.column(column).family
+    except KeyError:
+        return dataset.TEXT
+
+
+def _snapshot_for_diff(engine: Engine, tables: Sequence[dataset.TableSpec]) -> None:
+    with engine.connection.cursor() as cursor:
+        for spec in tables:
+            temp = engine.quote(f"adcp_before_{spec.name}")
+            cursor.execute(f"DROP TABLE IF EXISTS {temp}")
+            cursor.execute(f"CREATE TEMPORARY TABLE {temp} AS SELECT * FROM {engine.quote(spec.name)}")
+
+
+def _diff_report(engine: Engine, tables: Sequence[dataset.TableSpec], before: dict[str, int],
+                 restored: dict[str, int]) -> dict[str, TableChange]:
+    changes = {}
+    with engine.connection.cursor() as cursor:
+        for spec in tables:
+            table = engine.quote(spec.name)
+            old = engine.quote(f"adcp_before_{spec.name}")
+            pk = engine.quote(spec.primary_key)
+            cols = engine.column_list([c.name for c in spec.columns])
+            cursor.execute(f"SELECT COUNT(*) FROM {table} n WHERE NOT EXISTS (SELECT 1 FROM {old} o WHERE o.{pk} = n.{pk})")
+            added = cursor.fetchone()[0]
+            cursor.execute(f"SELECT COUNT(*) FROM {old} o WHERE NOT EXISTS (SELECT 1 FROM {table} n WHERE n.{pk} = o.{pk})")
+            removed = cursor.fetchone()[0]
+            cursor.execute(
+                f"SELECT COUNT(*) FROM (SELECT {cols} FROM {table} EXCEPT SELECT {cols} FROM {old}) d"
+            )
+            differing = cursor.fetchone()[0]
+            changes[spec.name] = TableChange(before=before[spec.name], after=restored[spec.name], added=added,
+                                             removed=removed, changed=max(0, differing - added))
+            cursor.execute(f"DROP TABLE {old}")
+    return changes
+
+
+def _restore_files(records: list[FileRecord], *, dry_run: bool) -> list[dict[str, str]]:
+    report = []
+    for record in records:
+        target = settings_files.target_for(record.path)
+        if target is None:
+            report.append({"path": record.path, "action": "skipped: not a configured settings file"})
+            continue
+        if record.content is None:
+            report.append({"path": str(target), "action": "left alone: the file did not exist at backup time"})
+            continue
+        current = target.read_bytes() if target.exists() else None
+        if current == record.content:
+            report.append({"path": str(target), "action": "unchanged"})
+            continue
+        if dry_run:
+            report.append({"path": str(target), "action": "would be written"})
+            continue
+        settings_files.write_atomically(target, record.content, record.mode)
+        report.append({"path": str(target), "action": "written"})
+    return report

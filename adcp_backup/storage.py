@@ -1,0 +1,207 @@
+"""The backup location, through Django's storage API: safe names, atomic publication, streaming reads."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage, Storage, storages
+
+from .conf import backup_settings
+from .exceptions import BackupError, BackupNotFound
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+PARTIAL_SUFFIX = ".partial"
+
+
+class UnsafeName(BackupError, ValueError):
+    """A backup name that could reach outside the backup storage."""
+
+
+class HashingWriter:
+    """Passes bytes on to a file while counting them and hashing them."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self._raw.write(data)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+
+@dataclass
+class Published:
+    name: str
+    size: int
+    sha256: str
+    path: str | None
+
+
+def get_storage() -> Storage:
+    alias = backup_settings.STORAGE_ALIAS
+    if alias in getattr(settings, "STORAGES", {}):
+        return storages[alias]
+    return FileSystemStorage(location=str(backup_settings.backup_dir), file_permissions_mode=0o600,
+                             directory_permissions_mode=0o700)
+
+
+class BackupStorage:
+    def __init__(self, storage: Storage | None = None) -> None:
+        self.storage = storage if storage is not None else get_storage()
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.storage, FileSystemStorage)
+
+    @property
+    def location(self) -> str:
+        if self.is_local:
+            return str(Path(self.storage.location).resolve())
+        return f"{type(self.storage).__module__}.{type(self.storage).__name__}"
+
+    def resolve(self, name: str) -> str:
+        """``name`` checked to be one plain file name inside the storage; raises UnsafeName otherwise."""
+        if not isinstance(name, str) or not SAFE_NAME.match(name) or ".." in name or name.endswith(PARTIAL_SUFFIX):
+            raise UnsafeName(f"{name!r} is not a valid backup name.")
+        return name
+
+    def names(self) -> list[str]:
+        try:
+            _dirs, files = self.storage.listdir("")
+        except FileNotFoundError:
+            return []
+        return sorted(f for f in files if SAFE_NAME.match(f) and not f.endswith(PARTIAL_SUFFIX))
+
+    def exists(self, name: str) -> bool:
+        return self.storage.exists(self.resolve(name))
+
+    def require(self, name: str) -> str:
+        name = self.resolve(name)
+        if not self.storage.exists(name):
+            raise BackupNotFound(f"There is no backup named {name!r} in {self.location}.")
+        return name
+
+    def open(self, name: str) -> IO[bytes]:
+        return self.storage.open(self.require(name), "rb")
+
+    def size(self, name: str) -> int:
+        return self.storage.size(self.resolve(name))
+
+    def modified(self, name: str) -> datetime | None:
+        try:
+            return self.storage.get_modified_time(self.resolve(name))
+        except (NotImplementedError, OSError):
+            return None
+
+    def path(self, name: str) -> str | None:
+        if not self.is_local:
+            return None
+        return str(Path(self.storage.path(self.resolve(name))).resolve())
+
+    def delete(self, name: str) -> None:
+        self.storage.delete(self.require(name))
+
+    def free_space(self) -> int | None:
+        if not self.is_local:
+            return None
+        location = Path(self.storage.location)
+        while not location.exists() and location != location.parent:
+            location = location.parent
+        stat = os.statvfs(location)
+        return stat.f_bavail * stat.f_frsize
+
+    @contextmanager
+    def writer(self, name: str, *, verify: bool = True) -> Iterator[HashingWriter]:
+        """Write a new backup; it appears under ``name`` only if the block ends without an exception."""
+        name = self.resolve(name)
+        if self.storage.exists(name):
+            raise BackupError(f"A backup named {name!r} already exists.")
+        if self.is_local:
+            final = Path(self.storage.path(name))
+            final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            temp = final.with_name(f".{name}{PARTIAL_SUFFIX}")
+        else:
+            fd, temp_name = tempfile.mkstemp(prefix=".adcp-backup-", suffix=PARTIAL_SUFFIX)
+            os.close(fd)
+            temp = Path(temp_name)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb", buffering=1 << 20) as raw:
+                hashing = HashingWriter(raw)
+                yield hashing
+                raw.flush()
+                os.fsync(raw.fileno())
+            if verify:
+                _verify_file(temp, hashing.sha256.hexdigest(), hashing.size)
+            if self.is_local:
+                os.replace(temp, final)
+                _fsync_dir(final.parent)
+            else:
+                with open(temp, "rb") as f:
+                    saved = self.storage.save(name, File(f, name=name))
+                if saved != name:
+                    self.storage.delete(saved)
+                    raise BackupError(f"The storage renamed the backup to {saved!r}; it was removed.")
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def save_upload(self, name: str, chunks: Iterator[bytes]) -> int:
+        """Store uploaded bytes under ``name`` through the same atomic path as a new backup."""
+        with self.writer(name, verify=False) as out:
+            for chunk in chunks:
+                out.write(chunk)
+        return self.size(name)
+
+
+def _verify_file(path: Path, sha256: str, size: int) -> None:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    if path.stat().st_size != size or h.hexdigest() != sha256:
+        raise BackupError("The backup read back from disk differs from what was written; it was not kept.")
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_path(path: str | os.PathLike[str]) -> IO[bytes]:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError as exc:
+        raise BackupNotFound(f"There is no file {str(path)!r}.") from exc
+    except IsADirectoryError as exc:
+        raise BackupNotFound(f"{str(path)!r} is a folder, not a backup file.") from exc
+    except PermissionError as exc:
+        raise BackupError(f"Cannot read {str(path)!r}: permission denied.") from exc
+
+
+def stream_file(handle: IO[bytes] | Any, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    try:
+        while chunk := handle.read(chunk_size):
+            yield chunk
+    finally:
+        handle.close()

@@ -1,0 +1,138 @@
+"""Settings of the adcp-backup project, read from the environment with django-environ.
+
+Relative paths in the environment resolve against the working directory, as operators expect from a
+command-line tool. Every variable is listed in docs/configuration.md.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+try:  # MariaDB/MySQL through PyMySQL (pure Python, no client headers to build against) unless mysqlclient is there
+    import MySQLdb  # noqa: F401
+except ImportError:
+    try:
+        import pymysql
+
+        pymysql.install_as_MySQLdb()
+    except ImportError:
+        pass
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+CWD = Path.cwd()
+
+env = environ.Env()
+if (CWD / ".env").is_file():
+    environ.Env.read_env(CWD / ".env")
+
+
+def _cwd_path(value: str) -> str:
+    """An absolute path for a path from the environment, relative ones taken from the working directory."""
+    return str((CWD / Path(value).expanduser()).resolve())
+
+
+def _database(url: str) -> dict:
+    config = env.db_url_config(url)
+    if config["ENGINE"] == "django.db.backends.sqlite3" and config["NAME"] not in ("", ":memory:"):
+        config["NAME"] = _cwd_path(config["NAME"])
+        Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)  # SQLite cannot create the folder
+        config.setdefault("TEST", {})["NAME"] = str(Path(config["NAME"]).with_suffix(".test.sqlite3"))
+    if config["ENGINE"] == "django.db.backends.mysql":
+        config.setdefault("OPTIONS", {}).setdefault("charset", "utf8mb4")
+        config.setdefault("TEST", {}).update({"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_bin"})
+    return config
+
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="adcp-backup-development-key-change-me")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "adcp_backup",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": _database(env.str("DATABASE_URL", default="sqlite:///data/adcp_demo.sqlite3"))}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = _cwd_path(env.str("STATIC_ROOT", default="data/static"))
+
+# adcp-backup: every ADCP_BACKUP_* setting is documented in adcp_backup/conf.py.
+ADCP_BACKUP_DIR = _cwd_path(env.str("ADCP_BACKUP_DIR", default="data/backups"))
+ADCP_BACKUP_SETTINGS_FILES = [
+    _cwd_path(p)
+    for p in env.list("ADCP_BACKUP_SETTINGS_FILES", default=["data/app_settings.json", "data/tenant_settings.json"])
+]
+if "ADCP_BACKUP_ENV_VARS" in env:
+    ADCP_BACKUP_ENV_VARS = env.list("ADCP_BACKUP_ENV_VARS")
+ADCP_BACKUP_COMPRESSION = env.str("ADCP_BACKUP_COMPRESSION", default="gzip")
+ADCP_BACKUP_GZIP_LEVEL = env.int("ADCP_BACKUP_GZIP_LEVEL", default=1)
+ADCP_BACKUP_ZSTD_LEVEL = env.int("ADCP_BACKUP_ZSTD_LEVEL", default=3)
+ADCP_BACKUP_SAFETY_BACKUP = env.bool("ADCP_BACKUP_SAFETY_BACKUP", default=True)
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+
+LOG_FILE = _cwd_path(env.str("ADCP_BACKUP_LOG_FILE", default="backup_operations.log"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "operations_file": {
+            "class": "logging.FileHandler",
+            "filename": LOG_FILE,
+            "formatter": "plain",
+            "delay": True,
+            "encoding": "utf-8",
+        },
+    },
+    "loggers": {
+        "adcp_backup": {
+            "handlers": ["console", "operations_file"],
+            "level": env.str("ADCP_BACKUP_LOG_LEVEL", default="INFO"),
+            "propagate": False,
+        },
+    },
+}

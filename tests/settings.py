@@ -1,0 +1,35 @@
+"""Test settings: the project's, with a file SQLite database and, when their URLs are set, PostgreSQL and MariaDB."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import environ
+
+from project.settings import *  # noqa: F403
+from project.settings import _database
+
+_WORK = Path(os.environ.get("ADCP_TEST_WORKDIR") or tempfile.gettempdir()) / f"adcp-backup-tests-{os.getpid()}"
+_WORK.mkdir(parents=True, exist_ok=True)
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(_WORK / "default.sqlite3"),
+        "TEST": {"NAME": str(_WORK / "test_default.sqlite3")},
+    }
+}
+
+_env = environ.Env()
+POSTGRES_URL = _env.str("ADCP_TEST_POSTGRES_URL", default="")
+MYSQL_URL = _env.str("ADCP_TEST_MYSQL_URL", default="")
+if POSTGRES_URL:
+    DATABASES["postgresql"] = _database(POSTGRES_URL)
+if MYSQL_URL:
+    DATABASES["mysql"] = _database(MYSQL_URL)
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+LOG_FILE = str(_WORK / "backup_operations.log")
+LOGGING["handlers"]["operations_file"]["filename"] = LOG_FILE  # noqa: F405
+LOGGING["handlers"]["console"]["level"] = "WARNING"  # noqa: F405
