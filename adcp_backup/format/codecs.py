@@ -16,6 +16,15 @@ AGE_ARMOR_MAGIC = b"-----BEGIN AGE ENCRYPTED FILE-----"
 SUFFIXES = {"none": "", "gzip": ".gz", "zstd": ".zst"}
 
 
+def _igzip() -> Any:
+    """ISA-L's gzip (the isal package) when installed: the same gzip format, about ten times faster."""
+    try:
+        from isal import igzip
+    except ImportError:
+        return None
+    return igzip
+
+
 def _zstandard() -> Any:
     try:
         import zstandard
@@ -51,9 +60,11 @@ class CompressedWriter:
             self._stream: Any = None
             self._raw = raw
         elif compression == "gzip":
-            self._stream = gzip.GzipFile(
-                fileobj=_NoClose(raw), mode="wb", compresslevel=level if level is not None else 1, mtime=0
-            )
+            level = level if level is not None else 1
+            igzip = _igzip()
+            # ISA-L has levels 0 to 3; above that the standard library's zlib takes over.
+            module = igzip if igzip is not None and level <= 3 else gzip
+            self._stream = module.GzipFile(fileobj=_NoClose(raw), mode="wb", compresslevel=level, mtime=0)
         elif compression == "zstd":
             zstd = _zstandard()
             self._stream = zstd.ZstdCompressor(level=level if level is not None else 3).stream_writer(
@@ -126,7 +137,7 @@ class DecompressingReader(io.RawIOBase):
     def __init__(self, raw: IO[bytes], compression: str) -> None:
         self.compression = compression
         if compression == "gzip":
-            self._stream: Any = gzip.GzipFile(fileobj=raw, mode="rb")
+            self._stream: Any = (_igzip() or gzip).GzipFile(fileobj=raw, mode="rb")
         elif compression == "zstd":
             zstd = _zstandard()
             self._stream = zstd.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=False)
@@ -142,8 +153,9 @@ class DecompressingReader(io.RawIOBase):
         except (OSError, EOFError, zlib.error) as exc:
             raise InvalidBackup(f"the {self.compression} stream is damaged or truncated ({exc})") from exc
         except Exception as exc:
-            if type(exc).__module__.startswith("zstandard") or type(exc).__name__ == "ZstdError":
-                raise InvalidBackup(f"the zstd stream is damaged or truncated ({exc})") from exc
+            # zstandard's ZstdError and ISA-L's IsalError derive from Exception only
+            if type(exc).__name__ in ("ZstdError", "IsalError"):
+                raise InvalidBackup(f"the {self.compression} stream is damaged or truncated ({exc})") from exc
             raise
 
     def readinto(self, b: Any) -> int:
