@@ -302,8 +302,10 @@ def _open_output(storage: BackupStorage, name: str,
         target = target / name
     if target.exists():
         raise BackupError(f"{target} already exists; a backup never overwrites a file.")
-    if not target.parent.is_dir():
-        raise BackupError(f"The folder {target.parent} does not exist.")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BackupError(f"Cannot create the folder {target.parent}: {exc.strerror}.") from exc
     local = BackupStorage(_LocalFolder(target.parent))
     with local.writer(target.name, verify=backup_settings.VERIFY) as out:
         yield out, target.name, str(target.resolve())

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from ..dataset import BLOB, FLOAT
+from ..dataset import BLOB
 
 # Values JSON cannot carry as such are written as one-key objects: {"$bytes": b64}, {"$text": s}, {"$float": "nan"}.
 TAG_MARK = b'{"$'
@@ -33,28 +33,28 @@ def _special_float(value: float) -> dict:
 def row_encoder(families: Sequence[str]) -> Callable[[Sequence[Any]], bytes]:
     """A function turning one database row into one JSON line (without the newline)."""
     blob_idx = [i for i, f in enumerate(families) if f == BLOB]
-    float_idx = [i for i, f in enumerate(families) if f == FLOAT]
     dumps = orjson.dumps
 
-    if not blob_idx and not float_idx:
-        return lambda row: dumps(row, default=_default)
-
     def encode(row: Sequence[Any]) -> bytes:
-        values = list(row)
-        for i in blob_idx:
-            v = values[i]
-            if v is None:
-                continue
-            t = type(v)
-            if t is bytes or t is memoryview or t is bytearray:
-                values[i] = b64encode(v).decode("ascii")
-            elif t is str:
-                values[i] = {"$text": v}
-        for i in float_idx:
-            v = values[i]
-            if type(v) is float and v - v != 0:
-                values[i] = _special_float(v)
-        return dumps(values, default=_default)
+        values: Sequence[Any] = row
+        if blob_idx:
+            values = list(row)
+            for i in blob_idx:
+                v = values[i]
+                if v is None:
+                    continue
+                t = type(v)
+                if t is bytes or t is memoryview or t is bytearray:
+                    values[i] = b64encode(v).decode("ascii")
+                elif t is str:
+                    values[i] = {"$text": v}
+        line = dumps(values, default=_default)
+        # orjson writes NaN and infinities as null; only a line with a null can hide one. SQLite lets a
+        # float sit in any column, so every value is looked at, but only on those lines.
+        if b"null" in line and any(type(v) is float and v - v != 0 for v in values):
+            values = [_special_float(v) if type(v) is float and v - v != 0 else v for v in values]
+            line = dumps(values, default=_default)
+        return line
 
     return encode
 

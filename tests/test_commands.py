@@ -1,0 +1,216 @@
+"""The management commands' wiring: options, prompts, exit codes and --json output."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connections
+
+from adcp_backup import services
+
+from .conftest import table_state
+
+
+class Terminal(io.StringIO):
+    """Typed answers on a terminal: what an operator at a shell would send."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def run(*args, stdin=None):
+    out, err = io.StringIO(), io.StringIO()
+    kwargs = {"stdout": out, "stderr": err}
+    if stdin is not None:
+        kwargs["stdin"] = stdin
+    try:
+        call_command(*args, **kwargs)
+        code = 0
+    except CommandError as exc:
+        code = exc.returncode
+        err.write(str(exc))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_create_json_output_has_the_contract_fields(seeded):
+    seeded()
+    code, out, _err = run("backup_create", "--compress", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert {"name", "path", "size", "sha256", "counts"} <= set(data)
+    assert data["name"].endswith(".jsonl.gz")
+    assert Path(data["path"]).is_absolute() and Path(data["path"]).stat().st_size == data["size"]
+    assert data["counts"]["product"] == 60
+
+
+def test_create_with_output_path_relative_to_the_working_directory(seeded, backup_env):
+    seeded()
+    code, out, _ = run("backup_create", "--compression", "zstd", "--output", "exports/nightly.jsonl.zst", "--json")
+    assert code == 0, out
+    target = backup_env / "exports" / "nightly.jsonl.zst"
+    assert json.loads(out)["path"] == str(target) and target.exists()
+    code, out, err = run("backup_create", "--output", "exports/nightly.jsonl.zst")
+    assert code == 1 and "already exists" in err
+    code, out, err = run("backup_validate", "exports/nightly.jsonl.zst", "--json")
+    assert code == 0 and json.loads(out)["valid"] is True
+
+
+def test_list_and_info_json(seeded):
+    seeded()
+    run("backup_create")
+    run("backup_create", "--compression", "zstd")
+    code, out, _ = run("backup_list", "--json")
+    backups = json.loads(out)["backups"]
+    assert code == 0 and len(backups) == 2
+    assert {"name", "created_at", "size", "format", "compression", "encrypted", "counts"} <= set(backups[0])
+    assert backups[0]["created_at"] >= backups[1]["created_at"]
+    code, out, _ = run("backup_list", "--limit", "1", "--json")
+    assert len(json.loads(out)["backups"]) == 1
+    code, out, _ = run("backup_info", "--json")
+    info = json.loads(out)
+    assert code == 0 and {"database", "storage", "backups", "newest"} <= set(info)
+    assert info["database"]["tables"]["product"] == 60 and info["backups"]["count"] == 2
+
+
+def test_info_max_age_exits_1_when_backups_are_stale(seeded):
+    seeded()
+    code, _, err = run("backup_info", "--max-age", "26h")
+    assert code == 1 and "no backup" in err
+    run("backup_create")
+    assert run("backup_info", "--max-age", "26h")[0] == 0
+    code, _, err = run("backup_info", "--max-age", "soon")
+    assert code == 1 and "not a duration" in err
+
+
+def test_validate_exit_codes_and_problems_in_json(seeded, backup_env):
+    seeded()
+    name = services.backup_create(compression="none").name
+    assert run("backup_validate", name)[0] == 0
+    path = backup_env / "backups" / name
+    data = path.read_bytes()
+    bad = backup_env / "bad.jsonl"
+    bad.write_bytes(data[: len(data) - 200])
+    code, out, _ = run("backup_validate", str(bad), "--json")
+    report = json.loads(out)
+    assert code == 2 and report["valid"] is False
+    assert report["problems"] and {"section", "row", "message"} <= set(report["problems"][0])
+    code, out, err = run("backup_validate", "no-such-backup.jsonl.gz")
+    assert code == 1 and "no backup named" in err
+
+
+def test_restore_asks_for_the_word_yes(seeded):
+    seeded()
+    name = services.backup_create().name
+    with connections["default"].cursor() as cursor:
+        cursor.execute("UPDATE tenant SET name = 'kept' WHERE id = 1")
+    state = table_state()
+    code, _, err = run("backup_restore", name, stdin=Terminal("y\n"))
+    assert code == 1 and "cancelled" in err and "Type 'yes'" in err
+    assert table_state() == state
+    code, out, err = run("backup_restore", name, "--no-safety-backup", stdin=Terminal("yes\n"))
+    assert code == 0, err
+    assert "Restored" in out and table_state() != state
+
+
+def test_restore_refuses_without_a_terminal_unless_forced(seeded):
+    seeded()
+    name = services.backup_create().name
+    state = table_state()
+    code, _, err = run("backup_restore", name, stdin=io.StringIO("yes\n"))
+    assert code == 1 and "no terminal" in err
+    assert table_state() == state
+    code, out, _ = run("backup_restore", name, "--no-input", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["restored"]["product"] == 60 and result["dry_run"] is False and result["safety_backup"]
+
+
+def test_restore_latest_dry_run_and_validate_only(seeded):
+    seeded()
+    services.backup_create()
+    code, out, _ = run("backup_restore", "latest", "--dry-run", "--json")
+    assert code == 0 and json.loads(out)["dry_run"] is True and json.loads(out)["safety_backup"] is None
+    code, out, _ = run("backup_restore", "latest", "--validate-only")
+    assert code == 0 and "nothing was restored" in out
+
+
+def test_restore_of_an_invalid_file_exits_2_and_changes_nothing(seeded, backup_env):
+    seeded()
+    bad = backup_env / "bad.jsonl"
+    bad.write_text('{"kind":"header","format":"adcp-backup","version":3}\n[1]\n')
+    state = table_state()
+    code, out, err = run("backup_restore", str(bad), "--force", "--json")
+    assert code == 2 and json.loads(out)["problems"]
+    assert table_state() == state
+
+
+def test_user_mistakes_are_one_clear_sentence_not_a_traceback(seeded, backup_env):
+    seeded()
+    code, _, err = run("backup_restore", "../../etc/passwd", "--force")
+    assert code == 1 and "There is no file" in err and "Traceback" not in err
+    code, _, err = run("backup_restore", str(backup_env), "--force")
+    assert code == 1 and "is a folder" in err
+    code, _, err = run("backup_create", "--database", "nope")
+    assert code == 1 and "no database 'nope'" in err
+
+
+def test_demo_command_is_idempotent(adcp_schema, backup_env):
+    adcp_schema()
+    code, out, _ = run("adcp_demo", "--products", "30", "--embeddings", "5", "--dim", "8")
+    assert code == 0 and "Demo data written" in out
+    state = table_state()
+    code, out, _ = run("adcp_demo")
+    assert code == 0 and "already hold data" in out
+    assert table_state() == state
+
+
+def test_progress_goes_to_stderr_and_json_stays_alone_on_stdout(seeded):
+    seeded()
+    out, err = io.StringIO(), io.StringIO()
+    call_command("backup_create", "--json", stdout=out, stderr=err, verbosity=1)
+    json.loads(out.getvalue())  # nothing but the JSON object on stdout
+    # not a terminal: plain lines, at least the end of each table
+    assert "backup product: 60/60 rows (100%) done" in err.getvalue().splitlines()
+    out, err = io.StringIO(), io.StringIO()
+    call_command("backup_create", "--json", stdout=out, stderr=err, verbosity=0)
+    assert err.getvalue() == ""
+
+
+def test_terminal_progress_draws_one_bar_in_place():
+    from adcp_backup.progress import ProgressEvent, TerminalProgress
+
+    screen = Terminal()
+    progress = TerminalProgress(screen)
+    progress(ProgressEvent("restore", "product", 0, 100))
+    progress(ProgressEvent("restore", "product", 100, 100, finished=True))
+    drawn = screen.getvalue()
+    assert drawn.startswith("\r") and "[" + "#" * 30 + "] 100/100" in drawn and drawn.endswith("\n")
+
+
+def test_checks_report_an_unusable_backup_folder_and_missing_tables(adcp_schema, backup_env, settings):
+    from adcp_backup import checks
+
+    blocker = backup_env / "a-file"
+    blocker.write_text("x")
+    settings.ADCP_BACKUP_DIR = str(blocker)
+    assert [m.id for m in checks.check_backup_dir()] == [checks.E001_BACKUP_DIR]
+    settings.ADCP_BACKUP_DIR = str(backup_env / "fine")
+    assert checks.check_backup_dir() == []
+    assert [m.id for m in checks.check_tables(databases=["default"])] == [checks.W001_MISSING_TABLES]
+    adcp_schema()
+    assert checks.check_tables(databases=["default"]) == []
+    settings.ADCP_BACKUP_COMPRESSION = "lzma"
+    assert [m.id for m in checks.check_compression()] == [checks.E002_COMPRESSION]
+
+
+@pytest.mark.parametrize("verbosity", [0, 1])
+def test_logging_reaches_the_operations_log(seeded, verbosity):
+    from django.conf import settings as django_settings
+
+    seeded()
+    run("backup_create", "-v", str(verbosity))
+    log = Path(django_settings.LOG_FILE).read_text()
+    assert "Backup adcp-backup-" in log
