@@ -6,7 +6,7 @@ from functools import update_wrapper
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.urls import URLPattern, path
 
 from . import admin_views
@@ -18,7 +18,7 @@ class BackupFileAdmin(admin.ModelAdmin):
     """Its URLs are the Backups page's own views; the placeholder model only supplies permissions."""
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm("adcp_backup.view_backups")
+        return admin_views.has_perm(request, "view_backups")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -32,8 +32,8 @@ class BackupFileAdmin(admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         prefix = f"{self.model._meta.app_label}_{self.model._meta.model_name}"
 
-        def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-            def bound(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrap(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+            def bound(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
                 return view(request, self, *args, **kwargs)
 
             return self.admin_site.admin_view(update_wrapper(bound, view))

@@ -36,13 +36,18 @@ PERMISSIONS = ("view", "create", "validate", "restore", "download", "delete", "u
 def can(request: HttpRequest, action: str) -> bool:
     if action in ("restore", "upload") and not backup_settings.ADMIN_RESTORE:
         return False
-    return request.user.has_perm(f"adcp_backup.{action}_backups")
+    return has_perm(request, f"{action}_backups")
+
+
+def has_perm(request: HttpRequest, codename: str) -> bool:
+    user: Any = request.user
+    return bool(user.has_perm(f"adcp_backup.{codename}"))
 
 
 def require(request: HttpRequest, action: str) -> None:
     if action in ("restore", "upload") and not backup_settings.ADMIN_RESTORE:
         raise Http404("Restores from the admin are turned off on this site (ADCP_BACKUP_ADMIN_RESTORE).")
-    if not request.user.has_perm(f"adcp_backup.{action}_backups"):
+    if not has_perm(request, f"{action}_backups"):
         raise PermissionDenied
 
 
@@ -81,7 +86,7 @@ def start(request: HttpRequest, **kwargs: Any) -> HttpResponse:
     except BackupError as exc:
         messages.error(request, str(exc))
         return HttpResponseRedirect(url("changelist"))
-    messages.info(request, f"{job.get_kind_display()} job {job.pk} started.")
+    messages.info(request, f"{BackupJob.Kind(job.kind).label} job {job.pk} started.")
     return HttpResponseRedirect(url("job", job.pk))
 
 
@@ -113,7 +118,7 @@ class RestoreForm(forms.Form):
         self.backup_name = backup_name
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if not data.get("dry_run") and data.get("confirm_name", "").strip() != self.backup_name:
             self.add_error("confirm_name", "Type the backup's name exactly, or tick dry run.")
         return data
@@ -150,7 +155,7 @@ def backup_list(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
         history=BackupJob.objects.select_related("user")[:HISTORY_ROWS],
         create_form=CreateForm(initial={"compression": backup_settings.compression}),
         history_url=reverse("admin:adcp_backup_backupjob_changelist"),
-        can_view_history=request.user.has_perm("adcp_backup.view_backupjob"),
+        can_view_history=has_perm(request, "view_backupjob"),
     ))
 
 
@@ -183,7 +188,7 @@ def restore(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpRes
     try:
         plan = services.backup_restore_plan(file=name)
     except BackupError as exc:
-        messages.error(request, f"{name} cannot be restored: {exc}")
+        messages.error(request, f"The backup {name} cannot be restored: {exc}")
         return HttpResponseRedirect(url("changelist"))
     tables = [{"name": table, "current": plan.current_counts.get(table), "file": plan.file_counts.get(table),
                "replaced": table in plan.file_counts} for table in plan.current_counts]
@@ -216,9 +221,9 @@ def delete(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpResp
                             remote_addr=client_address(request), options={},
                             action=lambda: storage.delete(name))
         except BackupError as exc:
-            messages.error(request, f"{name} was not deleted: {exc}")
+            messages.error(request, f"The backup {name} was not deleted: {exc}")
         else:
-            messages.success(request, f"{name} was deleted.")
+            messages.success(request, f"The backup {name} was deleted.")
         return HttpResponseRedirect(url("changelist"))
     size = BackupStorage().size(name)
     return TemplateResponse(request, "admin/adcp_backup/delete_confirm.html", context(
@@ -279,7 +284,7 @@ def _upload_checked(request: HttpRequest, model_admin: ModelAdmin, limit: int) -
             quarantined.discard()
             messages.error(request, str(exc))
             return HttpResponseRedirect(url("upload"))
-        messages.info(request, f"{quarantined.original_name} received; it is listed as {name} once it "
+        messages.info(request, f"The file {quarantined.original_name} was received; it is listed as {name} once it "
                                "has been validated.")
         return HttpResponseRedirect(url("job", job.pk))
     return TemplateResponse(request, "admin/adcp_backup/upload.html", context(
@@ -300,7 +305,7 @@ def job_detail(request: HttpRequest, model_admin: ModelAdmin, job_id: int) -> Ht
         except BackupError:
             in_storage = False
     return TemplateResponse(request, "admin/adcp_backup/job_detail.html", context(
-        model_admin, request, f"{job.get_kind_display()} job {job.pk}",
+        model_admin, request, f"{BackupJob.Kind(job.kind).label} job {job.pk}",
         job=job, progress=jobs.progress_of(job), result=result, problems=problems,
         in_storage=in_storage, active=job.status in jobs.ACTIVE,
         counts=_counts_table(result), changes=result.get("changes") or {},

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,7 @@ def start_job(*, kind: str, backup_name: str = "", options: dict[str, Any] | Non
 def record_job(*, kind: str, backup_name: str, user: Any, remote_addr: str | None, options: dict[str, Any],
                action: Callable[[], dict[str, Any] | None]) -> BackupJob:
     """Run a short action in the request and keep it in the audit trail, whether it succeeded or not."""
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     job = BackupJob(kind=kind, backup_name=backup_name, options=options, origin="admin",
                     user=user if getattr(user, "is_authenticated", False) else None,
                     remote_addr=remote_addr or None, started_at=started)
@@ -153,7 +153,7 @@ def record_job(*, kind: str, backup_name: str, user: Any, remote_addr: str | Non
         job.error = str(exc)
         raise
     finally:
-        job.finished_at = datetime.now(timezone.utc)
+        job.finished_at = datetime.now(UTC)
         job.save()
     return job
 
@@ -209,7 +209,7 @@ def wait(job_id: int, timeout: float | None = None) -> None:
 
 def _fail(job_id: int, error: str) -> None:
     BackupJob.objects.filter(pk=job_id).update(status=BackupJob.Status.FAILED, error=error,
-                                               finished_at=datetime.now(timezone.utc))
+                                               finished_at=datetime.now(UTC))
 
 
 # -- running ---------------------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ class JobFailed(BackupError):
 def run_job(job_id: int) -> None:
     """Carry out a recorded job once; the Celery task and the thread runner both call this."""
     claimed = BackupJob.objects.filter(pk=job_id, status=BackupJob.Status.PENDING).update(
-        status=BackupJob.Status.RUNNING, started_at=datetime.now(timezone.utc))
+        status=BackupJob.Status.RUNNING, started_at=datetime.now(UTC))
     if not claimed:
         logger.warning("Job %s is not pending; not run again.", job_id)
         return
@@ -247,7 +247,7 @@ def run_job(job_id: int) -> None:
     finally:
         state = recorder.state
         BackupJob.objects.filter(pk=job_id).update(
-            status=status, result=result, error=error, finished_at=datetime.now(timezone.utc),
+            status=status, result=result, error=error, finished_at=datetime.now(UTC),
             progress_table=(state.get("table") or "")[:100], progress_done=int(state.get("done") or 0),
             progress_total=state.get("total"),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,7 +33,7 @@ def quarantine_dir() -> Path:
 
 def generated_name(original_name: str, *, now: datetime | None = None) -> str:
     """A fresh, safe storage name; the user's file name contributes at most a known suffix."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     lowered = (original_name or "").lower()
     suffix = next((s for s in KNOWN_SUFFIXES if lowered.endswith(s)), ".bin")
     return f"{UPLOAD_PREFIX}{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}{suffix}"
@@ -81,7 +81,7 @@ class QuarantineUploadHandler(FileUploadHandler):
         self._file.write(raw_data)
         return None
 
-    def file_complete(self, file_size: int) -> QuarantinedFile | None:
+    def file_complete(self, file_size: int) -> QuarantinedFile | None:  # type: ignore[override]
         if self._file is None or self._path is None:
             return None
         self._file.flush()
