@@ -1,4 +1,5 @@
 """The admin's Backups page through the test client: every page and action, each role, and the failures."""
+# ruff: noqa: F811  (pytest fixtures are imported by name and requested as arguments)
 from __future__ import annotations
 
 import gzip
@@ -17,10 +18,17 @@ from adcp_backup.models import BackupJob
 from adcp_backup.progress import ProgressEvent
 from adcp_backup.storage import BackupStorage
 
-from .admin_fixtures import client_for, finish, make_user
+from .admin_fixtures import (  # noqa: F401 (fixtures)
+    admin_db,
+    client_for,
+    finish,
+    make_user,
+    outsider_client,
+    restorer_client,
+    thread_jobs,
+    view_only_client,
+)
 from .conftest import table_state
-
-pytest_plugins = ("tests.admin_fixtures",)
 
 
 def u(name: str, *args: object) -> str:
