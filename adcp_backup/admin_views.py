@@ -220,7 +220,7 @@ def delete(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpResp
             jobs.record_job(kind=BackupJob.Kind.DELETE, backup_name=name, user=request.user,
                             remote_addr=client_address(request), options={},
                             action=lambda: storage.delete(name))
-        except BackupError as exc:
+        except (BackupError, OSError) as exc:
             messages.error(request, f"The backup {name} was not deleted: {exc}")
         else:
             messages.success(request, f"The backup {name} was deleted.")

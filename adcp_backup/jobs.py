@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.cache.backends.db import DatabaseCache
 from django.db import connections, transaction
+from django.db.models import QuerySet
 
 from . import services
 from .conf import backup_settings
@@ -112,8 +113,15 @@ def progress_of(job: BackupJob) -> JobProgress:
 
 
 # -- starting --------------------------------------------------------------------------------------------
+def active_jobs(kind: str) -> QuerySet[BackupJob]:
+    """Jobs of ``kind`` still pending or running; after ADCP_BACKUP_JOB_STALE_AFTER seconds a job whose
+    process died without recording its end no longer counts, so it cannot block restores for ever."""
+    since = datetime.now(UTC) - timedelta(seconds=float(backup_settings.JOB_STALE_AFTER))
+    return BackupJob.objects.filter(kind=kind, status__in=ACTIVE, created_at__gte=since).order_by("created_at")
+
+
 def restore_running() -> BackupJob | None:
-    return BackupJob.objects.filter(kind=BackupJob.Kind.RESTORE, status__in=ACTIVE).order_by("created_at").first()
+    return active_jobs(BackupJob.Kind.RESTORE).first()
 
 
 def start_job(*, kind: str, backup_name: str = "", options: dict[str, Any] | None = None, user: Any = None,
@@ -127,7 +135,7 @@ def start_job(*, kind: str, backup_name: str = "", options: dict[str, Any] | Non
                 "wait for it to finish before starting a backup or another restore."
             )
         if kind == BackupJob.Kind.RESTORE:
-            busy = BackupJob.objects.filter(kind=BackupJob.Kind.CREATE, status__in=ACTIVE).first()
+            busy = active_jobs(BackupJob.Kind.CREATE).first()
             if busy is not None:
                 raise BackupLocked(f"A backup (job {busy.pk}) is running; restore once it has finished.")
         job = BackupJob.objects.create(
@@ -144,13 +152,12 @@ def record_job(*, kind: str, backup_name: str, user: Any, remote_addr: str | Non
     started = datetime.now(UTC)
     job = BackupJob(kind=kind, backup_name=backup_name, options=options, origin="admin",
                     user=user if getattr(user, "is_authenticated", False) else None,
-                    remote_addr=remote_addr or None, started_at=started)
+                    remote_addr=remote_addr or None, started_at=started, status=BackupJob.Status.FAILED)
     try:
         job.result = action()
         job.status = BackupJob.Status.SUCCEEDED
-    except BackupError as exc:
-        job.status = BackupJob.Status.FAILED
-        job.error = str(exc)
+    except Exception as exc:
+        job.error = str(exc) or type(exc).__name__
         raise
     finally:
         job.finished_at = datetime.now(UTC)

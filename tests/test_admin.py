@@ -2,10 +2,13 @@
 # ruff: noqa: F811  (pytest fixtures are imported by name and requested as arguments)
 from __future__ import annotations
 
+import base64
 import gzip
 import io
+import json
 import re
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -484,3 +487,62 @@ def test_job_history_is_read_only_for_everyone(admin_client, admin_db, backup_en
                              {"post": "yes"}).status_code == 403
     job.refresh_from_db()
     assert job.status == "succeeded"
+
+
+def test_a_job_left_running_by_a_dead_process_stops_blocking_after_a_while(admin_client, admin_db, backup_env,
+                                                                           settings):
+    made = services.backup_create(compression="gzip")
+    settings.ADCP_BACKUP_JOB_STALE_AFTER = 3600
+    stale = BackupJob.objects.create(kind="restore", status="running", backup_name=made.name)
+    BackupJob.objects.filter(pk=stale.pk).update(created_at=stale.created_at - timedelta(hours=2))
+    job = job_from(admin_client.post(u("restore", made.name), {"dry_run": "on"}))
+    assert job.pk != stale.pk and job.status == "succeeded", job.error
+    stale.delete()
+
+
+def test_delete_that_fails_is_recorded_as_failed(admin_client, admin_db, backup_env):
+    services.backup_create(compression="gzip")
+    folder = backup_dir(backup_env) / "not-a-file.jsonl.gz"  # a folder with content: the storage cannot delete it
+    folder.mkdir()
+    (folder / "inside").write_bytes(b"kept")
+    response = admin_client.post(u("delete", folder.name), follow=True)
+    assert response.status_code == 200
+    assert "was not deleted" in response.content.decode()
+    assert (folder / "inside").read_bytes() == b"kept"
+    job = BackupJob.objects.get()
+    assert (job.kind, job.status, job.backup_name) == ("delete", "failed", folder.name) and job.error
+
+
+@pytest.fixture
+def celery_broker(settings):
+    """A real Redis broker (database 3) as the current Celery app's, emptied before and after."""
+    celery = pytest.importorskip("celery")
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/3"
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    client.delete("celery")
+    previous = celery.current_app._get_current_object()
+    app = celery.Celery("adcp-backup-test", broker=url, set_as_current=True)
+    settings.CELERY_BROKER_URL = url
+    settings.ADCP_BACKUP_JOB_RUNNER = "auto"
+    yield client
+    client.delete("celery")
+    app.close()
+    previous.set_current()
+
+
+def test_with_a_broker_the_job_is_queued_as_the_celery_task(admin_client, admin_db, backup_env, celery_broker):
+    response = admin_client.post(u("create"), {"compression": "gzip"})
+    job_id = int(response["Location"].rstrip("/").split("/")[-1])
+    messages = [json.loads(m) for m in celery_broker.lrange("celery", 0, -1)]
+    assert [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0]) for m in messages] == [
+        ("adcp_backup.run_job", [job_id])
+    ]
+    assert BackupJob.objects.get(pk=job_id).status == "pending" and BackupStorage().names() == []
+    jobs.run_job(job_id)  # what the worker's task does
+    job = BackupJob.objects.get(pk=job_id)
+    assert job.status == "succeeded" and BackupStorage().names() == [job.backup_name]
