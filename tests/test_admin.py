@@ -340,6 +340,12 @@ def test_upload_over_the_size_limit_is_refused(admin_client, admin_db, backup_en
     assert "larger than the upload limit of 100 bytes" in follow.content.decode()
     assert BackupStorage().names() == [made.name] and not BackupJob.objects.exists()
     assert not any((backup_dir(backup_env) / ".incoming").iterdir())
+    # Declared larger than the limit: refused before the body is read.
+    early = upload(admin_client, b"\0" * (200 * 1024), "huge.jsonl.gz")
+    assert early.status_code == 302 and early["Location"] == u("upload")
+    assert "larger than the upload limit" in admin_client.get(u("upload")).content.decode()
+    assert BackupStorage().names() == [made.name] and not BackupJob.objects.exists()
+    assert not any((backup_dir(backup_env) / ".incoming").iterdir())
 
 
 def test_upload_needs_a_file(admin_client, admin_db, backup_env):
