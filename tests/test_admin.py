@@ -8,11 +8,12 @@ import io
 import json
 import re
 import shutil
+import threading
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 from django.test import Client
 from django.urls import reverse
 
@@ -552,3 +553,40 @@ def test_with_a_broker_the_job_is_queued_as_the_celery_task(admin_client, admin_
     jobs.run_job(job_id)  # what the worker's task does
     job = BackupJob.objects.get(pk=job_id)
     assert job.status == "succeeded" and BackupStorage().names() == [job.backup_name]
+
+
+def test_progress_is_visible_while_the_job_holds_a_write_transaction(admin_client, admin_db):
+    """What a restore does to its connection: an open write transaction. Progress must still get out."""
+    job = BackupJob.objects.create(kind="restore", status="running", backup_name="b.jsonl.gz")
+    reported, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def restore_like() -> None:
+        try:
+            with transaction.atomic():
+                with connections["default"].cursor() as cursor:
+                    cursor.execute("DELETE FROM product_embeddings")
+                jobs.JobProgressRecorder(job.pk)(ProgressEvent("restore", "product_embeddings", 7, 12))
+                reported.set()
+                release.wait(30)
+                transaction.set_rollback(True)
+        except BaseException as exc:  # reported to the test below
+            errors.append(exc)
+            reported.set()
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=restore_like)
+    worker.start()
+    try:
+        assert reported.wait(30)
+        data = admin_client.get(u("job_progress", job.pk)).json()
+    finally:
+        release.set()
+        worker.join(30)
+    assert not errors
+    assert (data["status"], data["table"], data["done"], data["total"]) == ("running", "product_embeddings", 7, 12)
+    assert BackupJob.objects.get(pk=job.pk).progress_done == 0  # nothing was written into the transaction
+    assert table_state()["product_embeddings"]  # rolled back
+    jobs.JobProgressRecorder(job.pk).clear()
+    job.delete()
