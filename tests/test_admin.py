@@ -112,6 +112,7 @@ def test_unreadable_file_is_listed_as_such(admin_client, admin_db, backup_env):
     (folder / "garbage.jsonl").write_bytes(b"not a backup at all\n")
     html = admin_client.get(u("changelist")).content.decode()
     assert "garbage.jsonl" in html and "unreadable" in html
+    assert u("validate", "garbage.jsonl") in html and u("restore", "garbage.jsonl") not in html
 
 
 # -- create, validate --------------------------------------------------------------------------------------

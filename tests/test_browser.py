@@ -70,7 +70,6 @@ def test_operator_creates_validates_restores_and_downloads_a_backup(page: Page, 
     row = page.locator(f'tr[data-name="{name}"]')
     expect(row).to_contain_text("adcp-backup v3")
     expect(row).to_contain_text("product 60")
-    screenshot(page, "backups-list.png")
 
     # Validate: the report with counts and checksums.
     row.get_by_role("button", name="Validate").click()
@@ -107,6 +106,8 @@ def test_operator_creates_validates_restores_and_downloads_a_backup(page: Page, 
     for kind in ("Create", "Validate", "Restore"):
         expect(history).to_contain_text(kind)
     expect(history).not_to_contain_text("Failed")
+    expect(page.locator(f'tr[data-name="{name}"] .adcp-validation')).to_contain_text("valid")
+    screenshot(page, "backups-list.png")
     page.get_by_role("link", name="Full history").click()
     expect(page.locator("#result_list")).to_contain_text(name)
     page.go_back()
