@@ -181,7 +181,8 @@ def validate(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpRe
 def restore(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpResponse:
     require(request, "restore")
     name = existing_name(name)
-    form = RestoreForm(request.POST or None, backup_name=name, initial={"dry_run": True})
+    form = RestoreForm(request.POST if request.method == "POST" else None, backup_name=name,
+                       initial={"dry_run": True})
     if request.method == "POST" and form.is_valid():
         options = form.service_options()
         return start(request, kind=BackupJob.Kind.RESTORE, backup_name=name, options=options)

@@ -181,7 +181,11 @@ def runner() -> str:
 
 
 def _dispatch(job_id: int) -> None:
-    how = runner()
+    try:
+        how = runner()
+    except BackupConfigurationError as exc:
+        _fail(job_id, str(exc))
+        raise
     if how == "celery":
         try:
             from celery import current_app

@@ -220,8 +220,9 @@ def test_real_restore_needs_the_typed_name_then_restores_every_row(admin_client,
     change_data()
     changed = table_state()
 
-    refused = admin_client.post(u("restore", made.name), {"confirm_name": "something else"})
-    assert refused.status_code == 200 and "Type the backup" in refused.content.decode()
+    for data in ({"confirm_name": "something else"}, {}):
+        refused = admin_client.post(u("restore", made.name), data)
+        assert refused.status_code == 200 and "Type the backup" in refused.content.decode()
     assert not BackupJob.objects.exists() and table_state() == changed
 
     response = admin_client.post(u("restore", made.name), {"confirm_name": made.name})
@@ -591,3 +592,11 @@ def test_progress_is_visible_while_the_job_holds_a_write_transaction(admin_clien
     assert table_state()["product_embeddings"]  # rolled back
     jobs.JobProgressRecorder(job.pk).clear()
     job.delete()
+
+
+def test_a_misconfigured_runner_is_a_clear_message_and_a_failed_job(admin_client, admin_db, settings):
+    settings.ADCP_BACKUP_JOB_RUNNER = "cron"
+    response = admin_client.post(u("create"), {"compression": "gzip"}, follow=True)
+    assert "ADCP_BACKUP_JOB_RUNNER must be auto, thread or celery" in response.content.decode()
+    job = BackupJob.objects.get()
+    assert job.status == "failed" and "ADCP_BACKUP_JOB_RUNNER" in job.error
