@@ -2,6 +2,7 @@
 # ruff: noqa: F811  (pytest fixtures are imported by name and requested as arguments)
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,14 @@ def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]
     return {**browser_context_args, "viewport": {"width": 1400, "height": 900}, "accept_downloads": True}
 
 
-def screenshot(page: Page, name: str) -> None:
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMAGES / name), full_page=True)
+def screenshot(page: Page, name: str, folder: Path) -> None:
+    """Into the test's folder; into docs/images as well when ADCP_UPDATE_SCREENSHOTS is set, so that an
+    ordinary test run leaves the committed images alone."""
+    image = page.screenshot(path=str(folder / name), full_page=True)
+    assert image.startswith(b"\x89PNG")
+    if os.environ.get("ADCP_UPDATE_SCREENSHOTS"):
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        (IMAGES / name).write_bytes(image)
 
 
 def test_operator_creates_validates_restores_and_downloads_a_backup(page: Page, live_server: Any,
@@ -77,7 +83,7 @@ def test_operator_creates_validates_restores_and_downloads_a_backup(page: Page, 
     for table, rows in admin_db.items():
         expect(page.locator("#job-counts")).to_contain_text(table)
         expect(page.locator("#job-counts")).to_contain_text(str(rows))
-    screenshot(page, "validation-report.png")
+    screenshot(page, "validation-report.png", backup_env)
 
     # Restore, after the data has changed: confirmation with dry run ticked, then a real restore.
     original = table_state()
@@ -89,7 +95,7 @@ def test_operator_creates_validates_restores_and_downloads_a_backup(page: Page, 
     page.locator(f'tr[data-name="{name}"]').get_by_role("link", name="Restore").click()
     expect(page.locator("#restore-plan")).to_contain_text("product_embeddings")
     expect(page.locator("#id_dry_run")).to_be_checked()
-    screenshot(page, "restore-confirmation.png")
+    screenshot(page, "restore-confirmation.png", backup_env)
     page.uncheck("#id_dry_run")
     page.get_by_role("button", name="Restore").click()
     expect(page.locator(".errorlist")).to_contain_text("Type the backup")
@@ -107,7 +113,7 @@ def test_operator_creates_validates_restores_and_downloads_a_backup(page: Page, 
         expect(history).to_contain_text(kind)
     expect(history).not_to_contain_text("Failed")
     expect(page.locator(f'tr[data-name="{name}"] .adcp-validation')).to_contain_text("valid")
-    screenshot(page, "backups-list.png")
+    screenshot(page, "backups-list.png", backup_env)
     page.get_by_role("link", name="Full history").click()
     expect(page.locator("#result_list")).to_contain_text(name)
     page.go_back()
