@@ -56,6 +56,10 @@ SETTINGS: dict[str, Setting] = {
         Setting("VERIFY", True, "Read a new backup back from storage and check its checksum before publishing it."),
         Setting("PROGRESS_INTERVAL", 5.0, "Seconds between progress lines when stderr is not a terminal."),
         Setting("MAX_PROBLEMS", 100, "Problems a validation lists before it stops counting them one by one."),
+        Setting("ADMIN_RESTORE", True, "Offer restore and upload in the admin; False leaves restores to the shell."),
+        Setting("UPLOAD_MAX_SIZE", 2 * 1024**3, "Largest backup file, in bytes, the admin accepts as an upload."),
+        Setting("JOB_STALE_AFTER", 24 * 3600, "Seconds after which an unfinished admin job stops blocking restores."),
+        Setting("JOB_RUNNER", "auto", "Where admin jobs run: auto (Celery when a broker is set), celery or thread."),
     )
 }
 

@@ -1,0 +1,318 @@
+"""Admin jobs: a BackupJob record per action, run off the request in a thread or a Celery worker."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.cache.backends.db import DatabaseCache
+from django.db import connections, transaction
+from django.db.models import QuerySet
+
+from . import services
+from .conf import backup_settings
+from .exceptions import BackupConfigurationError, BackupError, BackupLocked, InvalidBackup
+from .models import BackupJob
+from .progress import ProgressEvent
+from .storage import BackupStorage, stream_file
+
+logger = logging.getLogger(__name__)
+
+CELERY_TASK_NAME = "adcp_backup.run_job"
+ACTIVE = (BackupJob.Status.PENDING, BackupJob.Status.RUNNING)
+CACHE_TIMEOUT = 6 * 3600
+CACHE_INTERVAL = 0.5
+
+# Live progress of jobs run by this process. A restore holds one transaction on the job's connection, so
+# progress written to the BackupJob row would stay invisible until the end: it lives here and in the cache,
+# and only the final state is written to the row, once the service has returned or failed.
+_progress: dict[int, dict[str, Any]] = {}
+_progress_lock = threading.Lock()
+_threads: dict[int, threading.Thread] = {}
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    job_id: int
+    status: str
+    phase: str | None
+    table: str | None
+    done: int
+    total: int | None
+    message: str | None
+
+    @property
+    def percent(self) -> int | None:
+        if not self.total:
+            return None
+        return min(100, int(100 * self.done / self.total))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.job_id, "status": self.status, "phase": self.phase, "table": self.table,
+                "done": self.done, "total": self.total, "percent": self.percent, "message": self.message,
+                "finished": self.status not in ACTIVE}
+
+
+def _cache_key(job_id: int) -> str:
+    return f"adcp_backup:job:{job_id}:progress"
+
+
+def _shared_cache_usable() -> bool:
+    # A database cache would write through the job's own connection, inside the restore's transaction.
+    return not isinstance(cache, DatabaseCache)
+
+
+class JobProgressRecorder:
+    """The progress callback of a job: in memory at once, in the shared cache at most twice a second."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        self._last_cached = 0.0
+        self.state: dict[str, Any] = {"phase": None, "table": None, "done": 0, "total": None, "message": None}
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.message:
+            self.state = {**self.state, "phase": event.phase, "message": event.message}
+        else:
+            self.state = {"phase": event.phase, "table": event.table, "done": event.done, "total": event.total,
+                          "message": self.state.get("message")}
+        with _progress_lock:
+            _progress[self.job_id] = self.state
+        now = time.monotonic()
+        if _shared_cache_usable() and (event.finished or event.message or now - self._last_cached >= CACHE_INTERVAL):
+            self._last_cached = now
+            cache.set(_cache_key(self.job_id), self.state, CACHE_TIMEOUT)
+
+    def clear(self) -> None:
+        with _progress_lock:
+            _progress.pop(self.job_id, None)
+        if _shared_cache_usable():
+            cache.delete(_cache_key(self.job_id))
+
+
+def progress_of(job: BackupJob) -> JobProgress:
+    """Live progress of a running job (this process, then the shared cache), else what the row recorded."""
+    state: dict[str, Any] | None = None
+    if job.status in ACTIVE:
+        with _progress_lock:
+            state = _progress.get(job.pk)
+        if state is None and _shared_cache_usable():
+            state = cache.get(_cache_key(job.pk))
+    if state is None:
+        state = {"phase": job.kind, "table": job.progress_table or None, "done": job.progress_done,
+                 "total": job.progress_total, "message": None}
+    return JobProgress(job_id=job.pk, status=job.status, phase=state.get("phase"), table=state.get("table"),
+                       done=int(state.get("done") or 0), total=state.get("total"), message=state.get("message"))
+
+
+# -- starting --------------------------------------------------------------------------------------------
+def active_jobs(kind: str) -> QuerySet[BackupJob]:
+    """Jobs of ``kind`` still pending or running; after ADCP_BACKUP_JOB_STALE_AFTER seconds a job whose
+    process died without recording its end no longer counts, so it cannot block restores for ever."""
+    since = datetime.now(UTC) - timedelta(seconds=float(backup_settings.JOB_STALE_AFTER))
+    return BackupJob.objects.filter(kind=kind, status__in=ACTIVE, created_at__gte=since).order_by("created_at")
+
+
+def restore_running() -> BackupJob | None:
+    return active_jobs(BackupJob.Kind.RESTORE).first()
+
+
+def start_job(*, kind: str, backup_name: str = "", options: dict[str, Any] | None = None, user: Any = None,
+              remote_addr: str | None = None, database: str = "default", origin: str = "admin") -> BackupJob:
+    """Record a job and hand it to a runner; refuses a second restore and any backup during a restore."""
+    with transaction.atomic():
+        running = restore_running()
+        if running is not None and kind in (BackupJob.Kind.RESTORE, BackupJob.Kind.CREATE):
+            raise BackupLocked(
+                f"A restore of {running.backup_name} (job {running.pk}) is running; "
+                "wait for it to finish before starting a backup or another restore."
+            )
+        if kind == BackupJob.Kind.RESTORE:
+            busy = active_jobs(BackupJob.Kind.CREATE).first()
+            if busy is not None:
+                raise BackupLocked(f"A backup (job {busy.pk}) is running; restore once it has finished.")
+        job = BackupJob.objects.create(
+            kind=kind, backup_name=backup_name, options=options or {}, database=database, origin=origin,
+            user=user if getattr(user, "is_authenticated", False) else None, remote_addr=remote_addr or None,
+        )
+        transaction.on_commit(lambda: _dispatch(job.pk), using=BackupJob.objects.db)
+    return job
+
+
+def record_job(*, kind: str, backup_name: str, user: Any, remote_addr: str | None, options: dict[str, Any],
+               action: Callable[[], dict[str, Any] | None]) -> BackupJob:
+    """Run a short action in the request and keep it in the audit trail, whether it succeeded or not."""
+    started = datetime.now(UTC)
+    job = BackupJob(kind=kind, backup_name=backup_name, options=options, origin="admin",
+                    user=user if getattr(user, "is_authenticated", False) else None,
+                    remote_addr=remote_addr or None, started_at=started, status=BackupJob.Status.FAILED)
+    try:
+        job.result = action()
+        job.status = BackupJob.Status.SUCCEEDED
+    except Exception as exc:
+        job.error = str(exc) or type(exc).__name__
+        raise
+    finally:
+        job.finished_at = datetime.now(UTC)
+        job.save()
+    return job
+
+
+def runner() -> str:
+    choice = str(backup_settings.JOB_RUNNER or "auto").lower()
+    if choice not in ("auto", "thread", "celery"):
+        raise BackupConfigurationError(f"ADCP_BACKUP_JOB_RUNNER must be auto, thread or celery, not {choice!r}.")
+    if choice == "auto":
+        if not getattr(settings, "CELERY_BROKER_URL", ""):
+            return "thread"
+        try:
+            import celery  # noqa: F401
+        except ImportError:
+            return "thread"
+        return "celery"
+    return choice
+
+
+def _dispatch(job_id: int) -> None:
+    try:
+        how = runner()
+    except BackupConfigurationError as exc:
+        _fail(job_id, str(exc))
+        raise
+    if how == "celery":
+        try:
+            from celery import current_app
+        except ImportError as exc:  # pragma: no cover - configuration error
+            _fail(job_id, "Celery is not installed (pip install 'adcp-backup[celery]').")
+            raise BackupConfigurationError("Celery is not installed (pip install 'adcp-backup[celery]').") from exc
+        try:
+            current_app.send_task(CELERY_TASK_NAME, args=[job_id])
+        except Exception as exc:  # the broker's own errors vary by transport
+            _fail(job_id, f"The job could not be queued: {exc}")
+            raise BackupError(f"The job could not be queued on the Celery broker: {exc}") from exc
+        return
+    thread = threading.Thread(target=_thread_main, args=(job_id,), name=f"adcp-backup-job-{job_id}", daemon=True)
+    _threads[job_id] = thread
+    thread.start()
+
+
+def _thread_main(job_id: int) -> None:
+    try:
+        run_job(job_id)
+    finally:
+        connections.close_all()  # this thread's connections only
+        _threads.pop(job_id, None)
+
+
+def wait(job_id: int, timeout: float | None = None) -> None:
+    """Wait for a job run in a thread of this process (for tests and for shutting down cleanly)."""
+    thread = _threads.get(job_id)
+    if thread is not None:
+        thread.join(timeout)
+
+
+def _fail(job_id: int, error: str) -> None:
+    BackupJob.objects.filter(pk=job_id).update(status=BackupJob.Status.FAILED, error=error,
+                                               finished_at=datetime.now(UTC))
+
+
+# -- running ---------------------------------------------------------------------------------------------
+class JobFailed(BackupError):
+    """A job that ran to the end with a negative outcome, keeping what it found for the job page."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def run_job(job_id: int) -> None:
+    """Carry out a recorded job once; the Celery task and the thread runner both call this."""
+    claimed = BackupJob.objects.filter(pk=job_id, status=BackupJob.Status.PENDING).update(
+        status=BackupJob.Status.RUNNING, started_at=datetime.now(UTC))
+    if not claimed:
+        logger.warning("Job %s is not pending; not run again.", job_id)
+        return
+    job = BackupJob.objects.get(pk=job_id)
+    recorder = JobProgressRecorder(job_id)
+    status, result, error = BackupJob.Status.FAILED, None, ""
+    try:
+        result = _RUNNERS[job.kind](job, recorder)
+        status = BackupJob.Status.SUCCEEDED
+    except InvalidBackup as exc:
+        error = str(exc)
+        result = {"problems": [p.as_dict() for p in exc.problems], "problems_total": exc.total}
+    except JobFailed as exc:
+        error, result = str(exc), exc.result
+    except BackupError as exc:
+        error = str(exc)
+    except Exception as exc:
+        logger.exception("Job %s (%s) failed unexpectedly", job_id, job.kind)
+        error = f"Unexpected error: {type(exc).__name__}: {exc}"
+    finally:
+        state = recorder.state
+        BackupJob.objects.filter(pk=job_id).update(
+            status=status, result=result, error=error, finished_at=datetime.now(UTC),
+            progress_table=(state.get("table") or "")[:100], progress_done=int(state.get("done") or 0),
+            progress_total=state.get("total"),
+        )
+        recorder.clear()
+    logger.info("Job %s (%s %s): %s%s", job_id, job.kind, job.backup_name, status, f": {error}" if error else "")
+
+
+def _run_create(job: BackupJob, progress: JobProgressRecorder) -> dict[str, Any]:
+    result = services.backup_create(database=job.database, compression=job.options.get("compression"),
+                                    progress=progress)
+    BackupJob.objects.filter(pk=job.pk).update(backup_name=result.name)
+    return result.as_dict()
+
+
+def _run_validate(job: BackupJob, progress: JobProgressRecorder) -> dict[str, Any]:
+    name = BackupStorage().require(job.backup_name)
+    return services.backup_validate(file=name, progress=progress).as_dict()
+
+
+def _run_restore(job: BackupJob, progress: JobProgressRecorder) -> dict[str, Any]:
+    name = BackupStorage().require(job.backup_name)
+    result = services.backup_restore(file=name, database=job.database, progress=progress,
+                                     **restore_options(job.options))
+    return result.as_dict()
+
+
+def restore_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The keywords of services.backup_restore an admin restore job carries in its options."""
+    return {"dry_run": bool(options.get("dry_run", True))}
+
+
+def _run_upload(job: BackupJob, progress: JobProgressRecorder) -> dict[str, Any]:
+    quarantined = Path(job.options["quarantine"])
+    try:
+        report = services.backup_validate(file=str(quarantined), progress=progress)
+        data = report.as_dict()
+        data.update(name=job.backup_name, path=None, original_name=job.options.get("original_name"))
+        if not report.valid:
+            first = report.problems[0] if report.problems else "unknown problem"
+            raise JobFailed(f"The uploaded file is not a valid backup and was not kept: {first}"
+                            + (f" (and {report.problems_total - 1} more)" if report.problems_total > 1 else ""),
+                            data)
+        progress(ProgressEvent("upload", message="Valid; storing it with the backups."))
+        storage = BackupStorage()
+        data["size"] = storage.save_upload(job.backup_name, stream_file(quarantined.open("rb")))
+        data["path"] = storage.path(job.backup_name)
+        return data
+    finally:
+        quarantined.unlink(missing_ok=True)
+
+
+_RUNNERS: dict[str, Callable[[BackupJob, JobProgressRecorder], dict[str, Any]]] = {
+    BackupJob.Kind.CREATE: _run_create,
+    BackupJob.Kind.VALIDATE: _run_validate,
+    BackupJob.Kind.RESTORE: _run_restore,
+    BackupJob.Kind.UPLOAD: _run_upload,
+}

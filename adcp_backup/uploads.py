@@ -1,0 +1,103 @@
+"""Uploaded backup files: streamed to a quarantine file under a generated name, within a size limit."""
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+
+from .storage import BackupStorage
+
+UPLOAD_PREFIX = "adcp-upload-"
+QUARANTINE_FOLDER = ".incoming"
+# Longest first: the suffix kept from the uploaded file's name, for people reading the listing. The
+# format itself is always detected from the content.
+KNOWN_SUFFIXES = (
+    ".jsonl.gz.age", ".jsonl.zst.age", ".jsonl.age", ".jsonl.gz", ".jsonl.zst", ".jsonl",
+    ".json.gz", ".json", ".age", ".gz", ".zst",
+)
+
+
+def quarantine_dir() -> Path:
+    """Where uploads wait for validation: a hidden folder of the backup folder, never listed as a backup."""
+    storage = BackupStorage()
+    base = Path(storage.location) if storage.is_local else Path(tempfile.gettempdir()) / "adcp-backup"
+    folder = base / QUARANTINE_FOLDER
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
+def generated_name(original_name: str, *, now: datetime | None = None) -> str:
+    """A fresh, safe storage name; the user's file name contributes at most a known suffix."""
+    now = now or datetime.now(UTC)
+    lowered = (original_name or "").lower()
+    suffix = next((s for s in KNOWN_SUFFIXES if lowered.endswith(s)), ".bin")
+    return f"{UPLOAD_PREFIX}{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}{suffix}"
+
+
+class QuarantinedFile:
+    """The outcome of one uploaded file: where its bytes are, how many, and the name it came with."""
+
+    def __init__(self, path: Path, size: int, original_name: str) -> None:
+        self.path = path
+        self.size = size
+        self.original_name = original_name
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class QuarantineUploadHandler(FileUploadHandler):
+    """Writes each uploaded chunk straight to a quarantine file; stops the upload past ``max_size`` bytes."""
+
+    def __init__(self, request: Any = None, *, max_size: int, folder: Path) -> None:
+        super().__init__(request)
+        self.max_size = max_size
+        self.folder = folder
+        self.too_large = False
+        self._path: Path | None = None
+        self._file: IO[bytes] | None = None
+        self._size = 0
+
+    def new_file(self, *args: Any, **kwargs: Any) -> None:
+        super().new_file(*args, **kwargs)
+        self._discard()
+        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".quarantine", dir=self.folder)
+        self._path = Path(name)
+        self._file = os.fdopen(fd, "wb")
+        self._size = 0
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
+        self._size += len(raw_data)
+        if self._size > self.max_size:
+            self.too_large = True
+            self._discard()
+            raise StopUpload(connection_reset=False)
+        assert self._file is not None
+        self._file.write(raw_data)
+        return None
+
+    def file_complete(self, file_size: int) -> QuarantinedFile | None:  # type: ignore[override]
+        if self._file is None or self._path is None:
+            return None
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        path, self._path = self._path, None  # the view owns the file from here on
+        return QuarantinedFile(path, self._size, self.file_name or "")
+
+    def upload_interrupted(self) -> None:
+        self._discard()
+
+    def _discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+            self._path = None
