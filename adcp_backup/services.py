@@ -351,22 +351,22 @@ def backup_validate(*, file: str, progress: ProgressCallback = silent) -> Valida
     try:
         with _opened(source, strict=False) as reader, KeyIndex() as keys:
             header = reader.header
-            checker: RowChecker | None = None
+            checkers: dict[str, RowChecker] = {}  # by table: a legacy v1.0 file interleaves tenants and products
             expected = header.get("counts") or {}
             for event in reader.events():
                 if isinstance(event, TableStart):
                     spec = _spec_or_none(event.name)
                     if spec is None:
                         problems.append(Problem(event.name, "this table is not one adcp-backup knows"))
-                        checker = None
                         continue
                     unknown = [c for c in event.columns if c not in spec.column_names]
                     if unknown:
                         problems.append(Problem(event.name, f"unknown columns {', '.join(unknown)}"))
-                    checker = RowChecker(spec, event.columns, event.families)
+                    checkers[event.name] = RowChecker(spec, event.columns, event.families)
                     keys.start_table(spec, event.columns)
                     progress(ProgressEvent("validate", event.name, 0, expected.get(event.name)))
                 elif isinstance(event, RowBatch):
+                    checker = checkers.get(event.table)
                     if checker is not None:
                         if len(problems) < limit:
                             problems.extend(checker.check(event.rows, event.first_row))
@@ -376,7 +376,7 @@ def backup_validate(*, file: str, progress: ProgressCallback = silent) -> Valida
                 elif isinstance(event, TableEnd):
                     counts[event.name] = event.rows
                     checksums[event.name] = event.sha256
-                    if event.name in expected and expected[event.name] != event.rows:
+                    if expected.get(event.name) is not None and expected[event.name] != event.rows:
                         problems.append(Problem(event.name, f"the header announces {expected[event.name]} rows, "
                                                             f"the file holds {event.rows}"))
                     progress(ProgressEvent("validate", event.name, event.rows, event.rows, finished=True))
