@@ -144,7 +144,8 @@ def main() -> int:
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings",
            "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}", "ADCP_BACKUP_DIR": str(work / "backups"),
-           "ADCP_BACKUP_SETTINGS_FILES": f"{work / 'data' / 'app_settings.json'},{work / 'data' / 'tenant_settings.json'}",
+           "ADCP_BACKUP_SETTINGS_FILES": ",".join(str(work / "data" / name)
+                                                  for name in ("app_settings.json", "tenant_settings.json")),
            "ADCP_BACKUP_LOG_FILE": str(work / "backup_operations.log"), "STATIC_ROOT": str(work / "static")}
     results = []
     for label, args in (("backup_validate", ["backup_validate", str(legacy_file), "-v0"]),

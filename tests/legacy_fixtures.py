@@ -27,7 +27,7 @@ def source_rows(alias: str = "default") -> dict[str, list[dict[str, Any]]]:
     for spec in dataset.tables():
         rows: list[dict[str, Any]] = []
         for batch in engine.read_rows(spec, spec.column_names, batch_size=1000):
-            rows.extend(dict(zip(spec.column_names, row)) for row in batch)
+            rows.extend(dict(zip(spec.column_names, row, strict=True)) for row in batch)
         out[spec.name] = rows
     out["product"].sort(key=lambda r: (r["tenant_id"], r["id"]))
     return out

@@ -34,7 +34,7 @@ from .legacy_fixtures import (
 HARD_TEXT = 'He said "hi"\n\tthen a back\\slash, café, 東京, 🚀'
 APP_FILE = {"embeddings_provider": "gemini", "rag_top_k": 8, "greeting": "Bonjour, 世界 👋"}
 TENANT_FILE = {"tenant_prompts": {"publisher-1": "Sell premium.\nEn français."}, "tenant_configurations": {}}
-SECRETS = ("AIza-legacy-plain-secret", "AIza-v1-plain-secret", "s3cr3t-pass", "db-password-123")
+SECRETS = (LEGACY_ENV["GEMINI_API_KEY"], "AIza-v1-plain-secret", "s3cr3t-pass", DB_URL.split(":")[2].split("@")[0])
 
 
 @pytest.fixture
@@ -395,3 +395,22 @@ def test_content_not_a_legacy_format_is_not_taken_for_one(backup_env):
     gz = backup_env / "renamed.jsonl"  # a v2.0 file under any name is still recognised by its content
     gz.write_bytes(gzip.compress(json.dumps({"backup_metadata": {"version": "2.0"}}, indent=2).encode()))
     assert services.backup_validate(file=str(gz)).format == "legacy v2.0"
+
+
+@pytest.mark.parametrize("kind", ["v2 plain", "v1 gzip", "csv plain"])
+def test_truncated_files_of_every_format_are_invalid_and_refused(legacy_source, backup_env, kind):
+    if kind == "v2 plain":
+        path = write_v2(backup_env / "comprehensive_backup_20250902_174646.json", v2_document(), compress=False)
+    elif kind == "v1 gzip":
+        path = write_v1_full(backup_env / "full_backup_20250831_091502.json.gz", v1_full_document())
+    else:
+        path = write_csv_backup(backup_env / "csv_backup_20250901_120000.json", csv_document())
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.6)])
+    report = services.backup_validate(file=str(path))
+    assert not report.valid
+    assert any(p.section == "file" and ("truncated" in p.message or "not valid JSON" in p.message)
+               for p in report.problems), report.problems
+    with pytest.raises(InvalidBackup):
+        services.backup_restore(file=str(path), safety_backup=False)
+    assert table_state() == legacy_source

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import struct
 from collections.abc import Callable, Iterator
@@ -10,6 +11,8 @@ from typing import IO, Any
 from .. import dataset
 from ..exceptions import BackupConfigurationError, InvalidBackup, Problem
 from .events import End, EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
+
+logger = logging.getLogger(__name__)
 
 V2, V1_FULL, V1_CSV = "legacy v2.0", "legacy v1.0 full_backup", "legacy v1.0 csv_backup"
 
@@ -65,6 +68,9 @@ def _ijson() -> Any:
         raise BackupConfigurationError(
             "reading legacy backup files needs the ijson package: pip install 'adcp-backup[legacy]'"
         ) from exc
+    if ijson.backend != "yajl2_c":  # pragma: no cover - depends on the installation
+        logger.warning("ijson uses its %s backend, not the C one (yajl2_c): legacy files will read several "
+                       "times slower; install ijson from a wheel to get it.", ijson.backend)
     return ijson
 
 
@@ -211,11 +217,14 @@ class LegacyReader:
     def _guard(self, call: Callable[[], Any]) -> Any:
         try:
             return call()
-        except _Truncated:
-            raise InvalidBackup(Problem("file", "the JSON document ends early: the file is truncated")) from None
-        except self._ijson_error as exc:
-            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise InvalidBackup(Problem("file", f"the file is not valid JSON ({first_line})")) from None
+        except (_Truncated, self._ijson_error) as exc:
+            raise self._invalid(exc) from None
+
+    def _invalid(self, exc: Exception) -> InvalidBackup:
+        if isinstance(exc, _Truncated):
+            return InvalidBackup(Problem("file", "the JSON document ends early: the file is truncated"))
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return InvalidBackup(Problem("file", f"the file is not valid JSON ({first_line})"))
 
     def _next(self) -> tuple[str, Any]:
         return next(self._tokens, _END)
@@ -263,13 +272,13 @@ class LegacyReader:
             raise _Truncated if event == _END[0] else InvalidBackup(Problem("file", "the file is not a JSON object"))
         metadata: dict[str, Any] = {}
         for key, event, value in self._members():
-            if self.format == V2:
-                metadata = self._value(event, value) if key == "backup_metadata" else {}
+            if self.format == V2 and key == "backup_metadata":
+                metadata = self._value(event, value)
                 if not isinstance(metadata, dict):
                     self._problem("backup_metadata", "backup_metadata is not an object")
                     metadata = {}
                 return metadata
-            if event in _SCALARS:
+            if event in _SCALARS and self.format != V2:
                 metadata[key] = value
                 continue
             self._pending = (key, event, value)
@@ -296,7 +305,8 @@ class LegacyReader:
         if self.format == V2:
             if metadata.get("version") != "2.0":
                 self._problem("backup_metadata", f"version {metadata.get('version')!r} where 2.0 was expected")
-            announced = metadata.get("data_counts") if isinstance(metadata.get("data_counts"), dict) else {}
+            data_counts = metadata.get("data_counts")
+            announced: dict[str, Any] = data_counts if isinstance(data_counts, dict) else {}
             counts: dict[str, int | None] = {t: None for t in tables}
             for key, table in _COUNT_KEYS.items():
                 value = announced.get(key)
@@ -336,16 +346,10 @@ class LegacyReader:
 
     # -- events ------------------------------------------------------------------------------------
     def events(self) -> Iterator[Any]:
-        body = self._body()
-        while True:
-            try:
-                event = self._guard(lambda: next(body, None))
-            except InvalidBackup:
-                body.close()
-                raise
-            if event is None:
-                return
-            yield event
+        try:
+            yield from self._body()
+        except (_Truncated, self._ijson_error) as exc:
+            raise self._invalid(exc) from None
 
     def _body(self) -> Iterator[Any]:
         counts: dict[str, int] = {}
