@@ -414,3 +414,27 @@ def test_truncated_files_of_every_format_are_invalid_and_refused(legacy_source, 
     with pytest.raises(InvalidBackup):
         services.backup_restore(file=str(path), safety_backup=False)
     assert table_state() == legacy_source
+
+
+def test_rows_after_an_entry_that_is_not_an_object_keep_their_numbers(legacy_source, backup_env):
+    v1 = v1_full_document()
+    v1["tenants"][0]["products"][1] = "not a product"
+    del v1["tenants"][0]["products"][3]["name"]
+    del v1["tenants"][1]["slug"]
+    v1_path = write_v1_full(backup_env / "full_backup_20250831_091502.json.gz", v1)
+    v2 = v2_document()
+    v2["products"][2] = 5
+    del v2["products"][5]["name"]
+    v2_path = write_v2(backup_env / "comprehensive_backup_20250902_174646.json.gz", v2)
+
+    v1_problems = {(p.section, p.row, p.message) for p in services.backup_validate(file=str(v1_path)).problems}
+    assert ("product", 2, "the entry is not an object") in v1_problems
+    assert ("product", 4, "missing field name") in v1_problems
+    assert ("tenant", 2, "missing field slug") in v1_problems
+    v2_problems = {(p.section, p.row, p.message) for p in services.backup_validate(file=str(v2_path)).problems}
+    assert ("product", 3, "the entry is not an object") in v2_problems
+    assert ("product", 6, "missing field name") in v2_problems
+    for path in (v1_path, v2_path):
+        with pytest.raises(InvalidBackup):
+            services.backup_restore(file=str(path), safety_backup=False)
+    assert table_state() == legacy_source

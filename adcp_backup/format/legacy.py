@@ -471,19 +471,17 @@ class LegacyReader:
         tenant_columns = self._columns["tenant"]
         make_tenant = self._row_maker("tenant")
         make_product = self._row_maker("product")
-        tenants: list[list[Any]] = []
-        products: list[list[Any]] = []
-        tenant_first = product_first = 1
-        tenant_row = product_row = 0
+        batches = _NestedBatches()
         tokens = self._tokens
 
         for ev, _val in tokens:
             if ev == "end_array":
                 break
-            tenant_row += 1
+            batches.tenant_row += 1
             if ev != "start_map":
-                self._problem("tenant", "the entry is not an object", tenant_row)
+                self._problem("tenant", "the entry is not an object", batches.tenant_row)
                 self._skip(ev)
+                yield from batches.flush()
                 continue
             fields: dict[str, Any] = {}
             emitted = False
@@ -495,19 +493,20 @@ class LegacyReader:
                     fields[key] = val if ev in _SCALARS else self._value(ev, val)
                     continue
                 if not emitted and all(c in fields for c in tenant_columns):
-                    tenants.append(make_tenant(fields, tenant_row))
+                    batches.add_tenant(make_tenant(fields, batches.tenant_row))
                     emitted = True
                 if ev != "start_array":
-                    self._problem("tenant", "its products are not a list", tenant_row)
+                    self._problem("tenant", "its products are not a list", batches.tenant_row)
                     self._skip(ev)
                     continue
                 for pev, pval in tokens:
                     if pev == "end_array":
                         break
-                    product_row += 1
+                    batches.product_row += 1
                     if pev != "start_map":
-                        self._problem("product", "the entry is not an object", product_row)
+                        self._problem("product", "the entry is not an object", batches.product_row)
                         self._skip(pev)
+                        yield from batches.flush()
                         continue
                     product = self._value(pev, pval)
                     parent = fields.get("id")
@@ -515,38 +514,23 @@ class LegacyReader:
                         product["tenant_id"] = parent
                     elif product["tenant_id"] != parent:
                         self._problem("product", f"tenant_id {product['tenant_id']!r} differs from the id "
-                                                 f"{parent!r} of the tenant it is nested in", product_row)
-                    products.append(make_product(product, product_row))
-                    if emitted and len(products) >= BATCH_SIZE:
-                        if tenants:
-                            yield RowBatch("tenant", tenants, tenant_first)
-                            tenant_first += len(tenants)
-                            tenants = []
-                        yield RowBatch("product", products, product_first)
-                        product_first += len(products)
-                        products = []
+                                                 f"{parent!r} of the tenant it is nested in", batches.product_row)
+                    batches.add_product(make_product(product, batches.product_row))
+                    if emitted and len(batches.products) >= BATCH_SIZE:
+                        yield from batches.flush()
                 else:
                     raise _Truncated
             else:
                 raise _Truncated
             if not emitted:
-                tenants.append(make_tenant(fields, tenant_row))
-            if len(tenants) >= BATCH_SIZE or len(products) >= BATCH_SIZE:
-                yield RowBatch("tenant", tenants, tenant_first)
-                tenant_first += len(tenants)
-                tenants = []
-                if products:
-                    yield RowBatch("product", products, product_first)
-                    product_first += len(products)
-                    products = []
+                batches.add_tenant(make_tenant(fields, batches.tenant_row))
+            if len(batches.tenants) >= BATCH_SIZE or len(batches.products) >= BATCH_SIZE:
+                yield from batches.flush()
         else:
             raise _Truncated
-        if tenants:
-            yield RowBatch("tenant", tenants, tenant_first)
-        if products:
-            yield RowBatch("product", products, product_first)
-        yield self._end("tenant", tenant_row, counts)
-        yield self._end("product", product_row, counts)
+        yield from batches.flush()
+        yield self._end("tenant", batches.tenant_row, counts)
+        yield self._end("product", batches.product_row, counts)
 
     # -- settings and environment ---------------------------------------------------------------------
     def _settings(self, app_settings: Any, tenant_settings: Any) -> Iterator[FileRecord]:
@@ -587,3 +571,34 @@ class LegacyReader:
 def _chain(first: list[tuple[str, str, Any]], rest: Iterator[tuple[str, str, Any]]) -> Iterator[tuple[str, str, Any]]:
     yield from first
     yield from rest
+
+
+class _NestedBatches:
+    """Pending tenant and product rows of a v1.0 file: tenants go out first, each batch numbered in file order."""
+
+    def __init__(self) -> None:
+        self.tenants: list[list[Any]] = []
+        self.products: list[list[Any]] = []
+        self.tenant_row = 0  # entries seen so far, valid or not
+        self.product_row = 0
+        self._tenant_first = 1
+        self._product_first = 1
+
+    def add_tenant(self, row: list[Any]) -> None:
+        if not self.tenants:
+            self._tenant_first = self.tenant_row
+        self.tenants.append(row)
+
+    def add_product(self, row: list[Any]) -> None:
+        if not self.products:
+            self._product_first = self.product_row
+        self.products.append(row)
+
+    def flush(self) -> Iterator[RowBatch]:
+        """The pending rows. Called after a skipped entry too, so that no batch spans a gap in the numbering."""
+        if self.tenants:
+            yield RowBatch("tenant", self.tenants, self._tenant_first)
+            self.tenants = []
+        if self.products:
+            yield RowBatch("product", self.products, self._product_first)
+            self.products = []
