@@ -353,7 +353,6 @@ class LegacyReader:
 
     def _body(self) -> Iterator[Any]:
         counts: dict[str, int] = {}
-        seen: set[str] = set()
         app_settings: Any = None
         tenant_settings: Any = None
         feature_flags: Any = None
@@ -361,7 +360,6 @@ class LegacyReader:
         members = iter(()) if self._finished else self._members()
         pending = [self._pending] if self._pending else []
         for key, event, value in _chain(pending, members):
-            seen.add(key)
             if key == "tenants" and self.format == V1_FULL:
                 yield from self._nested_tenants(event, value, counts)
             elif key in _TABLE_SECTIONS and _TABLE_SECTIONS[key] in self._columns:
@@ -387,9 +385,9 @@ class LegacyReader:
         if tail != _END[0]:
             self._problem("file", "data follows the JSON document")
         for section, table in _TABLE_SECTIONS.items():
+            if self.format == V1_FULL and table == "product":
+                continue  # nested in tenants
             if table in self._columns and table not in counts:
-                if self.format == V1_FULL and table == "product" and "tenants" in seen:
-                    continue
                 self._problem(section, f"the section {section!r} is missing")
         yield from self._settings(app_settings, tenant_settings)
         yield from self._environment(app_settings, feature_flags, environment_config)
