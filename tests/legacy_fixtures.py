@@ -8,8 +8,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from django.db import connections
+
 from adcp_backup import dataset
 from adcp_backup.db import get_engine
+
+from .conftest import table_state
 
 LEGACY_ENV = {
     "GEMINI_API_KEY": "AIza-legacy-plain-secret",
@@ -18,6 +22,32 @@ LEGACY_ENV = {
     "SERVICE_BASE_URL": "https://ops:s3cr3t-pass@adcp.example.com/api",
 }
 DB_URL = "postgresql://adcp:db-password-123@db.internal:5432/adcp"
+HARD_TEXT = 'He said "hi"\n\tthen a back\\slash, café, 東京, 🚀'
+
+
+def seed_legacy_source(seeded: Any) -> dict[str, list[tuple[Any, ...]]]:
+    """Seed the SQLite database with every hard value a legacy file must carry; return its exact state.
+
+    ``seeded`` is the conftest fixture; test modules wrap this in their own ``legacy_source`` fixture."""
+    seeded()
+    with connections["default"].cursor() as cursor:
+        cursor.execute("UPDATE product SET description = %s WHERE id = 2", [HARD_TEXT])
+        cursor.execute("UPDATE product SET description = NULL, formats_json = NULL, targeting_json = NULL "
+                       "WHERE id = 3")
+        cursor.execute("UPDATE product SET price_cpm = %s WHERE id = 4", [0.1 + 0.2])
+        cursor.execute("UPDATE product SET price_cpm = %s WHERE id = 5", [1e-300])
+        # A datetime whose fraction is all zeros: isoformat() drops it, the application stores six digits.
+        cursor.execute("UPDATE tenant SET created_at = '2025-08-30 07:00:00.000000' WHERE id = 1")
+        cursor.execute("UPDATE product SET created_at = '2025-08-30 07:00:01.000000' WHERE id = 6")
+        # An embedding whose list is empty (dim 0), and is_stale NULL and 1 among the others.
+        cursor.execute("UPDATE product_embeddings SET embedding = x'', dim = 0 WHERE id = 1")
+        cursor.execute("SELECT COUNT(*) FROM product_embeddings WHERE is_stale IS NULL")
+        assert cursor.fetchone()[0] > 0
+        cursor.execute("SELECT COUNT(*) FROM product_embeddings WHERE is_stale = 1")
+        assert cursor.fetchone()[0] > 0
+        cursor.execute("SELECT COUNT(*) FROM tenant WHERE id NOT IN (SELECT tenant_id FROM product)")
+        assert cursor.fetchone()[0] == 1
+    return table_state()
 
 
 def source_rows(alias: str = "default") -> dict[str, list[dict[str, Any]]]:

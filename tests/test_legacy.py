@@ -24,6 +24,7 @@ from .legacy_fixtures import (
     DB_URL,
     LEGACY_ENV,
     csv_document,
+    seed_legacy_source,
     v1_full_document,
     v2_document,
     write_csv_backup,
@@ -31,34 +32,15 @@ from .legacy_fixtures import (
     write_v2,
 )
 
-HARD_TEXT = 'He said "hi"\n\tthen a back\\slash, café, 東京, 🚀'
 APP_FILE = {"embeddings_provider": "gemini", "rag_top_k": 8, "greeting": "Bonjour, 世界 👋"}
 TENANT_FILE = {"tenant_prompts": {"publisher-1": "Sell premium.\nEn français."}, "tenant_configurations": {}}
 SECRETS = (LEGACY_ENV["GEMINI_API_KEY"], "AIza-v1-plain-secret", "s3cr3t-pass", DB_URL.split(":")[2].split("@")[0])
 
 
+
 @pytest.fixture
 def legacy_source(seeded: Any) -> dict[str, list[tuple[Any, ...]]]:
-    """A seeded SQLite database holding every value the issue lists, and its exact state."""
-    seeded()
-    with connections["default"].cursor() as cursor:
-        cursor.execute("UPDATE product SET description = %s WHERE id = 2", [HARD_TEXT])
-        cursor.execute("UPDATE product SET description = NULL, formats_json = NULL, targeting_json = NULL "
-                       "WHERE id = 3")
-        cursor.execute("UPDATE product SET price_cpm = %s WHERE id = 4", [0.1 + 0.2])
-        cursor.execute("UPDATE product SET price_cpm = %s WHERE id = 5", [1e-300])
-        # A datetime whose fraction is all zeros: isoformat() drops it, the application stores six digits.
-        cursor.execute("UPDATE tenant SET created_at = '2025-08-30 07:00:00.000000' WHERE id = 1")
-        cursor.execute("UPDATE product SET created_at = '2025-08-30 07:00:01.000000' WHERE id = 6")
-        # An embedding whose list is empty (dim 0), and is_stale NULL and 1 among the others.
-        cursor.execute("UPDATE product_embeddings SET embedding = x'', dim = 0 WHERE id = 1")
-        cursor.execute("SELECT COUNT(*) FROM product_embeddings WHERE is_stale IS NULL")
-        assert cursor.fetchone()[0] > 0
-        cursor.execute("SELECT COUNT(*) FROM product_embeddings WHERE is_stale = 1")
-        assert cursor.fetchone()[0] > 0
-        cursor.execute("SELECT COUNT(*) FROM tenant WHERE id NOT IN (SELECT tenant_id FROM product)")
-        assert cursor.fetchone()[0] == 1
-    return table_state()
+    return seed_legacy_source(seeded)
 
 
 def fresh_database() -> None:
@@ -66,7 +48,7 @@ def fresh_database() -> None:
 
 
 def with_is_stale_null_as_zero(state: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
-    """The v2.0 code wrote bool(is_stale): a NULL came out as false, and is restored as 0."""
+    """Both legacy formats wrote is_stale as false or 0 where the database held NULL: restored as 0."""
     rows = []
     for row in state["product_embeddings"]:
         row = list(row)
