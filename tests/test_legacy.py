@@ -37,7 +37,6 @@ TENANT_FILE = {"tenant_prompts": {"publisher-1": "Sell premium.\nEn français."}
 SECRETS = (LEGACY_ENV["GEMINI_API_KEY"], "AIza-v1-plain-secret", "s3cr3t-pass", DB_URL.split(":")[2].split("@")[0])
 
 
-
 @pytest.fixture
 def legacy_source(seeded: Any) -> dict[str, list[tuple[Any, ...]]]:
     return seed_legacy_source(seeded)
