@@ -1,7 +1,10 @@
 """Helpers of the scheduling, retention and locking tests: small real backups with chosen creation times."""
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -43,3 +46,33 @@ def write_backup(folder: Path, created_at: datetime, *, purpose: str = "manual",
         if not truncated:
             writer.trailer()
     return name
+
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def project_env(workdir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a manage.py or Celery process of the project, in its own folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADCP_", "DJANGO_", "CELERY_", "DATABASE_"))}
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "PYTHONPATH": str(REPO),
+        "DATABASE_URL": f"sqlite:///{workdir / 'adcp.sqlite3'}",
+        "ADCP_BACKUP_DIR": str(workdir / "backups"),
+        "ADCP_BACKUP_SETTINGS_FILES": f"{workdir / 'data' / 'app_settings.json'},{workdir / 'data' / 'tenant_settings.json'}",
+        "ADCP_BACKUP_LOG_FILE": str(workdir / "backup_operations.log"),
+        "ADCP_BACKUP_LOG_LEVEL": "WARNING",
+    })
+    env.update(extra)
+    return env
+
+
+def manage(*args: str, env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, str(REPO / "manage.py"), *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def start_manage(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([PYTHON, str(REPO / "manage.py"), *args], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
