@@ -463,7 +463,7 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None) 
     storage = _storage()
     entries = backup_list()
     usable = [e for e in entries if e.error is None]
-    newest = next((e for e in usable if e.purpose != "safety"), None)
+    newest, invalid_newer = _newest_valid(usable)
     now = datetime.now(timezone.utc)
     newest_info = None
     stale = False
@@ -493,6 +493,7 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None) 
             "total_size": sum(e.size for e in entries),
             "unreadable": [e.name for e in entries if e.error is not None],
             "safety_backups": sum(1 for e in usable if e.purpose == "safety"),
+            "invalid_newer_than_newest": invalid_newer,
         },
         newest=newest_info,
         settings={
@@ -509,6 +510,18 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None) 
         max_age=max_age.total_seconds() if max_age is not None else None,
         stale=stale,
     )
+
+
+def _newest_valid(entries: list[BackupEntry]) -> tuple[BackupEntry | None, list[str]]:
+    """The newest regular backup that passes validation, and the newer ones that do not (newest first)."""
+    invalid: list[str] = []
+    for entry in entries:
+        if entry.purpose == "safety" or entry.created is None:
+            continue
+        if backup_validate(file=entry.name).valid:
+            return entry, invalid
+        invalid.append(entry.name)
+    return None, invalid
 
 
 # -- prune -----------------------------------------------------------------------------------------------
