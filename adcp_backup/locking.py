@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -166,7 +166,7 @@ def _file_lock(kind: str, database: str, deadline: float) -> Iterator[None]:
 
 def _write_holder(fd: int, kind: str, database: str) -> None:
     record = {"kind": kind, "pid": os.getpid(), "host": platform.node(), "database": database,
-              "since": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
+              "since": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(record).encode(), 0)
     os.fsync(fd)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.mail import mail_admins
@@ -21,7 +21,7 @@ def mail_admins_on_scheduled_failure(sender: Any, *, arguments: dict[str, Any], 
     if not backup_settings.NOTIFY_ADMINS or arguments.get("purpose") != SCHEDULED:
         return
     database = arguments.get("database", "default")
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     first_line = (str(exception).splitlines() or [type(exception).__name__])[0]
     subject = f"Scheduled backup failed: {first_line}"[:200]
     message = (

@@ -105,12 +105,16 @@ def apply_policy(items: Sequence[T], policy: Policy, tz: tzinfo) -> list[Decisio
 class Entry(Protocol):
     """What retention needs of a listed backup (services.BackupEntry has it)."""
 
-    name: str
-    created_at: str | None
-    size: int
-    purpose: str | None
-    error: str | None
-
+    @property
+    def name(self) -> str: ...
+    @property
+    def created_at(self) -> str | None: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def purpose(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
     @property
     def created(self) -> datetime | None: ...
 

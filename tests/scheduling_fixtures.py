@@ -60,7 +60,8 @@ def project_env(workdir: Path, **extra: str) -> dict[str, str]:
         "PYTHONPATH": str(REPO),
         "DATABASE_URL": f"sqlite:///{workdir / 'adcp.sqlite3'}",
         "ADCP_BACKUP_DIR": str(workdir / "backups"),
-        "ADCP_BACKUP_SETTINGS_FILES": f"{workdir / 'data' / 'app_settings.json'},{workdir / 'data' / 'tenant_settings.json'}",
+        "ADCP_BACKUP_SETTINGS_FILES": ",".join(str(workdir / "data" / name)
+                                               for name in ("app_settings.json", "tenant_settings.json")),
         "ADCP_BACKUP_LOG_FILE": str(workdir / "backup_operations.log"),
         "ADCP_BACKUP_LOG_LEVEL": "WARNING",
     })

@@ -116,7 +116,8 @@ def test_backup_info_shows_what_holds_the_lock(workdir):
         info = manage("backup_info", "--json", env=env, cwd=workdir)
     held = json.loads(info.stdout)["settings"]["lock"]["held_by"]
     assert held["kind"] == "restore" and held["pid"] == os.getpid()
-    assert json.loads(manage("backup_info", "--json", env=env, cwd=workdir).stdout)["settings"]["lock"]["held_by"] is None
+    after = json.loads(manage("backup_info", "--json", env=env, cwd=workdir).stdout)
+    assert after["settings"]["lock"]["held_by"] is None
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -316,7 +316,7 @@ def test_the_app_imports_and_runs_without_celery(tmp_path):
 # -- monitoring: backup_info -----------------------------------------------------------------------------
 def test_max_age_exits_1_when_the_newest_backup_is_older(seeded, backup_env):
     seeded()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     write_backup(backup_env / "backups", now - timedelta(hours=30))
     write_backup(backup_env / "backups", now - timedelta(hours=1), purpose="safety")  # does not count
     write_backup(backup_env / "backups", now - timedelta(hours=2), truncated=True)  # newer, but not valid
