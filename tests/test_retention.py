@@ -256,3 +256,16 @@ def test_command_rejects_a_negative_count(folder, spread):
     with pytest.raises(CommandError, match="invalid count value"):
         call_command("backup_prune", "--keep-last", "-2", stderr=StringIO())
     assert len(files(folder)) == len(spread)
+
+
+def test_command_accepts_unlimited(folder, spread):
+    out = StringIO()
+    call_command("backup_prune", "--keep-last", "0", "--keep-daily", "0", "--keep-weekly", "0",
+                 "--keep-monthly", "unlimited", "--json", stdout=out)
+    data = json.loads(out.getvalue())
+    assert data["policy"]["keep_monthly"] == -1
+    # Every month's newest, and, as restic does for a rule that still has counts left, the oldest backup.
+    expected = newest_per_bucket(spread, month, 13) | {min(spread, key=spread.__getitem__)}
+    assert len(expected) == 14
+    assert {p["name"] for p in data["kept"]} == expected
+    assert set(files(folder)) == expected
