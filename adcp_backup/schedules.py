@@ -20,6 +20,8 @@ ALIASES = {
 }
 
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-]+$")
+_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_FIELD_NAMES = ("minute", "hour", "day of month", "month", "day of week")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -76,6 +78,12 @@ def parse_schedule(text: str | None, *, setting: str = "schedule") -> Schedule |
             f"{setting} {raw!r} is not a schedule: use five crontab fields such as '0 2 * * *', "
             "an alias such as @daily, or '@every 6h'."
         )
+    for field, (low, high), what in zip(fields, _RANGES, _FIELD_NAMES, strict=True):
+        for number in re.findall(r"\d+", field.split("/")[0]) if "/" in field else re.findall(r"\d+", field):
+            if not low <= int(number) <= high:
+                raise BackupConfigurationError(
+                    f"{setting} {raw!r}: {number} is outside the {what} range {low}-{high}."
+                )
     minute, hour, day_of_month, month_of_year, day_of_week = fields
     return Schedule(text=raw, minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
                     day_of_week=day_of_week)

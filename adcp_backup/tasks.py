@@ -54,8 +54,11 @@ def celery_schedule(text: str | None, *, setting: str) -> crontab | schedule | N
         return None
     if parsed.every is not None:
         return schedule(run_every=parsed.every)
-    return crontab(minute=parsed.minute, hour=parsed.hour, day_of_month=parsed.day_of_month,
-                   month_of_year=parsed.month_of_year, day_of_week=parsed.day_of_week)
+    try:
+        return crontab(minute=parsed.minute, hour=parsed.hour, day_of_month=parsed.day_of_month,
+                       month_of_year=parsed.month_of_year, day_of_week=parsed.day_of_week)
+    except ValueError as exc:
+        raise BackupConfigurationError(f"{setting} {parsed.text!r} is not a schedule Celery accepts: {exc}") from exc
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:

@@ -300,6 +300,20 @@ def test_beat_schedule_is_built_from_the_settings(settings):
         tasks.beat_schedule()
 
 
+def test_a_malformed_schedule_is_a_system_check_error(settings):
+    from adcp_backup import checks
+
+    assert checks.check_schedules() == []
+    settings.ADCP_BACKUP_PRUNE_SCHEDULE = "61 * * *"
+    errors = checks.check_schedules()
+    assert [e.id for e in errors] == [checks.E003_SCHEDULE]
+    assert "ADCP_BACKUP_PRUNE_SCHEDULE '61 * * *' is not a schedule" in errors[0].msg
+    settings.ADCP_BACKUP_PRUNE_SCHEDULE = "61 * * * *"
+    assert "61 is outside the minute range 0-59" in checks.check_schedules()[0].msg
+    settings.ADCP_BACKUP_PRUNE_SCHEDULE = "*/15 8-18 * jan-jun mon-fri"
+    assert checks.check_schedules() == []
+
+
 def test_the_app_imports_and_runs_without_celery(tmp_path):
     env = project_env(tmp_path)
     code = ("import sys; sys.modules['celery'] = None\n"
