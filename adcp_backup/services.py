@@ -15,8 +15,9 @@ from typing import IO, Any
 
 import django
 from django.db import DatabaseError, connections, transaction
+from django.utils import timezone as django_timezone
 
-from . import __version__, dataset, settings_files
+from . import __version__, dataset, locking, monitoring, retention, settings_files, signals
 from .conf import backup_settings
 from .db import get_engine
 from .db.base import Engine, fingerprint, shipped_ddl
@@ -207,6 +208,8 @@ def _capture_schema(engine: Engine, tables: Sequence[dataset.TableSpec]) -> dict
 
 
 # -- create ----------------------------------------------------------------------------------------------
+@signals.reported(signals.backup_created, signals.backup_failed)
+@locking.locked("backup")
 def backup_create(
     *,
     database: str = "default",
@@ -462,7 +465,7 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None) 
     storage = _storage()
     entries = backup_list()
     usable = [e for e in entries if e.error is None]
-    newest = next((e for e in usable if e.purpose != "safety"), None)
+    newest, invalid_newer = _newest_valid(usable)
     now = datetime.now(timezone.utc)
     newest_info = None
     stale = False
@@ -492,6 +495,7 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None) 
             "total_size": sum(e.size for e in entries),
             "unreadable": [e.name for e in entries if e.error is not None],
             "safety_backups": sum(1 for e in usable if e.purpose == "safety"),
+            "invalid_newer_than_newest": invalid_newer,
         },
         newest=newest_info,
         settings={
@@ -499,10 +503,81 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None) 
             "settings_files": [str(p) for p in backup_settings.settings_files],
             "environment_variables": list(backup_settings.ENV_VARS),
             "safety_backup": bool(backup_settings.SAFETY_BACKUP),
+            "schedule": monitoring.schedule_info(),
+            "retention": monitoring.retention_info(),
+            "encryption": {**monitoring.encryption_info(),
+                           "encrypted_backups": sum(1 for e in usable if e.encrypted)},
+            "lock": monitoring.lock_info(),
         },
         max_age=max_age.total_seconds() if max_age is not None else None,
         stale=stale,
     )
+
+
+def _newest_valid(entries: list[BackupEntry]) -> tuple[BackupEntry | None, list[str]]:
+    """The newest regular backup that passes validation, and the newer ones that do not (newest first)."""
+    invalid: list[str] = []
+    for entry in entries:
+        if entry.purpose == "safety" or entry.created is None:
+            continue
+        if backup_validate(file=entry.name).valid:
+            return entry, invalid
+        invalid.append(entry.name)
+    return None, invalid
+
+
+# -- prune -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PruneResult:
+    dry_run: bool
+    policy: dict[str, int]
+    kept: list[retention.PrunedFile]
+    removed: list[retention.PrunedFile]
+    skipped: list[retention.PrunedFile]
+    freed_bytes: int
+    notes: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@signals.reported(signals.backup_pruned, signals.prune_failed)
+@locking.locked("prune")
+def backup_prune(
+    *,
+    keep_last: int | None = None,
+    keep_daily: int | None = None,
+    keep_weekly: int | None = None,
+    keep_monthly: int | None = None,
+    keep_safety: int | None = None,
+    dry_run: bool = False,
+    database: str = "default",
+) -> PruneResult:
+    """Apply the retention rules (restic's) to the backups in storage; ``None`` takes the setting's value."""
+    policy = retention.Policy(
+        last=backup_settings.KEEP_LAST if keep_last is None else keep_last,
+        daily=backup_settings.KEEP_DAILY if keep_daily is None else keep_daily,
+        weekly=backup_settings.KEEP_WEEKLY if keep_weekly is None else keep_weekly,
+        monthly=backup_settings.KEEP_MONTHLY if keep_monthly is None else keep_monthly,
+    )
+    safety = int(backup_settings.KEEP_SAFETY if keep_safety is None else keep_safety)
+    plan = retention.plan_prune(backup_list(), policy, keep_safety=safety, tz=django_timezone.get_default_timezone(),
+                                is_valid=lambda entry: backup_validate(file=entry.name).valid)
+    notes = ["every --keep-* count is 0: no regular backup is removed"] if policy.empty else []
+    storage = _storage()
+    if not dry_run:
+        for pruned in plan.removed:
+            try:
+                storage.delete(pruned.name)
+            except OSError as exc:
+                raise BackupError(f"Could not delete {pruned.name}: {exc}; the backups after it were kept.") from exc
+            logger.info("Pruned %s (created %s)", pruned.name, pruned.created_at)
+    result = PruneResult(dry_run=dry_run, policy={**policy.as_dict(), "keep_safety": safety}, kept=plan.kept,
+                         removed=plan.removed, skipped=plan.skipped,
+                         freed_bytes=sum(p.size for p in plan.removed), notes=notes)
+    logger.info("%s: %s kept, %s removed, %s skipped", "Prune dry run" if dry_run else "Pruned",
+                len(result.kept), len(result.removed), len(result.skipped))
+    return result
 
 
 # -- restore ---------------------------------------------------------------------------------------------
@@ -527,6 +602,8 @@ def backup_restore_plan(*, file: str, database: str = "default") -> RestorePlan:
     )
 
 
+@signals.reported(signals.restore_finished, signals.restore_failed)
+@locking.locked("restore")
 def backup_restore(
     *,
     file: str,

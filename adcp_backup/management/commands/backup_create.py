@@ -21,14 +21,18 @@ class Command(BackupCommand):
                             help="Write to this file or folder instead of the backup storage.")
         parser.add_argument("--no-settings", action="store_true",
                             help="Leave out the settings files and the environment.")
+        parser.add_argument("--scheduled", action="store_true",
+                            help="Mark the backup as scheduled (cron, systemd): a failure e-mails the admins "
+                                 "when ADCP_BACKUP_NOTIFY_ADMINS is on.")
 
     def handle(self, *args: Any, compress: bool, compression: str | None, output: str | None,
-               no_settings: bool, as_json: bool, database: str, **options: Any) -> None:
+               no_settings: bool, scheduled: bool, as_json: bool, database: str, **options: Any) -> None:
         if compression is None and compress:
             compression = "gzip"
         result = self.run_service(
             lambda: services.backup_create(
                 database=database, compression=compression, output=output, include_settings=not no_settings,
+                purpose="scheduled" if scheduled else "manual",
                 progress=self.progress_reporter(options),
             ),
             as_json=as_json,
