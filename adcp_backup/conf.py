@@ -73,6 +73,10 @@ SETTINGS: dict[str, Setting] = {
         Setting("LOCK_TIMEOUT", 60.0, "Seconds a backup or prune waits for a running one before failing; restores "
                                       "never wait."),
         Setting("NOTIFY_ADMINS", False, "E-mail the site's ADMINS when a scheduled backup fails."),
+        Setting("ENCRYPT", False, "Encrypt every new backup, safety backups included, with age (as --encrypt)."),
+        Setting("AGE_RECIPIENTS", [], "age public keys (age1...) new encrypted backups are readable by."),
+        Setting("AGE_IDENTITY", "", "Path of the age identity file (age-keygen) that decrypts backups."),
+        Setting("TEMP_DIR", "", "Folder of the temporary file of a backup bound for remote storage (default: the system's)."),
     )
 }
 

@@ -14,6 +14,10 @@ class BackupConfigurationError(BackupError, ImproperlyConfigured):
     """A setting or an optional dependency is missing or wrong."""
 
 
+class EncryptionKeyError(BackupConfigurationError):
+    """An encrypted backup cannot be opened: no age identity is configured, or none fits the file."""
+
+
 class BackupNotFound(BackupError, FileNotFoundError):
     """No backup has that name or path."""
 

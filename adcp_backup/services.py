@@ -7,7 +7,7 @@ import platform
 import secrets
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,7 +22,9 @@ from .conf import backup_settings
 from .db import get_engine
 from .db.base import Engine, fingerprint, shipped_ddl
 from .exceptions import BackupError, BackupNotFound, InvalidBackup, Problem, RestoreError, SchemaMismatch
+from .exceptions import EncryptionKeyError
 from .format import codecs
+from .format import crypto
 from .format.detect import open_reader
 from .format.events import End, EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
 from .format.writer import BackupWriter
@@ -217,24 +219,37 @@ def backup_create(
     output: str | os.PathLike[str] | None = None,
     include_settings: bool = True,
     purpose: str = "manual",
+    encrypt: bool | None = None,
+    include_secrets: bool = False,
     progress: ProgressCallback = silent,
 ) -> BackupResult:
-    """Write a backup of every AdCP table, the settings files and the environment, streaming."""
+    """Write a backup of every AdCP table, the settings files and the environment, streaming.
+
+    ``encrypt`` (default ADCP_BACKUP_ENCRYPT) encrypts it with age to ADCP_BACKUP_AGE_RECIPIENTS;
+    ``include_secrets`` keeps secret environment values in clear inside it, and needs encryption."""
     started = time.monotonic()
     compression = (compression or backup_settings.compression).lower()
     if compression not in codecs.SUFFIXES:
         raise BackupError(f"Unknown compression {compression!r}: use none, gzip or zstd.")
+    encrypt = bool(backup_settings.ENCRYPT) if encrypt is None else encrypt
+    if include_secrets and not encrypt:
+        raise BackupError("--include-secrets keeps API keys and passwords in the file, so it needs encryption: "
+                          "add --encrypt (or set ADCP_BACKUP_ENCRYPT) with ADCP_BACKUP_AGE_RECIPIENTS.")
+    recipients = crypto.configured_recipients() if encrypt else []
+    suffix = crypto.SUFFIX if encrypt else ""
+    secrets_mode = "included" if include_secrets else "redacted"
     engine = get_engine(database)
     tables = _check_tables(engine)
     storage = _storage()
-    name = new_backup_name(compression)
+    name = new_backup_name(compression, suffix=suffix)
     while storage.exists(name):
-        name = new_backup_name(compression)
+        name = new_backup_name(compression, suffix=suffix)
     level = backup_settings.GZIP_LEVEL if compression == "gzip" else backup_settings.ZSTD_LEVEL
     created_at = datetime.now(timezone.utc)
 
-    with _open_output(storage, name, output) as (out, final_name, final_path):
-        compressed = codecs.CompressedWriter(out, compression, level)
+    with (_open_output(storage, name, output) as (out, final_name, final_path),
+          crypto.encrypting(out, recipients) if encrypt else nullcontext(out) as sink):
+        compressed = codecs.CompressedWriter(sink, compression, level)
         writer = BackupWriter(compressed)
         with engine.snapshot():
             counts = {spec.name: engine.count(spec.name) for spec in tables}
@@ -248,7 +263,7 @@ def backup_create(
                     "purpose": purpose,
                     "counts": counts,
                     "compression": compression,
-                    "secrets": "redacted",
+                    "secrets": secrets_mode,
                     "schema": schema,
                 }
             )
@@ -257,7 +272,7 @@ def backup_create(
         if include_settings:
             for captured in settings_files.capture_files():
                 writer.file(path=captured.path, content=captured.content, mode=captured.mode)
-            writer.environment(settings_files.capture_environment())
+            writer.environment(settings_files.capture_environment(include_secrets=include_secrets))
         written = writer.trailer()
         compressed.close()
         if written != counts:  # the snapshot guarantees equality; a difference is a bug, never a backup
@@ -269,11 +284,11 @@ def backup_create(
         sha256=out.sha256.hexdigest(),
         counts=written,
         compression=compression,
-        encrypted=False,
+        encrypted=encrypt,
         created_at=created_at.isoformat(),
         scope={"tenants": "all"},
         purpose=purpose,
-        secrets="redacted",
+        secrets=secrets_mode,
         duration=time.monotonic() - started,
     )
     logger.info("Backup %s written: %s bytes, %s", result.name, result.size, result.counts)
@@ -322,29 +337,34 @@ def _LocalFolder(folder: Path) -> Any:
 
 # -- reading helpers -------------------------------------------------------------------------------------
 @contextmanager
-def _opened(source: Source, *, strict: bool) -> Iterator[Any]:
+def _opened(source: Source, *, strict: bool, identity: str | os.PathLike[str] | None = None) -> Iterator[Any]:
     handle = source.open()
     try:
-        yield open_reader(handle, strict=strict)
+        with crypto.layer_scope():
+            yield open_reader(handle, strict=strict, identity=identity)
     finally:
         handle.close()
 
 
-def _resolve(file: str) -> Source:
+def _resolve(file: str, identity: str | os.PathLike[str] | None = None) -> Source:
     storage = _storage()
-    return resolve_source(file, storage, latest=_latest_name)
+    return resolve_source(file, storage, latest=lambda: _latest_name(identity))
 
 
-def _latest_name() -> str | None:
-    entries = [e for e in backup_list() if e.error is None and e.purpose != "safety"]
+def _latest_name(identity: str | os.PathLike[str] | None = None) -> str | None:
+    entries = [e for e in backup_list(identity=identity) if e.error is None and e.purpose != "safety"]
     return entries[0].name if entries else None
 
 
 # -- validate --------------------------------------------------------------------------------------------
-def backup_validate(*, file: str, progress: ProgressCallback = silent) -> ValidationReport:
-    """Read the whole file once: structure, checksums, counts, types, NOT NULL, unique and foreign keys."""
+def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None,
+                    progress: ProgressCallback = silent) -> ValidationReport:
+    """Read the whole file once: structure, checksums, counts, types, NOT NULL, unique and foreign keys.
+
+    An encrypted file needs an age identity (``identity``, else ADCP_BACKUP_AGE_IDENTITY); without a
+    fitting one this raises EncryptionKeyError: the file's validity is then unknown, not disproved."""
     started = time.monotonic()
-    source = _resolve(file)
+    source = _resolve(file, identity)
     limit = backup_settings.MAX_PROBLEMS
     problems: list[Problem] = []
     counts: dict[str, int] = {}
@@ -352,7 +372,7 @@ def backup_validate(*, file: str, progress: ProgressCallback = silent) -> Valida
     header: dict[str, Any] = {}
     reader: Any = None
     try:
-        with _opened(source, strict=False) as reader, KeyIndex() as keys:
+        with _opened(source, strict=False, identity=identity) as reader, KeyIndex() as keys:
             header = reader.header
             checkers: dict[str, RowChecker] = {}  # by table: a legacy v1.0 file interleaves tenants and products
             expected = header.get("counts") or {}
@@ -415,22 +435,25 @@ def _spec_or_none(name: str) -> dataset.TableSpec | None:
 
 
 # -- list and info ---------------------------------------------------------------------------------------
-def backup_list(*, limit: int | None = None) -> list[BackupEntry]:
-    """Every backup in the storage, newest first, described from its header (never from its name)."""
+def backup_list(*, limit: int | None = None, identity: str | os.PathLike[str] | None = None) -> list[BackupEntry]:
+    """Every backup in the storage, newest first, described from its header (never from its name).
+
+    An encrypted file that no available identity opens is listed as encrypted, without counts."""
     storage = _storage()
-    entries = [_describe(storage, name) for name in storage.names()]
+    entries = [_describe(storage, name, identity) for name in storage.names()]
     epoch = datetime.min.replace(tzinfo=timezone.utc)
     entries.sort(key=lambda e: (e.created or epoch, e.name), reverse=True)
     return entries[:limit] if limit else entries
 
 
-def _describe(storage: BackupStorage, name: str) -> BackupEntry:
+def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str] | None = None) -> BackupEntry:
     size = storage.size(name)
     path = storage.path(name)
     handle: IO[bytes] | None = None
     try:
         handle = storage.open(name)
-        reader = open_reader(handle, strict=True)
+        with crypto.layer_scope():
+            reader = open_reader(handle, strict=True, identity=identity)
         header = reader.header
         return BackupEntry(
             name=name,
@@ -444,6 +467,11 @@ def _describe(storage: BackupStorage, name: str) -> BackupEntry:
             purpose=header.get("purpose"),
             path=path,
         )
+    except EncryptionKeyError:
+        modified = storage.modified(name)
+        return BackupEntry(name=name, created_at=modified.isoformat() if modified else None, size=size,
+                           format="adcp-backup (encrypted)", compression=None, encrypted=True, counts=None,
+                           scope=None, purpose=None, path=path)
     except InvalidBackup as exc:
         modified = storage.modified(name)
         return BackupEntry(name=name, created_at=modified.isoformat() if modified else None, size=size,
@@ -454,7 +482,8 @@ def _describe(storage: BackupStorage, name: str) -> BackupEntry:
             handle.close()
 
 
-def backup_info(*, database: str = "default", max_age: timedelta | None = None) -> InfoResult:
+def backup_info(*, database: str = "default", max_age: timedelta | None = None,
+                identity: str | os.PathLike[str] | None = None) -> InfoResult:
     """The state of the database, the storage and the backups, for people and for monitoring."""
     engine = get_engine(database)
     existing = engine.existing_tables()
@@ -463,7 +492,7 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None) 
         tables[spec.name] = engine.count(spec.name) if spec.name in existing else None
     settings_dict = connections[database].settings_dict
     storage = _storage()
-    entries = backup_list()
+    entries = backup_list(identity=identity)
     usable = [e for e in entries if e.error is None]
     newest, invalid_newer = _newest_valid(usable)
     now = datetime.now(timezone.utc)
@@ -581,11 +610,12 @@ def backup_prune(
 
 
 # -- restore ---------------------------------------------------------------------------------------------
-def backup_restore_plan(*, file: str, database: str = "default") -> RestorePlan:
+def backup_restore_plan(*, file: str, database: str = "default",
+                        identity: str | os.PathLike[str] | None = None) -> RestorePlan:
     """What a restore of ``file`` would replace: the file's counts beside the database's, read from headers."""
-    source = _resolve(file)
+    source = _resolve(file, identity)
     engine = get_engine(database)
-    with _opened(source, strict=True) as reader:
+    with _opened(source, strict=True, identity=identity) as reader:
         header = reader.header
         fmt = reader.format
     existing = engine.existing_tables()
@@ -613,13 +643,16 @@ def backup_restore(
     create_schema: bool = False,
     safety_backup: bool | None = None,
     restore_settings: bool = True,
+    identity: str | os.PathLike[str] | None = None,
     progress: ProgressCallback = silent,
 ) -> RestoreResult:
-    """Replace the AdCP tables (and settings files) with a backup's, in one transaction, or change nothing."""
+    """Replace the AdCP tables (and settings files) with a backup's, in one transaction, or change nothing.
+
+    An encrypted file is decrypted while it is read, with ``identity`` (else ADCP_BACKUP_AGE_IDENTITY)."""
     started = time.monotonic()
-    source = _resolve(file)
+    source = _resolve(file, identity)
     engine = get_engine(database)
-    with _opened(source, strict=True) as reader:
+    with _opened(source, strict=True, identity=identity) as reader:
         header = reader.header
         plan = _plan_schema(engine, header, create_schema=create_schema)
         notes = list(plan.notes)

@@ -109,6 +109,43 @@ ADCP_BACKUP_GZIP_LEVEL = env.int("ADCP_BACKUP_GZIP_LEVEL", default=1)
 ADCP_BACKUP_ZSTD_LEVEL = env.int("ADCP_BACKUP_ZSTD_LEVEL", default=3)
 ADCP_BACKUP_SAFETY_BACKUP = env.bool("ADCP_BACKUP_SAFETY_BACKUP", default=True)
 
+# Encryption with age (docs/security.md): public keys to encrypt to, and the identity file that decrypts.
+ADCP_BACKUP_ENCRYPT = env.bool("ADCP_BACKUP_ENCRYPT", default=False)
+ADCP_BACKUP_AGE_RECIPIENTS = env.list("ADCP_BACKUP_AGE_RECIPIENTS", default=[])
+ADCP_BACKUP_AGE_IDENTITY = _cwd_path(env.str("ADCP_BACKUP_AGE_IDENTITY")) if env.str(
+    "ADCP_BACKUP_AGE_IDENTITY", default="") else ""
+ADCP_BACKUP_TEMP_DIR = _cwd_path(env.str("ADCP_BACKUP_TEMP_DIR")) if env.str("ADCP_BACKUP_TEMP_DIR", default="") else ""
+
+# Backups in S3-compatible object storage through django-storages (docs/storage.md). Credentials are not
+# settings: boto3 reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or a profile, or an instance role) itself.
+if env.str("ADCP_BACKUP_S3_BUCKET", default=""):
+    from boto3.s3.transfer import TransferConfig
+
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        "adcp_backup": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": env.str("ADCP_BACKUP_S3_BUCKET"),
+                "location": env.str("ADCP_BACKUP_S3_PREFIX", default="").strip("/"),
+                "endpoint_url": env.str("ADCP_BACKUP_S3_ENDPOINT_URL", default="") or None,
+                "region_name": env.str("ADCP_BACKUP_S3_REGION", default="") or None,
+                "addressing_style": env.str("ADCP_BACKUP_S3_ADDRESSING_STYLE", default="") or None,
+                "signature_version": "s3v4",
+                "file_overwrite": False,
+                "default_acl": None,
+                # Stored as opaque bytes: no Content-Encoding that would make HTTP clients unpack a .gz backup.
+                "object_parameters": {"ContentType": "application/octet-stream"},
+                "transfer_config": TransferConfig(
+                    multipart_threshold=env.int("ADCP_BACKUP_S3_MULTIPART_MB", default=64) << 20,
+                    multipart_chunksize=env.int("ADCP_BACKUP_S3_MULTIPART_MB", default=64) << 20,
+                    max_concurrency=env.int("ADCP_BACKUP_S3_CONCURRENCY", default=4),
+                ),
+            },
+        },
+    }
+
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_TIMEZONE = TIME_ZONE
 

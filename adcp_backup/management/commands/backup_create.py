@@ -24,15 +24,20 @@ class Command(BackupCommand):
         parser.add_argument("--scheduled", action="store_true",
                             help="Mark the backup as scheduled (cron, systemd): a failure e-mails the admins "
                                  "when ADCP_BACKUP_NOTIFY_ADMINS is on.")
+        parser.add_argument("--encrypt", action="store_true", default=None,
+                            help="Encrypt with age to ADCP_BACKUP_AGE_RECIPIENTS (default: ADCP_BACKUP_ENCRYPT).")
+        parser.add_argument("--include-secrets", action="store_true",
+                            help="Keep secret environment values unredacted; only with encryption.")
 
     def handle(self, *args: Any, compress: bool, compression: str | None, output: str | None,
-               no_settings: bool, scheduled: bool, as_json: bool, database: str, **options: Any) -> None:
+               no_settings: bool, scheduled: bool, encrypt: bool | None, include_secrets: bool, as_json: bool,
+               database: str, **options: Any) -> None:
         if compression is None and compress:
             compression = "gzip"
         result = self.run_service(
             lambda: services.backup_create(
                 database=database, compression=compression, output=output, include_settings=not no_settings,
-                purpose="scheduled" if scheduled else "manual",
+                purpose="scheduled" if scheduled else "manual", encrypt=encrypt, include_secrets=include_secrets,
                 progress=self.progress_reporter(options),
             ),
             as_json=as_json,
@@ -41,5 +46,6 @@ class Command(BackupCommand):
             self.emit_json(result.as_dict())
             return
         self.stdout.write(self.style.SUCCESS(f"Backup written: {result.path or result.name}"))
-        self.stdout.write(f"  size {format_size(result.size)}, {result.compression}, sha256 {result.sha256}")
+        encrypted = ", age-encrypted" if result.encrypted else ""
+        self.stdout.write(f"  size {format_size(result.size)}, {result.compression}{encrypted}, sha256 {result.sha256}")
         self.stdout.write(f"  rows: {format_counts(result.counts)}")

@@ -17,13 +17,16 @@ class Command(BackupCommand):
         super().add_arguments(parser)
         parser.add_argument("--max-age", metavar="DURATION",
                             help="Exit 1 when the newest backup is older than this (26h, 2d, 90m...).")
+        parser.add_argument("--identity", metavar="PATH",
+                            help="age identity file that decrypts encrypted backups (default: ADCP_BACKUP_AGE_IDENTITY).")
 
-    def handle(self, *args: Any, database: str, max_age: str | None, as_json: bool, **options: Any) -> None:
+    def handle(self, *args: Any, database: str, max_age: str | None, identity: str | None, as_json: bool,
+               **options: Any) -> None:
         try:
             limit = parse_duration(max_age) if max_age else None
         except ValueError as exc:
             raise CommandError(str(exc), returncode=EXIT_FAILED) from exc
-        info = self.run_service(lambda: services.backup_info(database=database, max_age=limit), as_json=as_json)
+        info = self.run_service(lambda: services.backup_info(database=database, max_age=limit, identity=identity), as_json=as_json)
         if as_json:
             self.emit_json(info.as_dict())
         else:

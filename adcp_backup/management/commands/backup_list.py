@@ -16,11 +16,13 @@ class Command(BackupCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
         parser.add_argument("--limit", type=int, default=None, metavar="N", help="Show at most N backups.")
+        parser.add_argument("--identity", metavar="PATH",
+                            help="age identity file that decrypts encrypted backups (default: ADCP_BACKUP_AGE_IDENTITY).")
 
-    def handle(self, *args: Any, limit: int | None, as_json: bool, **options: Any) -> None:
+    def handle(self, *args: Any, limit: int | None, identity: str | None, as_json: bool, **options: Any) -> None:
         if limit is not None and limit < 1:
             limit = None
-        entries = self.run_service(lambda: services.backup_list(limit=limit), as_json=as_json)
+        entries = self.run_service(lambda: services.backup_list(limit=limit, identity=identity), as_json=as_json)
         if as_json:
             self.emit_json({"backups": [e.as_dict() for e in entries]})
             return

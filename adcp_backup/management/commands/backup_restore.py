@@ -27,13 +27,15 @@ class Command(BackupCommand):
                             help="Do not back up the current data first.")
         parser.add_argument("--create-schema", action="store_true",
                             help="Create the AdCP tables when the database has none of them.")
+        parser.add_argument("--identity", metavar="PATH",
+                            help="age identity file that decrypts encrypted backups (default: ADCP_BACKUP_AGE_IDENTITY).")
 
     def handle(self, *args: Any, file: str, force: bool, skip_validation: bool, validate_only: bool,
-               dry_run: bool, no_safety_backup: bool, create_schema: bool, as_json: bool, database: str,
-               **options: Any) -> None:
+               dry_run: bool, no_safety_backup: bool, create_schema: bool, identity: str | None, as_json: bool,
+               database: str, **options: Any) -> None:
         progress = self.progress_reporter(options)
         if validate_only:
-            report = self.run_service(lambda: services.backup_validate(file=file, progress=progress),
+            report = self.run_service(lambda: services.backup_validate(file=file, identity=identity, progress=progress),
                                       as_json=as_json)
             if as_json:
                 self.emit_json(report.as_dict())
@@ -47,14 +49,15 @@ class Command(BackupCommand):
             return
 
         if not force and not dry_run:
-            plan = self.run_service(lambda: services.backup_restore_plan(file=file, database=database),
+            plan = self.run_service(lambda: services.backup_restore_plan(file=file, database=database, identity=identity),
                                     as_json=as_json)
             self.confirm(plan, options.get("stdin") or sys.stdin, as_json=as_json)
 
         result = self.run_service(
             lambda: services.backup_restore(
                 file=file, database=database, skip_validation=skip_validation, dry_run=dry_run,
-                create_schema=create_schema, safety_backup=False if no_safety_backup else None, progress=progress,
+                create_schema=create_schema, safety_backup=False if no_safety_backup else None, identity=identity,
+                progress=progress,
             ),
             as_json=as_json,
         )

@@ -16,10 +16,13 @@ class Command(BackupCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help="A path, a name in the backup storage, or 'latest'.")
         super().add_arguments(parser)
+        parser.add_argument("--identity", metavar="PATH",
+                            help="age identity file that decrypts encrypted backups (default: ADCP_BACKUP_AGE_IDENTITY).")
 
-    def handle(self, *args: Any, file: str, as_json: bool, **options: Any) -> None:
+    def handle(self, *args: Any, file: str, identity: str | None, as_json: bool, **options: Any) -> None:
         report = self.run_service(
-            lambda: services.backup_validate(file=file, progress=self.progress_reporter(options)), as_json=as_json
+            lambda: services.backup_validate(file=file, identity=identity, progress=self.progress_reporter(options)),
+            as_json=as_json,
         )
         if as_json:
             self.emit_json(report.as_dict())
