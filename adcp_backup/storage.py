@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import tempfile
@@ -70,8 +71,13 @@ class BackupStorage:
 
     @property
     def location(self) -> str:
+        """Where the backups are, fit for display: a folder, or a bucket and prefix; never credentials."""
         if self.is_local:
             return str(Path(self.storage.location).resolve())
+        bucket = getattr(self.storage, "bucket_name", None)
+        if bucket:
+            prefix = str(getattr(self.storage, "location", "") or "").strip("/")
+            return f"s3://{bucket}/{prefix + '/' if prefix else ''}"
         return f"{type(self.storage).__module__}.{type(self.storage).__name__}"
 
     def resolve(self, name: str) -> str:
@@ -97,7 +103,11 @@ class BackupStorage:
         return name
 
     def open(self, name: str) -> IO[bytes]:
-        return self.storage.open(self.require(name), "rb")
+        """The backup's bytes as a stream; from S3 without holding the object in memory or on disk."""
+        name = self.require(name)
+        if not self.is_local and _is_s3(self.storage):
+            return _S3Stream(self.storage, name)
+        return self.storage.open(name, "rb")
 
     def size(self, name: str) -> int:
         return self.storage.size(self.resolve(name))
@@ -136,7 +146,8 @@ class BackupStorage:
             final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             temp = final.with_name(f".{name}{PARTIAL_SUFFIX}")
         else:
-            fd, temp_name = tempfile.mkstemp(prefix=".adcp-backup-", suffix=PARTIAL_SUFFIX)
+            fd, temp_name = tempfile.mkstemp(prefix=".adcp-backup-", suffix=PARTIAL_SUFFIX,
+                                             dir=backup_settings.TEMP_DIR or None)
             os.close(fd)
             temp = Path(temp_name)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -157,6 +168,9 @@ class BackupStorage:
                 if saved != name:
                     self.storage.delete(saved)
                     raise BackupError(f"The storage renamed the backup to {saved!r}; it was removed.")
+                if verify and self.storage.size(name) != hashing.size:
+                    self.storage.delete(name)
+                    raise BackupError("The storage holds a different size than was uploaded; the backup was removed.")
         finally:
             temp.unlink(missing_ok=True)
 
@@ -166,6 +180,43 @@ class BackupStorage:
             for chunk in chunks:
                 out.write(chunk)
         return self.size(name)
+
+
+def _is_s3(storage: Storage) -> bool:
+    """django-storages' S3Storage (or a subclass), recognised without importing it."""
+    return any(f"{c.__module__}.{c.__name__}" == "storages.backends.s3.S3Storage" for c in type(storage).__mro__)
+
+
+class _S3Stream(io.RawIOBase):
+    """An S3 object read as one streamed GET: S3Storage.open() would download all of it first."""
+
+    def __init__(self, storage: Any, name: str) -> None:
+        super().__init__()
+        key = storage._normalize_name(name)  # the storage's own key for a name: its prefix, made safe
+        try:
+            self._body = storage.bucket.Object(key).get()["Body"]
+        except Exception as exc:  # botocore ClientError
+            status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404:
+                raise BackupNotFound(f"There is no backup named {name!r} in the storage.") from exc
+            raise BackupError(f"Cannot read {name!r} from the storage: {exc}") from exc
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._body.read(len(buffer))
+        except Exception as exc:  # botocore / urllib3 network errors
+            raise BackupError(f"Reading the backup from the storage failed: {exc}") from exc
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()
 
 
 def _verify_file(path: Path, sha256: str, size: int) -> None:
