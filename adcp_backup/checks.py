@@ -17,6 +17,8 @@ E002_COMPRESSION = "adcp_backup.E002"
 W001_MISSING_TABLES = "adcp_backup.W001"
 W002_SETTINGS_FILES = "adcp_backup.W002"
 E003_SCHEDULE = "adcp_backup.E003"
+E004_ENCRYPTION = "adcp_backup.E004"
+W003_AGE_IDENTITY = "adcp_backup.W003"
 
 
 def check_backup_dir(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -88,9 +90,35 @@ def check_tables(app_configs: Any = None, *, databases: Any = None, **kwargs: An
     return messages
 
 
+def check_encryption(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from .format import crypto
+
+    messages: list[checks.CheckMessage] = []
+    try:
+        if backup_settings.ENCRYPT:
+            crypto.configured_recipients()
+        elif crypto.recipients_setting():
+            crypto.parse_recipients(crypto.recipients_setting())
+    except BackupConfigurationError as exc:
+        messages.append(checks.Error(str(exc), id=E004_ENCRYPTION))
+    identity = backup_settings.AGE_IDENTITY
+    if identity:
+        path = Path(identity).expanduser()
+        if not path.is_file():
+            messages.append(checks.Warning("The age identity file (ADCP_BACKUP_AGE_IDENTITY) does not exist.",
+                                           hint="Encrypted backups cannot be restored until it does.",
+                                           id=W003_AGE_IDENTITY))
+        elif path.stat().st_mode & 0o077:
+            messages.append(checks.Warning("The age identity file (ADCP_BACKUP_AGE_IDENTITY) is readable by other "
+                                           "users.", hint="chmod 600 it: it decrypts every backup.",
+                                           id=W003_AGE_IDENTITY))
+    return messages
+
+
 def register() -> None:
     checks.register(check_backup_dir, "adcp_backup")
     checks.register(check_compression, "adcp_backup")
     checks.register(check_settings_files, "adcp_backup")
     checks.register(check_schedules, "adcp_backup")
+    checks.register(check_encryption, "adcp_backup")
     checks.register(check_tables, "adcp_backup", checks.Tags.database)

@@ -21,10 +21,16 @@ from . import __version__, dataset, locking, monitoring, retention, settings_fil
 from .conf import backup_settings
 from .db import get_engine
 from .db.base import Engine, fingerprint, shipped_ddl
-from .exceptions import BackupError, BackupNotFound, InvalidBackup, Problem, RestoreError, SchemaMismatch
-from .exceptions import EncryptionKeyError
-from .format import codecs
-from .format import crypto
+from .exceptions import (
+    BackupError,
+    BackupNotFound,
+    EncryptionKeyError,
+    InvalidBackup,
+    Problem,
+    RestoreError,
+    SchemaMismatch,
+)
+from .format import codecs, crypto
 from .format.detect import open_reader
 from .format.events import End, EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
 from .format.writer import BackupWriter

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from django.conf import settings
 from django.core.files import File
@@ -106,7 +106,7 @@ class BackupStorage:
         """The backup's bytes as a stream; from S3 without holding the object in memory or on disk."""
         name = self.require(name)
         if not self.is_local and _is_s3(self.storage):
-            return _S3Stream(self.storage, name)
+            return cast(IO[bytes], _S3Stream(self.storage, name))
         return self.storage.open(name, "rb")
 
     def size(self, name: str) -> int:

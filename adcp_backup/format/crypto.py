@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from ..conf import backup_settings
 from ..exceptions import BackupConfigurationError, BackupError, EncryptionKeyError, InvalidBackup, Problem
@@ -254,14 +254,15 @@ def _translate_decrypt_error(exc: BaseException, source: _RecordingSource) -> Ba
     if source.error is not None:  # the input itself failed (a disk or network error), not the decryption
         if isinstance(source.error, BackupError):
             return source.error
-        error = BackupError(f"Reading the encrypted backup failed: {source.error}")
-        error.__cause__ = source.error
-        return error
+        read_error = BackupError(f"Reading the encrypted backup failed: {source.error}")
+        read_error.__cause__ = source.error
+        return read_error
     pyrage = _pyrage()
     message = str(exc)
+    error: BaseException
     if isinstance(exc, pyrage.DecryptError):
         if "no matching keys" in message.lower():
-            error: BaseException = EncryptionKeyError(
+            error = EncryptionKeyError(
                 "The backup cannot be decrypted with the configured age identity: it was encrypted to other "
                 "recipients, or its age header is damaged."
             )
@@ -333,7 +334,7 @@ def _stop(channel: _Channel, thread: threading.Thread) -> None:
 def decrypting_reader(stream: IO[bytes], *, identity: str | os.PathLike[str] | None = None) -> IO[bytes]:
     """The decrypted content of ``stream``, an age file, with the identity file ``identity`` (else the setting)."""
     identities = load_identities(identity)
-    return DecryptingReader(stream, identities)
+    return cast(IO[bytes], DecryptingReader(stream, identities))
 
 
 # -- encryption ------------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ class Command(BackupCommand):
         parser.add_argument("--max-age", metavar="DURATION",
                             help="Exit 1 when the newest backup is older than this (26h, 2d, 90m...).")
         parser.add_argument("--identity", metavar="PATH",
-                            help="age identity file that decrypts encrypted backups (default: ADCP_BACKUP_AGE_IDENTITY).")
+                            help="age identity file that decrypts encrypted backups "
+                                 "(default: ADCP_BACKUP_AGE_IDENTITY).")
 
     def handle(self, *args: Any, database: str, max_age: str | None, identity: str | None, as_json: bool,
                **options: Any) -> None:

@@ -17,7 +17,8 @@ class Command(BackupCommand):
         super().add_arguments(parser)
         parser.add_argument("--limit", type=int, default=None, metavar="N", help="Show at most N backups.")
         parser.add_argument("--identity", metavar="PATH",
-                            help="age identity file that decrypts encrypted backups (default: ADCP_BACKUP_AGE_IDENTITY).")
+                            help="age identity file that decrypts encrypted backups "
+                                 "(default: ADCP_BACKUP_AGE_IDENTITY).")
 
     def handle(self, *args: Any, limit: int | None, identity: str | None, as_json: bool, **options: Any) -> None:
         if limit is not None and limit < 1:

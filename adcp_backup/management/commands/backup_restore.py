@@ -28,7 +28,8 @@ class Command(BackupCommand):
         parser.add_argument("--create-schema", action="store_true",
                             help="Create the AdCP tables when the database has none of them.")
         parser.add_argument("--identity", metavar="PATH",
-                            help="age identity file that decrypts encrypted backups (default: ADCP_BACKUP_AGE_IDENTITY).")
+                            help="age identity file that decrypts encrypted backups "
+                                 "(default: ADCP_BACKUP_AGE_IDENTITY).")
 
     def handle(self, *args: Any, file: str, force: bool, skip_validation: bool, validate_only: bool,
                dry_run: bool, no_safety_backup: bool, create_schema: bool, identity: str | None, as_json: bool,

@@ -17,7 +17,8 @@ class Command(BackupCommand):
         parser.add_argument("file", help="A path, a name in the backup storage, or 'latest'.")
         super().add_arguments(parser)
         parser.add_argument("--identity", metavar="PATH",
-                            help="age identity file that decrypts encrypted backups (default: ADCP_BACKUP_AGE_IDENTITY).")
+                            help="age identity file that decrypts encrypted backups "
+                                 "(default: ADCP_BACKUP_AGE_IDENTITY).")
 
     def handle(self, *args: Any, file: str, identity: str | None, as_json: bool, **options: Any) -> None:
         report = self.run_service(
