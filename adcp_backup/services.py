@@ -421,7 +421,7 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
         valid=not problems,
         format=getattr(reader, "format", None),
         compression=getattr(reader, "compression", None),
-        encrypted=bool(getattr(reader, "encrypted", False)),
+        encrypted=bool(getattr(reader, "encrypted", False)) or any(p.section == "encryption" for p in problems),
         created_at=header.get("created_at"),
         counts=counts,
         checksums=checksums,
