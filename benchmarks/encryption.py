@@ -1,6 +1,6 @@
 """Benchmark of the age layers: time and peak memory of encrypting and decrypting files of several sizes.
 
-Usage: python scripts/bench_crypto.py [SIZE_MB ...]   (default: 64 256)
+Usage: .venv/bin/python benchmarks/encryption.py [SIZE_MB ...]   (default: 64 256)
 
 Each size runs in a fresh process so that its peak RSS is its own. The data is pseudo-random text in
 1 MiB blocks, written through crypto.EncryptingWriter to a file and read back through
