@@ -121,6 +121,13 @@ ADCP_BACKUP_TEMP_DIR = _cwd_path(env.str("ADCP_BACKUP_TEMP_DIR")) if env.str("AD
 if env.str("ADCP_BACKUP_S3_BUCKET", default=""):
     from boto3.s3.transfer import TransferConfig
 
+    _S3_PART = env.int("ADCP_BACKUP_S3_MULTIPART_MB", default=16) << 20
+    _S3_CONCURRENCY = env.int("ADCP_BACKUP_S3_CONCURRENCY", default=4)
+    _S3_TRANSFER = TransferConfig(multipart_threshold=_S3_PART, multipart_chunksize=_S3_PART,
+                                  max_concurrency=_S3_CONCURRENCY)
+    # boto3 reads the parts of an upload into memory, ten by default: bound them to those being sent.
+    _S3_TRANSFER.max_in_memory_upload_chunks = _S3_CONCURRENCY
+
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -137,11 +144,7 @@ if env.str("ADCP_BACKUP_S3_BUCKET", default=""):
                 "default_acl": None,
                 # Stored as opaque bytes: no Content-Encoding that would make HTTP clients unpack a .gz backup.
                 "object_parameters": {"ContentType": "application/octet-stream"},
-                "transfer_config": TransferConfig(
-                    multipart_threshold=env.int("ADCP_BACKUP_S3_MULTIPART_MB", default=64) << 20,
-                    multipart_chunksize=env.int("ADCP_BACKUP_S3_MULTIPART_MB", default=64) << 20,
-                    max_concurrency=env.int("ADCP_BACKUP_S3_CONCURRENCY", default=4),
-                ),
+                "transfer_config": _S3_TRANSFER,
             },
         },
     }
