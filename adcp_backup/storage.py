@@ -160,7 +160,7 @@ class BackupStorage:
             if verify:
                 _verify_file(temp, hashing.sha256.hexdigest(), hashing.size)
             if self.is_local:
-                os.replace(temp, final)
+                _publish_without_overwriting(temp, final)
                 _fsync_dir(final.parent)
             else:
                 with open(temp, "rb") as f:
@@ -180,6 +180,19 @@ class BackupStorage:
             for chunk in chunks:
                 out.write(chunk)
         return self.size(name)
+
+
+def _publish_without_overwriting(temp: Path, final: Path) -> None:
+    """Give ``temp`` the name ``final`` atomically, refusing if a file took that name meanwhile."""
+    try:
+        os.link(temp, final)  # unlike a rename, a hard link never replaces an existing file
+    except FileExistsError as exc:
+        raise BackupError(f"A file named {final.name!r} appeared while the backup was written; "
+                          "it was left alone and this backup was not kept.") from exc
+    except OSError:  # a file system without hard links: the name was free a moment ago and is random
+        os.replace(temp, final)
+        return
+    temp.unlink()
 
 
 def _is_s3(storage: Storage) -> bool:

@@ -119,7 +119,15 @@ ADCP_BACKUP_TEMP_DIR = _cwd_path(env.str("ADCP_BACKUP_TEMP_DIR")) if env.str("AD
 # Backups in S3-compatible object storage through django-storages (docs/storage.md). Credentials are not
 # settings: boto3 reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or a profile, or an instance role) itself.
 if env.str("ADCP_BACKUP_S3_BUCKET", default=""):
-    from boto3.s3.transfer import TransferConfig
+    try:
+        import storages  # noqa: F401
+        from boto3.s3.transfer import TransferConfig
+    except ImportError as exc:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            "ADCP_BACKUP_S3_BUCKET needs django-storages and boto3: pip install 'adcp-backup[s3]'"
+        ) from exc
 
     _S3_PART = env.int("ADCP_BACKUP_S3_MULTIPART_MB", default=16) << 20
     _S3_CONCURRENCY = env.int("ADCP_BACKUP_S3_CONCURRENCY", default=4)

@@ -493,3 +493,4 @@ def test_system_checks_report_encryption_settings(keys, settings):
     assert str(keys["identity"]) not in warning.msg
     settings.ADCP_BACKUP_AGE_IDENTITY = str(keys["identity"]) + ".missing"
     assert [m.id for m in check_encryption()] == [W003_AGE_IDENTITY]
+
