@@ -494,3 +494,22 @@ def test_system_checks_report_encryption_settings(keys, settings):
     settings.ADCP_BACKUP_AGE_IDENTITY = str(keys["identity"]) + ".missing"
     assert [m.id for m in check_encryption()] == [W003_AGE_IDENTITY]
 
+
+
+
+def test_an_abandoned_decrypting_reader_stops_its_worker(keys, tmp_path):
+    import gc
+
+    plaintext = tmp_path / "zeros.bin"
+    with open(plaintext, "wb") as f:
+        f.truncate(16 << 20)
+    encrypted = tmp_path / "zeros.age"
+    subprocess.run(["age", "-r", keys["public"], "-o", str(encrypted), str(plaintext)], check=True)
+    threads = threading.active_count()
+    with open(encrypted, "rb") as handle:
+        reader = crypto.decrypting_reader(handle, identity=keys["identity"])  # no scope will close it
+        assert reader.read(100) == bytes(100)
+        assert threading.active_count() == threads + 1  # the worker waits, 15 MiB short of the end
+        del reader
+        gc.collect()
+        assert threading.active_count() == threads
