@@ -500,7 +500,7 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None,
     storage = _storage()
     entries = backup_list(identity=identity)
     usable = [e for e in entries if e.error is None]
-    newest, invalid_newer = _newest_valid(usable)
+    newest, invalid_newer = _newest_valid(usable, identity)
     now = datetime.now(timezone.utc)
     newest_info = None
     stale = False
@@ -549,16 +549,26 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None,
     )
 
 
-def _newest_valid(entries: list[BackupEntry]) -> tuple[BackupEntry | None, list[str]]:
+def _newest_valid(entries: list[BackupEntry],
+                  identity: str | os.PathLike[str] | None = None) -> tuple[BackupEntry | None, list[str]]:
     """The newest regular backup that passes validation, and the newer ones that do not (newest first)."""
     invalid: list[str] = []
     for entry in entries:
         if entry.purpose == "safety" or entry.created is None:
             continue
-        if backup_validate(file=entry.name).valid:
+        if _passes_validation(entry.name, identity):
             return entry, invalid
         invalid.append(entry.name)
     return None, invalid
+
+
+def _passes_validation(name: str, identity: str | os.PathLike[str] | None = None) -> bool:
+    """Whether a backup validates. An encrypted one that no identity here opens counts as valid: it cannot be
+    checked on this host (one that writes backups needs only public keys), and age checks it on restore."""
+    try:
+        return backup_validate(file=name, identity=identity).valid
+    except EncryptionKeyError:
+        return True
 
 
 # -- prune -----------------------------------------------------------------------------------------------
@@ -597,7 +607,7 @@ def backup_prune(
     )
     safety = int(backup_settings.KEEP_SAFETY if keep_safety is None else keep_safety)
     plan = retention.plan_prune(backup_list(), policy, keep_safety=safety, tz=django_timezone.get_default_timezone(),
-                                is_valid=lambda entry: backup_validate(file=entry.name).valid)
+                                is_valid=lambda entry: _passes_validation(entry.name))
     notes = ["every --keep-* count is 0: no regular backup is removed"] if policy.empty else []
     storage = _storage()
     if not dry_run:

@@ -346,9 +346,21 @@ def test_backup_info_never_prints_the_identity_path_or_key(seeded, keys, setting
         assert "AGE-SECRET-KEY" not in out + err
     code, out, _ = run_command("backup_info", "--json")
     info = json.loads(out)
-    assert info["settings"]["age_identity"] == "configured"
-    assert info["settings"]["age_recipients"] == [keys["public"]]
+    assert info["settings"]["encryption"]["settings"]["ADCP_BACKUP_AGE_IDENTITY"] == "set"
+    assert info["settings"]["encryption"]["encrypted_backups"] == 1
     assert info["backups"]["count"] == 1 and info["backups"]["unreadable"] == []
+
+
+def test_monitoring_and_prune_accept_encrypted_backups_on_a_host_without_the_key(seeded, keys, settings):
+    """The host that writes backups holds only public keys: backup_info --max-age and backup_prune still work."""
+    seeded()
+    names = [services.backup_create(encrypt=True).name for _ in range(3)]
+    code, out, _ = run_command("backup_info", "--max-age", "1h", "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["newest"]["name"] in names and info["stale"] is False
+    result = services.backup_prune(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    assert len(result.removed) == 2 and len(backup_names()) == 1
 
 
 def test_command_line_round_trip_with_identity(seeded, keys):
@@ -470,7 +482,9 @@ def test_an_abandoned_backup_leaves_no_file(seeded, keys, settings):
     seeded()
     with pytest.raises(BackupError, match="stopped by the caller"):
         services.backup_create(encrypt=True, progress=_fail_on_product)
-    assert os.listdir(settings.ADCP_BACKUP_DIR) == []
+    from adcp_backup.locking import lock_path
+
+    assert [f for f in os.listdir(settings.ADCP_BACKUP_DIR) if f != lock_path().name] == []
 
 
 

@@ -125,7 +125,8 @@ def test_create_list_validate_restore_delete_through_s3(seeded, s3, settings, ba
     assert result.path is None
     assert s3.head(key)["ContentLength"] == result.size
     assert "ContentEncoding" not in s3.head(key)  # opaque bytes: no HTTP client unpacks the .gz on download
-    assert not Path(settings.ADCP_BACKUP_DIR).exists()  # nothing went to the local backup folder
+    local = Path(settings.ADCP_BACKUP_DIR)  # holds at most the lock file: no backup went there
+    assert not local.exists() or not [f for f in os.listdir(local) if f.startswith("adcp-backup-")]
     assert os.listdir(settings.ADCP_BACKUP_TEMP_DIR) == []
 
     [entry] = services.backup_list()
@@ -253,12 +254,17 @@ def test_backup_info_shows_the_bucket_and_never_the_credentials(seeded, s3):
         assert SECRET_KEY not in out and ACCESS_KEY not in out
 
 
-@pytest.mark.skipif(not hasattr(services, "backup_prune"), reason="backup_prune not merged yet")
 def test_prune_deletes_old_backups_from_s3(seeded, s3):
     seeded()
     names = [services.backup_create().name for _ in range(3)]
-    services.backup_prune(keep_last=1)
+    dry = services.backup_prune(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0, dry_run=True)
+    assert sorted(p.name for p in dry.removed) == sorted(names[:2])
+    assert len(s3.keys()) == 3
+    result = services.backup_prune(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    assert [p.name for p in result.kept] == [names[-1]]
     assert s3.keys() == [f"{s3.prefix}/{names[-1]}"]
+    code, out = command("backup_list", "--json")
+    assert [b["name"] for b in json.loads(out)["backups"]] == [names[-1]]
 
 
 def test_project_settings_configure_s3_from_the_environment(seeded, s3, backup_env):

@@ -112,15 +112,6 @@ def load_identities(identity: str | os.PathLike[str] | None = None) -> list[Any]
     return identities
 
 
-def describe_settings() -> dict[str, Any]:
-    """The encryption settings fit for display: public keys, and whether an identity is set, never its path."""
-    return {
-        "encrypt": bool(backup_settings.ENCRYPT),
-        "age_recipients": recipients_setting(),
-        "age_identity": "configured" if backup_settings.AGE_IDENTITY else "not configured",
-    }
-
-
 # -- the channel between the caller's thread and pyrage's ---------------------------------------------------
 class _Cancelled(Exception):
     """The other side of a channel went away; the worker stops."""

@@ -27,7 +27,8 @@ class Command(BackupCommand):
             limit = parse_duration(max_age) if max_age else None
         except ValueError as exc:
             raise CommandError(str(exc), returncode=EXIT_FAILED) from exc
-        info = self.run_service(lambda: services.backup_info(database=database, max_age=limit, identity=identity), as_json=as_json)
+        info = self.run_service(lambda: services.backup_info(database=database, max_age=limit, identity=identity),
+                                as_json=as_json)
         if as_json:
             self.emit_json(info.as_dict())
         else:
