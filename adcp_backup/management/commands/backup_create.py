@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from ... import services
+from ...scope import global_choices
 from ..base import BackupCommand, format_counts, format_size
 
 
@@ -21,15 +22,21 @@ class Command(BackupCommand):
                             help="Write to this file or folder instead of the backup storage.")
         parser.add_argument("--no-settings", action="store_true",
                             help="Leave out the settings files and the environment.")
+        parser.add_argument("--tenant", action="append", dest="tenants", metavar="SLUG",
+                            help="Back up only this tenant (repeatable): its row, products and their embeddings.")
+        parser.add_argument("--with-global", action="append", dest="with_global", metavar="PART",
+                            help=f"With --tenant, also include {' or '.join(global_choices())} "
+                                 "(repeatable or comma-separated; default: none).")
 
     def handle(self, *args: Any, compress: bool, compression: str | None, output: str | None,
-               no_settings: bool, as_json: bool, database: str, **options: Any) -> None:
+               no_settings: bool, as_json: bool, database: str, tenants: list[str] | None,
+               with_global: list[str] | None, **options: Any) -> None:
         if compression is None and compress:
             compression = "gzip"
         result = self.run_service(
             lambda: services.backup_create(
                 database=database, compression=compression, output=output, include_settings=not no_settings,
-                progress=self.progress_reporter(options),
+                tenants=tenants, with_global=with_global, progress=self.progress_reporter(options),
             ),
             as_json=as_json,
         )
