@@ -542,11 +542,16 @@ def _before_table(engine: Engine, spec: dataset.TableSpec) -> str:
     return engine.quote(f"adcp_scope_before_{spec.name}")
 
 
+def _drop_temporary(engine: Engine) -> str:
+    # MariaDB commits the open transaction on DROP TABLE unless told the table is a temporary one.
+    return "DROP TEMPORARY TABLE" if engine.vendor == "mysql" else "DROP TABLE"
+
+
 def _snapshot(engine: Engine, scope: TenantScope, tables: Sequence[dataset.TableSpec]) -> None:
     with engine.connection.cursor() as cursor:
         for spec in tables:
             clause, params = scope.where(engine, spec)
-            cursor.execute(f"DROP TABLE IF EXISTS {_before_table(engine, spec)}")
+            cursor.execute(f"{_drop_temporary(engine)} IF EXISTS {_before_table(engine, spec)}")
             cursor.execute(f"CREATE TEMPORARY TABLE {_before_table(engine, spec)} AS "
                            f"SELECT * FROM {engine.quote(spec.name)} {clause}", params)
 
@@ -572,7 +577,7 @@ def _diff(engine: Engine, scope: TenantScope, tables: Sequence[dataset.TableSpec
             differing = int(cursor.fetchone()[0])
             changes[spec.name] = ScopedChange(before[spec.name], restored[spec.name], added, removed,
                                               max(0, differing - added))
-            cursor.execute(f"DROP TABLE {old}")
+            cursor.execute(f"{_drop_temporary(engine)} {old}")
     return changes
 
 
