@@ -251,6 +251,7 @@ class _Spool:
         self._rows: IO[bytes] = open(Path(self._dir.name) / "rows.pickle", "w+b")  # noqa: SIM115
         self._made: set[str] = set()
         self.tenants: dict[int, str] = {}  # file tenant id -> slug, for the tenants in scope
+        self.file_tenant_ids: set[int] = set()  # every tenant of the file (tenants are few)
         self.files: list[FileRecord] = []
         self.environment: EnvironmentRecord | None = None
         self.conflicts: list[Conflict] = []
@@ -349,25 +350,29 @@ def _read_file(spool: _Spool, reader: Any, *, slugs: tuple[str, ...] | None, tab
                 continue
             rows = event.rows
             numbers = range(event.first_row, event.first_row + len(rows))
-            if spec.name in parents:
-                spool.remember("a", spec.name, (row[pk] for row in rows))
             if spec.name == tenant.name:
+                spool.file_tenant_ids.update(row[pk] for row in rows)
                 keep = [k for k, row in enumerate(rows) if slugs is None or row[slug_at] in slugs]
                 for k in keep:
                     spool.tenants[rows[k][pk]] = rows[k][slug_at]
             elif spec.tenant_link is not None:
+                if spec.name in parents:
+                    spool.remember("a", spec.name, (row[pk] for row in rows))
                 parent = spec.tenant_link[1]
-                values = list({row[link] for row in rows})
-                present = (set(spool.tenants) & set(values)) if parent == tenant.name else \
-                    spool.known("m", parent, values)
-                keep = [k for k, row in enumerate(rows) if row[link] in present]
-                outside = [v for v in values if v not in present]
-                if outside:
-                    anywhere = spool.known("a", parent, outside)
-                    for row in rows:
-                        if row[link] in outside and row[link] not in anywhere:
-                            spool.conflict(spec.name, row[pk], f"its {spec.tenant_link[0]} {row[link]} is not "
-                                                               f"in the backup, so it belongs to no restored tenant")
+                values = {row[link] for row in rows}
+                if parent == tenant.name:
+                    present = values.intersection(spool.tenants)
+                    outside = values - present
+                    orphans = outside - spool.file_tenant_ids
+                else:
+                    present = spool.known("m", parent, list(values))
+                    outside = values - present
+                    orphans = outside - spool.known("a", parent, list(outside)) if outside else set()
+                keep = [k for k, row in enumerate(rows) if row[link] in present] if present else []
+                for row in rows if orphans else ():
+                    if row[link] in orphans:
+                        spool.conflict(spec.name, row[pk], f"its {spec.tenant_link[0]} {row[link]} is not "
+                                                           f"in the backup, so it belongs to no restored tenant")
             else:
                 keep = list(range(len(rows)))
             if keep:
