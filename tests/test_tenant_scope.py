@@ -314,3 +314,21 @@ def _call(*args: str) -> str:
     out, err = StringIO(), StringIO()
     call_command(*args, stdout=out, stderr=err)
     return out.getvalue()
+
+
+def test_restore_confirmation_names_the_tenants_and_refuses_without_a_terminal(seeded, backup_env):
+    from io import StringIO
+
+    seeded("default")
+    backup = services.backup_create()
+    plan = services.backup_restore_plan(file=backup.name, tenants=[TARGET])
+    assert plan.scope == {"tenants": [TARGET]}
+    assert plan.current_counts == {"tenant": 1, "product": 20, "product_embeddings": 4}
+    state = table_state()
+    err = StringIO()
+    with pytest.raises(CommandError) as excinfo:
+        call_command("backup_restore", backup.name, "--tenant", TARGET, stdin=StringIO("yes\n"),
+                     stdout=StringIO(), stderr=err)
+    assert excinfo.value.returncode == 1 and "no terminal" in str(excinfo.value)
+    assert f"tenants {TARGET}" in err.getvalue() and "other tenants are left as they are" in err.getvalue()
+    assert table_state() == state
