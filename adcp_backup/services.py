@@ -532,14 +532,15 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
     counts = header.get("counts") or {}
     if tenants or tenant_scope.is_tenant_backup(header):
         slugs = list(tenants or (header.get("scope") or {}).get("tenants") or [])
+        global_parts = [] if tenants else list((header.get("scope") or {}).get("global") or [])
         return RestorePlan(
             name=source.name,
             format=fmt,
             created_at=header.get("created_at"),
             file_counts={t: None if tenants else counts.get(t) for t in file_tables},
             current_counts=dict(tenant_scope.current_counts(engine, slugs)),
-            settings_files=[],
-            scope={"tenants": slugs},
+            settings_files=[str(p) for p in backup_settings.settings_files] if "settings" in global_parts else [],
+            scope={"tenants": slugs, "global": global_parts},
         )
     return RestorePlan(
         name=source.name,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -305,24 +306,27 @@ def test_commands_take_tenant_options_and_exit_1_on_refusal(seeded, backup_env):
     with pytest.raises(CommandError) as excinfo:
         _call("backup_restore", full["name"], "--tenant", TARGET, "--force")
     assert excinfo.value.returncode == 1 and "product id 14" in str(excinfo.value)
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("backup_restore", full["name"], "--tenant", TARGET, "--force", "--json", stdout=out,
+                     stderr=StringIO())
+    refusal = json.loads(out.getvalue())
+    assert refusal["type"] == "TenantConflict"
+    assert [(c["table"], c["id"]) for c in refusal["conflicts"]] == [("product", 14)]
     assert table_state() == state
 
 
 def _call(*args: str) -> str:
-    from io import StringIO
-
     out, err = StringIO(), StringIO()
     call_command(*args, stdout=out, stderr=err)
     return out.getvalue()
 
 
 def test_restore_confirmation_names_the_tenants_and_refuses_without_a_terminal(seeded, backup_env):
-    from io import StringIO
-
     seeded("default")
     backup = services.backup_create()
     plan = services.backup_restore_plan(file=backup.name, tenants=[TARGET])
-    assert plan.scope == {"tenants": [TARGET]}
+    assert plan.scope == {"tenants": [TARGET], "global": []}
     assert plan.current_counts == {"tenant": 1, "product": 20, "product_embeddings": 4}
     state = table_state()
     err = StringIO()

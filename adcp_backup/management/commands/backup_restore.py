@@ -93,6 +93,8 @@ class Command(BackupCommand):
         if isinstance(plan.scope.get("tenants"), list):
             err.write(f"Only the rows of the tenants {', '.join(plan.scope['tenants'])} (tenant, products, "
                       "embeddings) will be replaced; other tenants are left as they are.")
+            if plan.scope.get("global"):
+                err.write(f"Also replaced, as the tenant backup holds them: {', '.join(plan.scope['global'])}.")
         else:
             err.write("Every row of these tables will be replaced, and the settings files overwritten.")
         if not getattr(stdin, "isatty", lambda: False)():
