@@ -345,7 +345,8 @@ def _resolve(file: str) -> Source:
 
 
 def _latest_name() -> str | None:
-    entries = [e for e in backup_list() if e.error is None and e.purpose != "safety"]
+    entries = [e for e in backup_list() if e.error is None and e.purpose != "safety"
+               and not tenant_scope.is_tenant_backup({"scope": e.scope})]
     return entries[0].name if entries else None
 
 
@@ -474,7 +475,8 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None) 
     storage = _storage()
     entries = backup_list()
     usable = [e for e in entries if e.error is None]
-    newest = next((e for e in usable if e.purpose != "safety"), None)
+    newest = next((e for e in usable if e.purpose != "safety"
+                   and not tenant_scope.is_tenant_backup({"scope": e.scope})), None)
     now = datetime.now(timezone.utc)
     newest_info = None
     stale = False

@@ -336,3 +336,12 @@ def test_restore_confirmation_names_the_tenants_and_refuses_without_a_terminal(s
     assert excinfo.value.returncode == 1 and "no terminal" in str(excinfo.value)
     assert f"tenants {TARGET}" in err.getvalue() and "other tenants are left as they are" in err.getvalue()
     assert table_state() == state
+
+
+def test_latest_and_the_newest_backup_are_full_backups_never_tenant_backups(seeded, backup_env):
+    seeded("default")
+    full = services.backup_create()
+    services.backup_create(tenants=[TARGET])
+    assert services.backup_list()[0].scope["tenants"] == [TARGET]  # the tenant backup is the newest file
+    assert services.backup_restore_plan(file="latest").name == full.name
+    assert services.backup_info().newest["name"] == full.name
