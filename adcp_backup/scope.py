@@ -410,6 +410,11 @@ def _database_conflicts(spool: _Spool, engine: Engine, scope: TenantScope) -> No
         if db_id != by_slug[slug]:
             spool.conflict(tenant.name, by_slug[slug],
                            f"its slug {slug!r} is used by tenant id {db_id} in the database")
+    # The id is the tenant's identity: an id that now carries another slug is most likely another tenant.
+    for db_id, slug in database_tenants(engine, ids=list(spool.tenants)).items():
+        if slug != spool.tenants[db_id]:
+            spool.conflict(tenant.name, db_id, f"the id is tenant {slug!r} in the database, "
+                                               f"not {spool.tenants[db_id]!r}")
     for spec in scope.tables():
         if spec.is_global or spec.name == tenant.name or spec.tenant_link is None:
             continue

@@ -165,11 +165,21 @@ def test_a_product_now_owned_by_another_tenant_is_a_conflict(alias):
 
 def test_a_slug_now_used_by_another_tenant_id_is_a_conflict(alias):
     backup = services.backup_create(database=alias)
-    sql(alias, "UPDATE tenant SET slug = 'publisher-2-old' WHERE id = 2")
-    sql(alias, "UPDATE tenant SET slug = %s WHERE id = 4", [TARGET])
+    sql(alias, "DELETE FROM product_embeddings WHERE product_id IN (SELECT id FROM product WHERE tenant_id = 2)")
+    sql(alias, "DELETE FROM product WHERE tenant_id = 2")
+    sql(alias, "DELETE FROM tenant WHERE id = 2")
+    sql(alias, "UPDATE tenant SET slug = %s WHERE id = 4", [TARGET])  # the slug went to another tenant
     error = _refused(alias, backup.name)
     assert [(c.table, c.id) for c in error.conflicts] == [("tenant", 2)]
     assert "tenant id 4" in error.conflicts[0].message
+
+
+def test_a_tenant_id_now_carrying_another_slug_is_a_conflict(alias):
+    backup = services.backup_create(database=alias)
+    sql(alias, "UPDATE tenant SET slug = 'someone-else' WHERE id = 2")
+    error = _refused(alias, backup.name)
+    assert [(c.table, c.id) for c in error.conflicts] == [("tenant", 2)]
+    assert "'someone-else'" in error.conflicts[0].message
 
 
 def test_an_embedding_now_attached_outside_the_scope_is_a_conflict(alias):
