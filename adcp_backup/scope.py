@@ -318,7 +318,10 @@ def _read_file(spool: _Spool, reader: Any, *, slugs: tuple[str, ...] | None, tab
     """The one pass over the backup: picks the rows in scope, spools them, notes orphans."""
     tenant = tenant_table()
     wanted = {spec.name: spec for spec in tables}
-    parents = {spec.tenant_link[1] for spec in dataset.tables() if spec.tenant_link}
+    # Rows whose parent is nowhere in the file are flagged in tenant backups, which should hold only rows in
+    # scope; in a full backup such rows belong to no tenant, and noting every parent id would cost a full read.
+    parents = {spec.tenant_link[1] for spec in dataset.tables() if spec.tenant_link} \
+        if is_tenant_backup(reader.header) else set()
     expected = (reader.header.get("counts") or {})
     spec: dataset.TableSpec | None = None
     pk = link = slug_at = -1
@@ -367,7 +370,8 @@ def _read_file(spool: _Spool, reader: Any, *, slugs: tuple[str, ...] | None, tab
                 else:
                     present = spool.known("m", parent, list(values))
                     outside = values - present
-                    orphans = outside - spool.known("a", parent, list(outside)) if outside else set()
+                    orphans = outside - spool.known("a", parent, list(outside)) \
+                        if outside and parent in parents else set()
                 keep = [k for k, row in enumerate(rows) if row[link] in present] if present else []
                 for row in rows if orphans else ():
                     if row[link] in orphans:
