@@ -12,7 +12,7 @@ from django.db import connections
 
 import adcp_backup
 from adcp_backup import services
-from adcp_backup.exceptions import BackupError, TenantConflict, UnknownTenant
+from adcp_backup.exceptions import BackupError, InvalidBackup, TenantConflict, UnknownTenant
 
 from .conftest import engine_aliases, fts_match, table_state
 from .test_services import _rechecksum
@@ -355,3 +355,41 @@ def test_latest_and_the_newest_backup_are_full_backups_never_tenant_backups(seed
     assert services.backup_list()[0].scope["tenants"] == [TARGET]  # the tenant backup is the newest file
     assert services.backup_restore_plan(file="latest").name == full.name
     assert services.backup_info().newest["name"] == full.name
+
+
+def test_two_tenants_at_once(alias):
+    backup = services.backup_create(database=alias)
+    state = table_state(alias)
+    damage_target(alias)
+    sql(alias, "UPDATE product SET name = 'junk' WHERE tenant_id = 3")
+    sql(alias, "UPDATE product SET name = 'kept' WHERE id = 1")  # tenant 1: not restored
+    edited = table_state(alias)
+    result = services.backup_restore(file=backup.name, database=alias, tenants=["publisher-3", TARGET],
+                                     safety_backup=False)
+    after = table_state(alias)
+    assert result.restored == {"tenant": 2, "product": 40, "product_embeddings": 8}
+    for tenant_id in (2, 3):
+        assert split(after, alias, tenant_id)[0] == split(state, alias, tenant_id)[0]
+    for tenant_id in (1, 4):
+        assert split(after, alias, tenant_id)[0] == split(edited, alias, tenant_id)[0]
+    assert after["externalagent"] == edited["externalagent"]
+
+
+def test_a_row_failing_its_checks_mid_restore_rolls_everything_back(alias, backup_env):
+    backup = services.backup_create(database=alias, tenants=[TARGET], compression="none")
+    lines = Path(backup.path).read_bytes().split(b"\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith(b'{"kind":"table","name":"product"'))
+    row = json.loads(lines[start + 5])
+    row[2] = None  # product.name is NOT NULL
+    lines[start + 5] = json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
+    broken = backup_env / "broken.jsonl"
+    broken.write_bytes(_rechecksum(lines))
+    damage_target(alias)
+    before = table_state(alias)
+    with pytest.raises(InvalidBackup, match="name is NULL") as excinfo:
+        services.backup_restore(file=str(broken), database=alias, safety_backup=False)
+    assert [p.row for p in excinfo.value.problems] == [5]  # numbered as in the file
+    assert table_state(alias) == before
+    if connections[alias].vendor == "sqlite":
+        sql(alias, "INSERT INTO products_fts(products_fts) VALUES('integrity-check')")
+        assert fts_match("zebra") == [500]
