@@ -366,7 +366,7 @@ def _read_file(spool: _Spool, reader: Any, *, slugs: tuple[str, ...] | None, tab
                 if parent == tenant.name:
                     present = values.intersection(spool.tenants)
                     outside = values - present
-                    orphans = outside - spool.file_tenant_ids
+                    orphans = outside - spool.file_tenant_ids if parents else set()
                 else:
                     present = spool.known("m", parent, list(values))
                     outside = values - present
