@@ -191,6 +191,9 @@ def file_tenants(reader: Any) -> list[dict[str, Any]]:
         if isinstance(event, TableStart):
             positions, link = None, None
             if event.name == tenant.name:
+                missing = [c for c in (tenant.primary_key, "slug", "name") if c not in event.columns]
+                if missing:
+                    raise BackupError(f"The backup's {tenant.name} table lacks {', '.join(missing)}.")
                 positions = tuple(event.columns.index(c) for c in (tenant.primary_key, "slug", "name"))
             elif product is not None and event.name == product.name and product.tenant_link:
                 link = event.columns.index(product.tenant_link[0])
@@ -470,6 +473,8 @@ def restore_tenants(*, engine: Engine, reader: Any, slugs: Sequence[str] | None,
                 notes.append(f"{part}: named in the backup's scope but not in the file; left as it is")
         _database_conflicts(spool, engine, scope)
         if spool.conflicts:
+            logger.warning("Tenant restore of %s refused: %d conflict(s), first %s", ", ".join(scope.slugs),
+                           len(spool.conflicts), spool.conflicts[0])
             raise TenantConflict(spool.conflicts)
 
         safety_name = None
