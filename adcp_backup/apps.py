@@ -10,6 +10,8 @@ class AdcpBackupConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks
+        from . import checks, notifications, signals
 
         checks.register()
+        signals.backup_failed.connect(notifications.mail_admins_on_scheduled_failure,
+                                      dispatch_uid="adcp_backup.notify_admins")

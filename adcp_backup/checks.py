@@ -16,6 +16,7 @@ E001_BACKUP_DIR = "adcp_backup.E001"
 E002_COMPRESSION = "adcp_backup.E002"
 W001_MISSING_TABLES = "adcp_backup.W001"
 W002_SETTINGS_FILES = "adcp_backup.W002"
+E003_SCHEDULE = "adcp_backup.E003"
 
 
 def check_backup_dir(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -43,6 +44,18 @@ def check_compression(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
     except BackupConfigurationError as exc:
         return [checks.Error(str(exc), id=E002_COMPRESSION)]
     return []
+
+
+def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from .schedules import parse_schedule
+
+    messages: list[checks.CheckMessage] = []
+    for name in ("SCHEDULE", "PRUNE_SCHEDULE"):
+        try:
+            parse_schedule(getattr(backup_settings, name), setting=f"ADCP_BACKUP_{name}")
+        except BackupConfigurationError as exc:
+            messages.append(checks.Error(str(exc), id=E003_SCHEDULE))
+    return messages
 
 
 def check_settings_files(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -79,4 +92,5 @@ def register() -> None:
     checks.register(check_backup_dir, "adcp_backup")
     checks.register(check_compression, "adcp_backup")
     checks.register(check_settings_files, "adcp_backup")
+    checks.register(check_schedules, "adcp_backup")
     checks.register(check_tables, "adcp_backup", checks.Tags.database)

@@ -60,6 +60,19 @@ SETTINGS: dict[str, Setting] = {
         Setting("UPLOAD_MAX_SIZE", 2 * 1024**3, "Largest backup file, in bytes, the admin accepts as an upload."),
         Setting("JOB_STALE_AFTER", 24 * 3600, "Seconds after which an unfinished admin job stops blocking restores."),
         Setting("JOB_RUNNER", "auto", "Where admin jobs run: auto (Celery when a broker is set), celery or thread."),
+        Setting("SCHEDULE", "0 2 * * *",
+                "When Celery beat runs a backup: a crontab line, @daily-style alias, @every 6h, or empty for never."),
+        Setting("PRUNE_SCHEDULE", "30 3 * * *", "When Celery beat applies the retention rules; same syntax."),
+        Setting("KEEP_LAST", 7, "backup_prune keeps the newest N backups."),
+        Setting("KEEP_DAILY", 14, "backup_prune keeps the newest backup of each of the last N days that have one."),
+        Setting("KEEP_WEEKLY", 8, "backup_prune keeps the newest backup of each of the last N ISO weeks that have one."),
+        Setting("KEEP_MONTHLY", 12, "backup_prune keeps the newest backup of each of the last N months that have one."),
+        Setting("KEEP_SAFETY", 3, "backup_prune keeps the newest N safety backups (taken before restores)."),
+        Setting("LOCK_DIR", "", "Folder of the lock file that serialises backups, restores and prunes (default: "
+                                "the backup folder)."),
+        Setting("LOCK_TIMEOUT", 60.0, "Seconds a backup or prune waits for a running one before failing; restores "
+                                      "never wait."),
+        Setting("NOTIFY_ADMINS", False, "E-mail the site's ADMINS when a scheduled backup fails."),
     )
 }
 

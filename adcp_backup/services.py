@@ -15,8 +15,9 @@ from typing import IO, Any
 
 import django
 from django.db import DatabaseError, connections, transaction
+from django.utils import timezone as django_timezone
 
-from . import __version__, dataset, settings_files
+from . import __version__, dataset, locking, monitoring, retention, settings_files, signals
 from . import scope as tenant_scope
 from .conf import backup_settings
 from .db import get_engine
@@ -208,6 +209,8 @@ def _capture_schema(engine: Engine, tables: Sequence[dataset.TableSpec]) -> dict
 
 
 # -- create ----------------------------------------------------------------------------------------------
+@signals.reported(signals.backup_created, signals.backup_failed)
+@locking.locked("backup")
 def backup_create(
     *,
     database: str = "default",
@@ -364,22 +367,22 @@ def backup_validate(*, file: str, progress: ProgressCallback = silent) -> Valida
     try:
         with _opened(source, strict=False) as reader, KeyIndex() as keys:
             header = reader.header
-            checker: RowChecker | None = None
+            checkers: dict[str, RowChecker] = {}  # by table: a legacy v1.0 file interleaves tenants and products
             expected = header.get("counts") or {}
             for event in reader.events():
                 if isinstance(event, TableStart):
                     spec = _spec_or_none(event.name)
                     if spec is None:
                         problems.append(Problem(event.name, "this table is not one adcp-backup knows"))
-                        checker = None
                         continue
                     unknown = [c for c in event.columns if c not in spec.column_names]
                     if unknown:
                         problems.append(Problem(event.name, f"unknown columns {', '.join(unknown)}"))
-                    checker = RowChecker(spec, event.columns, event.families)
+                    checkers[event.name] = RowChecker(spec, event.columns, event.families)
                     keys.start_table(spec, event.columns)
                     progress(ProgressEvent("validate", event.name, 0, expected.get(event.name)))
                 elif isinstance(event, RowBatch):
+                    checker = checkers.get(event.table)
                     if checker is not None:
                         if len(problems) < limit:
                             problems.extend(checker.check(event.rows, event.first_row))
@@ -389,7 +392,7 @@ def backup_validate(*, file: str, progress: ProgressCallback = silent) -> Valida
                 elif isinstance(event, TableEnd):
                     counts[event.name] = event.rows
                     checksums[event.name] = event.sha256
-                    if event.name in expected and expected[event.name] != event.rows:
+                    if expected.get(event.name) is not None and expected[event.name] != event.rows:
                         problems.append(Problem(event.name, f"the header announces {expected[event.name]} rows, "
                                                             f"the file holds {event.rows}"))
                     progress(ProgressEvent("validate", event.name, event.rows, event.rows, finished=True))
@@ -475,8 +478,7 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None) 
     storage = _storage()
     entries = backup_list()
     usable = [e for e in entries if e.error is None]
-    newest = next((e for e in usable if e.purpose != "safety"
-                   and not tenant_scope.is_tenant_backup({"scope": e.scope})), None)
+    newest, invalid_newer = _newest_valid(usable)
     now = datetime.now(timezone.utc)
     newest_info = None
     stale = False
@@ -506,6 +508,7 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None) 
             "total_size": sum(e.size for e in entries),
             "unreadable": [e.name for e in entries if e.error is not None],
             "safety_backups": sum(1 for e in usable if e.purpose == "safety"),
+            "invalid_newer_than_newest": invalid_newer,
         },
         newest=newest_info,
         settings={
@@ -513,10 +516,82 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None) 
             "settings_files": [str(p) for p in backup_settings.settings_files],
             "environment_variables": list(backup_settings.ENV_VARS),
             "safety_backup": bool(backup_settings.SAFETY_BACKUP),
+            "schedule": monitoring.schedule_info(),
+            "retention": monitoring.retention_info(),
+            "encryption": {**monitoring.encryption_info(),
+                           "encrypted_backups": sum(1 for e in usable if e.encrypted)},
+            "lock": monitoring.lock_info(),
         },
         max_age=max_age.total_seconds() if max_age is not None else None,
         stale=stale,
     )
+
+
+def _newest_valid(entries: list[BackupEntry]) -> tuple[BackupEntry | None, list[str]]:
+    """The newest regular backup that passes validation, and the newer ones that do not (newest first)."""
+    invalid: list[str] = []
+    for entry in entries:
+        if (entry.purpose == "safety" or entry.created is None
+                or tenant_scope.is_tenant_backup({"scope": entry.scope})):
+            continue
+        if backup_validate(file=entry.name).valid:
+            return entry, invalid
+        invalid.append(entry.name)
+    return None, invalid
+
+
+# -- prune -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PruneResult:
+    dry_run: bool
+    policy: dict[str, int]
+    kept: list[retention.PrunedFile]
+    removed: list[retention.PrunedFile]
+    skipped: list[retention.PrunedFile]
+    freed_bytes: int
+    notes: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@signals.reported(signals.backup_pruned, signals.prune_failed)
+@locking.locked("prune")
+def backup_prune(
+    *,
+    keep_last: int | None = None,
+    keep_daily: int | None = None,
+    keep_weekly: int | None = None,
+    keep_monthly: int | None = None,
+    keep_safety: int | None = None,
+    dry_run: bool = False,
+    database: str = "default",
+) -> PruneResult:
+    """Apply the retention rules (restic's) to the backups in storage; ``None`` takes the setting's value."""
+    policy = retention.Policy(
+        last=backup_settings.KEEP_LAST if keep_last is None else keep_last,
+        daily=backup_settings.KEEP_DAILY if keep_daily is None else keep_daily,
+        weekly=backup_settings.KEEP_WEEKLY if keep_weekly is None else keep_weekly,
+        monthly=backup_settings.KEEP_MONTHLY if keep_monthly is None else keep_monthly,
+    )
+    safety = int(backup_settings.KEEP_SAFETY if keep_safety is None else keep_safety)
+    plan = retention.plan_prune(backup_list(), policy, keep_safety=safety, tz=django_timezone.get_default_timezone(),
+                                is_valid=lambda entry: backup_validate(file=entry.name).valid)
+    notes = ["every --keep-* count is 0: no regular backup is removed"] if policy.empty else []
+    storage = _storage()
+    if not dry_run:
+        for pruned in plan.removed:
+            try:
+                storage.delete(pruned.name)
+            except OSError as exc:
+                raise BackupError(f"Could not delete {pruned.name}: {exc}; the backups after it were kept.") from exc
+            logger.info("Pruned %s (created %s)", pruned.name, pruned.created_at)
+    result = PruneResult(dry_run=dry_run, policy={**policy.as_dict(), "keep_safety": safety}, kept=plan.kept,
+                         removed=plan.removed, skipped=plan.skipped,
+                         freed_bytes=sum(p.size for p in plan.removed), notes=notes)
+    logger.info("%s: %s kept, %s removed, %s skipped", "Prune dry run" if dry_run else "Pruned",
+                len(result.kept), len(result.removed), len(result.skipped))
+    return result
 
 
 # -- restore ---------------------------------------------------------------------------------------------
@@ -555,6 +630,8 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
     )
 
 
+@signals.reported(signals.restore_finished, signals.restore_failed)
+@locking.locked("restore")
 def backup_restore(
     *,
     file: str,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,29 @@ _ALLOWED: dict[str, tuple[type, ...]] = {
 }
 _EXPECTED = {INTEGER: "an integer", FLOAT: "a number", TEXT: "text", BOOLEAN: "a boolean",
              DATETIME: "a date and time", BLOB: "binary data"}
+
+RowRule = Callable[[Sequence[Any]], "str | None"]
+
+
+def _embedding_length(columns: Sequence[str]) -> RowRule | None:
+    """An embedding is ``dim`` float32 values: exactly 4 * dim bytes."""
+    if "embedding" not in columns or "dim" not in columns:
+        return None
+    blob_at, dim_at = list(columns).index("embedding"), list(columns).index("dim")
+
+    def check(row: Sequence[Any]) -> str | None:
+        blob, dim = row[blob_at], row[dim_at]
+        if type(blob) is bytes and type(dim) is int and len(blob) != 4 * dim:
+            return f"embedding holds {len(blob)} bytes, but dim {dim} needs {4 * dim}"
+        return None
+
+    return check
+
+
+# Checks across the columns of one row, by table: each factory returns a rule, or None when the columns lack it.
+ROW_RULES: dict[str, tuple[Callable[[Sequence[str]], RowRule | None], ...]] = {
+    "product_embeddings": (_embedding_length,),
+}
 
 
 class RowChecker:
@@ -42,6 +65,8 @@ class RowChecker:
             if nullable:
                 allowed.add(type(None))
             self.checks.append((i, name, frozenset(allowed), family))
+        rules = (factory(columns) for factory in ROW_RULES.get(self.table, ()))
+        self.rules: list[RowRule] = [rule for rule in rules if rule is not None]
 
     def check(self, rows: list[list[Any]], first_row: int) -> list[Problem]:
         problems: list[Problem] = []
@@ -59,6 +84,11 @@ class RowChecker:
                     v = row[i]
                     if type(v) is int and v not in (0, 1):
                         problems.append(Problem(self.table, f"{name} should be 0 or 1, not {v}", first_row + k))
+        for rule in self.rules:
+            for k, row in enumerate(rows):
+                message = rule(row)
+                if message is not None:
+                    problems.append(Problem(self.table, message, first_row + k))
         return problems
 
 

@@ -110,6 +110,24 @@ ADCP_BACKUP_ZSTD_LEVEL = env.int("ADCP_BACKUP_ZSTD_LEVEL", default=3)
 ADCP_BACKUP_SAFETY_BACKUP = env.bool("ADCP_BACKUP_SAFETY_BACKUP", default=True)
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+CELERY_TIMEZONE = TIME_ZONE
+
+# Scheduling, retention, locking and notifications (docs/operations.md).
+ADCP_BACKUP_SCHEDULE = env.str("ADCP_BACKUP_SCHEDULE", default="0 2 * * *")
+ADCP_BACKUP_PRUNE_SCHEDULE = env.str("ADCP_BACKUP_PRUNE_SCHEDULE", default="30 3 * * *")
+ADCP_BACKUP_KEEP_LAST = env.int("ADCP_BACKUP_KEEP_LAST", default=7)
+ADCP_BACKUP_KEEP_DAILY = env.int("ADCP_BACKUP_KEEP_DAILY", default=14)
+ADCP_BACKUP_KEEP_WEEKLY = env.int("ADCP_BACKUP_KEEP_WEEKLY", default=8)
+ADCP_BACKUP_KEEP_MONTHLY = env.int("ADCP_BACKUP_KEEP_MONTHLY", default=12)
+ADCP_BACKUP_KEEP_SAFETY = env.int("ADCP_BACKUP_KEEP_SAFETY", default=3)
+if "ADCP_BACKUP_LOCK_DIR" in env:
+    ADCP_BACKUP_LOCK_DIR = _cwd_path(env.str("ADCP_BACKUP_LOCK_DIR"))
+ADCP_BACKUP_LOCK_TIMEOUT = env.float("ADCP_BACKUP_LOCK_TIMEOUT", default=60.0)
+ADCP_BACKUP_NOTIFY_ADMINS = env.bool("ADCP_BACKUP_NOTIFY_ADMINS", default=False)
+ADMINS = [(address, address) for address in env.list("DJANGO_ADMINS", default=[])]
+SERVER_EMAIL = env.str("DJANGO_SERVER_EMAIL", default="root@localhost")
+if "EMAIL_URL" in env:
+    vars().update(env.email_url("EMAIL_URL"))
 
 LOG_FILE = _cwd_path(env.str("ADCP_BACKUP_LOG_FILE", default="backup_operations.log"))
 LOGGING = {

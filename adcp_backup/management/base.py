@@ -73,4 +73,4 @@ def format_size(size: int | None) -> str:
 def format_counts(counts: dict[str, int] | None) -> str:
     if not counts:
         return "-"
-    return ", ".join(f"{k} {v:,}" for k, v in counts.items())
+    return ", ".join(f"{k} {'?' if v is None else f'{v:,}'}" for k, v in counts.items())

@@ -22,6 +22,9 @@ class Command(BackupCommand):
                             help="Write to this file or folder instead of the backup storage.")
         parser.add_argument("--no-settings", action="store_true",
                             help="Leave out the settings files and the environment.")
+        parser.add_argument("--scheduled", action="store_true",
+                            help="Mark the backup as scheduled (cron, systemd): a failure e-mails the admins "
+                                 "when ADCP_BACKUP_NOTIFY_ADMINS is on.")
         parser.add_argument("--tenant", action="append", dest="tenants", metavar="SLUG",
                             help="Back up only this tenant (repeatable): its row, products and their embeddings.")
         parser.add_argument("--with-global", action="append", dest="with_global", metavar="PART",
@@ -29,14 +32,15 @@ class Command(BackupCommand):
                                  "(repeatable or comma-separated; default: none).")
 
     def handle(self, *args: Any, compress: bool, compression: str | None, output: str | None,
-               no_settings: bool, as_json: bool, database: str, tenants: list[str] | None,
+               no_settings: bool, scheduled: bool, as_json: bool, database: str, tenants: list[str] | None,
                with_global: list[str] | None, **options: Any) -> None:
         if compression is None and compress:
             compression = "gzip"
         result = self.run_service(
             lambda: services.backup_create(
                 database=database, compression=compression, output=output, include_settings=not no_settings,
-                tenants=tenants, with_global=with_global, progress=self.progress_reporter(options),
+                purpose="scheduled" if scheduled else "manual", tenants=tenants, with_global=with_global,
+                progress=self.progress_reporter(options),
             ),
             as_json=as_json,
         )

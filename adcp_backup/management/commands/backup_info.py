@@ -1,27 +1,13 @@
 """backup_info: the database, the storage and the newest backup; exit 1 when it is too old."""
 from __future__ import annotations
 
-import re
-from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
 from ... import services
+from ...schedules import parse_duration
 from ..base import EXIT_FAILED, BackupCommand, format_size
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> timedelta:
-    """'26h', '90m', '2d', '1w', '3600' (seconds), or combinations such as '1d12h'."""
-    text = text.strip().lower()
-    if text.isdigit():
-        return timedelta(seconds=int(text))
-    parts = re.findall(r"(\d+(?:\.\d+)?)([smhdw])", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{text!r} is not a duration such as 26h, 90m, 2d or 1w")
-    return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
 
 
 class Command(BackupCommand):
@@ -58,6 +44,26 @@ class Command(BackupCommand):
                 self.stdout.write("Newest: none")
             s = info.settings
             self.stdout.write(f"Compression: {s['compression']}; safety backups: {'on' if s['safety_backup'] else 'off'}")
+            self.describe_operations(s)
         if info.stale:
             what = "no backup" if info.newest is None else f"the newest backup is older than {max_age}"
             raise CommandError(f"Backups are stale: {what}.", returncode=EXIT_FAILED)
+
+    def describe_operations(self, s: dict[str, Any]) -> None:
+        schedule = s["schedule"]
+        for key in ("backup", "prune"):
+            entry = schedule[key]
+            self.stdout.write(f"Schedule ({key}): {entry.get('description') or entry.get('error')}")
+        broker = "configured" if schedule["celery_broker"] else "not configured (use cron or a systemd timer)"
+        self.stdout.write(f"Celery broker: {broker}; e-mail admins on failure: "
+                          f"{'on' if schedule['notify_admins'] else 'off'} ({schedule['admins']} admin(s))")
+        r = s["retention"]
+        self.stdout.write(f"Retention: last {r['keep_last']}, daily {r['keep_daily']}, weekly {r['keep_weekly']}, "
+                          f"monthly {r['keep_monthly']}; safety backups {r['keep_safety']}")
+        enc = s["encryption"]
+        shown = ", ".join(f"{k}={v}" for k, v in enc["settings"].items()) or "no encryption settings"
+        self.stdout.write(f"Encryption: {shown}; {enc['encrypted_backups']} encrypted backup(s)")
+        held = s["lock"]["held_by"]
+        self.stdout.write("Running now: " + ("nothing" if held is None else
+                                             f"{held['kind']} (process {held['pid']} on {held['host']}, "
+                                             f"since {held['since']})"))

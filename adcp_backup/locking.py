@@ -1,0 +1,243 @@
+"""One lock for backups, restores and prunes: a lock file on this machine, an advisory lock in the database.
+
+Two backups never run at once, and nothing runs during a restore, whoever starts them (Celery, cron, the
+admin, a shell). The lock file (``fcntl.flock`` on ``.adcp-backup.lock`` in ``ADCP_BACKUP_LOCK_DIR``, by
+default the backup folder) covers the processes of one machine; on PostgreSQL and MariaDB a session lock
+(``pg_try_advisory_lock`` / ``GET_LOCK``) held on a connection of its own covers every machine that shares
+the database. A backup or prune waits up to ``ADCP_BACKUP_LOCK_TIMEOUT`` seconds for a running backup or
+prune, and is refused at once while a restore runs; a restore never waits. The lock is re-entrant within
+a thread, so the safety backup a restore takes runs under the restore's own lock.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import functools
+import hashlib
+import json
+import logging
+import os
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from django.db import DatabaseError, connections
+
+from .conf import backup_settings
+from .exceptions import BackupConfigurationError, BackupError, BackupLocked
+
+logger = logging.getLogger(__name__)
+
+LOCK_FILE_NAME = ".adcp-backup.lock"
+KINDS = ("backup", "restore", "prune")
+POLL_INTERVAL = 0.1
+
+_local = threading.local()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds the lock, as written into the lock file by its holder."""
+
+    kind: str
+    pid: int
+    host: str
+    since: str
+    database: str
+
+    def describe(self) -> str:
+        return f"A {self.kind} is running (process {self.pid} on {self.host}, since {self.since})"
+
+
+def lock_path() -> Path:
+    folder = backup_settings.LOCK_DIR or backup_settings.backup_dir
+    return Path(folder).expanduser().resolve() / LOCK_FILE_NAME
+
+
+def _held() -> list[str]:
+    if not hasattr(_local, "kinds"):
+        _local.kinds = []
+    return _local.kinds
+
+
+def held_kinds() -> tuple[str, ...]:
+    """The kinds of operation this thread holds the lock for (outermost first)."""
+    return tuple(_held())
+
+
+@contextmanager
+def operation_lock(kind: str, *, database: str = "default", timeout: float | None = None) -> Iterator[None]:
+    """Hold the lock for one backup, restore or prune; raise BackupLocked when another one holds it."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown operation {kind!r}")
+    held = _held()
+    if held:  # re-entrant: the safety backup inside a restore, a prune calling list, ...
+        held.append(kind)
+        try:
+            yield
+        finally:
+            held.pop()
+        return
+    if timeout is None:
+        timeout = 0.0 if kind == "restore" else float(backup_settings.LOCK_TIMEOUT)
+    deadline = time.monotonic() + max(0.0, timeout)
+    with _file_lock(kind, database, deadline), _database_lock(kind, database, deadline):
+        held.append(kind)
+        try:
+            yield
+        finally:
+            held.pop()
+
+
+def locked(kind: str) -> Callable[[F], F]:
+    """Decorate a service so that it runs under the lock, for the ``database`` keyword it is given."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with operation_lock(kind, database=kwargs.get("database", "default")):
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def current_holder() -> Holder | None:
+    """Who holds the lock on this machine now, or None when it is free."""
+    path = lock_path()
+    if not path.exists():
+        return None
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return _read_holder(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+# -- this machine: a lock file ---------------------------------------------------------------------------
+@contextmanager
+def _file_lock(kind: str, database: str, deadline: float) -> Iterator[None]:
+    path = lock_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise BackupConfigurationError(
+            f"Cannot open the lock file {path}: {exc.strerror}. Set ADCP_BACKUP_LOCK_DIR to a writable folder."
+        ) from exc
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+            holder = _read_holder(fd)
+            if (holder is not None and holder.kind == "restore") or time.monotonic() >= deadline:
+                raise BackupLocked(_refusal(kind, holder, path))
+            time.sleep(POLL_INTERVAL)
+        _write_holder(fd, kind, database)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _write_holder(fd: int, kind: str, database: str) -> None:
+    record = {"kind": kind, "pid": os.getpid(), "host": platform.node(), "database": database,
+              "since": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(record).encode(), 0)
+    os.fsync(fd)
+
+
+def _read_holder(fd: int) -> Holder | None:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"null")
+        return Holder(kind=str(data["kind"]), pid=int(data["pid"]), host=str(data["host"]),
+                      since=str(data["since"]), database=str(data.get("database", "default")))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _refusal(kind: str, holder: Holder | None, where: object) -> str:
+    running = holder.describe() if holder else f"Another backup, restore or prune holds the lock ({where})"
+    if holder is not None and holder.kind == "restore" and kind != "restore":
+        return f"Cannot start the {kind}: {running}. Backups and prunes are refused until it has finished."
+    return f"Cannot start the {kind}: {running}. Try again when it has finished."
+
+
+# -- every machine: a session lock in the database ------------------------------------------------------
+def advisory_key(database_name: str) -> int:
+    """The PostgreSQL advisory lock key (a signed 64-bit integer) of one database's backups."""
+    digest = hashlib.sha256(f"adcp_backup:{database_name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def mysql_lock_name(database_name: str) -> str:
+    """GET_LOCK names are server-wide: one per database, at most 64 characters."""
+    return f"adcp_backup:{database_name}"[:64]
+
+
+@contextmanager
+def _database_lock(kind: str, alias: str, deadline: float) -> Iterator[None]:
+    if alias not in connections.settings:
+        yield  # the service reports the unknown alias in its own words
+        return
+    vendor = connections[alias].vendor
+    if vendor not in ("postgresql", "mysql"):
+        yield  # SQLite is a file on this machine: the lock file covers every process that can open it
+        return
+    connection = connections.create_connection(alias)  # its own session, never the one that restores
+    try:
+        name = str(connection.settings_dict["NAME"])
+        try:
+            cursor = connection.cursor()
+        except DatabaseError as exc:
+            raise BackupError(f"Cannot take the backup lock in database {alias!r}: {exc}") from exc
+        with cursor:
+            while True:
+                if vendor == "postgresql":
+                    cursor.execute("SELECT pg_try_advisory_lock(%s)", [advisory_key(name)])
+                else:
+                    cursor.execute("SELECT GET_LOCK(%s, 0)", [mysql_lock_name(name)])
+                if cursor.fetchone()[0] == 1:
+                    break
+                if time.monotonic() >= deadline:
+                    raise BackupLocked(_refusal(kind, None, f"database {alias!r}, held from another machine "
+                                                             "or process"))
+                time.sleep(POLL_INTERVAL)
+            try:
+                yield
+            finally:
+                try:
+                    if vendor == "postgresql":
+                        cursor.execute("SELECT pg_advisory_unlock(%s)", [advisory_key(name)])
+                    else:
+                        cursor.execute("SELECT RELEASE_LOCK(%s)", [mysql_lock_name(name)])
+                except DatabaseError:
+                    logger.warning("Could not release the database lock of %r; closing its session frees it.",
+                                   alias)
+    finally:
+        connection.close()

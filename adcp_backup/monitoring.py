@@ -1,0 +1,61 @@
+"""What backup_info reports about scheduling, retention, encryption and the lock: settings, never secrets."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings
+
+from . import locking
+from .conf import SETTINGS, backup_settings
+from .exceptions import BackupConfigurationError
+from .schedules import parse_schedule
+
+_ENCRYPTION_WORDS = re.compile(r"ENCRYPT\w*|RECIPIENTS?|IDENTIT(Y|IES)|PASSPHRASE|AGE|KEYS?|KEY_?FILE")
+
+
+def schedule_info() -> dict[str, Any]:
+    """The backup and prune schedules as configured, whether Celery is set up, and any parsing error."""
+    info: dict[str, Any] = {"celery_broker": bool(getattr(settings, "CELERY_BROKER_URL", ""))}
+    for key, setting in (("backup", "SCHEDULE"), ("prune", "PRUNE_SCHEDULE")):
+        text = getattr(backup_settings, setting)
+        try:
+            parsed = parse_schedule(text, setting=f"ADCP_BACKUP_{setting}")
+        except BackupConfigurationError as exc:
+            info[key] = {"setting": text, "error": str(exc)}
+            continue
+        info[key] = {"setting": text, "description": parsed.describe() if parsed else "never"}
+    info["notify_admins"] = bool(backup_settings.NOTIFY_ADMINS)
+    info["admins"] = len(getattr(settings, "ADMINS", []) or [])
+    return info
+
+
+def retention_info() -> dict[str, Any]:
+    return {
+        "keep_last": int(backup_settings.KEEP_LAST),
+        "keep_daily": int(backup_settings.KEEP_DAILY),
+        "keep_weekly": int(backup_settings.KEEP_WEEKLY),
+        "keep_monthly": int(backup_settings.KEEP_MONTHLY),
+        "keep_safety": int(backup_settings.KEEP_SAFETY),
+    }
+
+
+def encryption_info() -> dict[str, Any]:
+    """Each encryption setting as on/off or set/not set: a key or recipient itself is never shown."""
+    shown: dict[str, Any] = {}
+    for name in SETTINGS:
+        if not any(_ENCRYPTION_WORDS.fullmatch(word) for word in name.split("_")):
+            continue
+        value = getattr(backup_settings, name)
+        shown[f"ADCP_BACKUP_{name}"] = value if isinstance(value, bool) else ("set" if value else "not set")
+    return {"settings": shown}
+
+
+def lock_info() -> dict[str, Any]:
+    holder = locking.current_holder()
+    return {
+        "file": str(locking.lock_path()),
+        "timeout_seconds": float(backup_settings.LOCK_TIMEOUT),
+        "held_by": None if holder is None else {"kind": holder.kind, "pid": holder.pid, "host": holder.host,
+                                                 "since": holder.since, "database": holder.database},
+    }

@@ -1,0 +1,79 @@
+"""Helpers of the scheduling, retention and locking tests: small real backups with chosen creation times."""
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from adcp_backup import __version__
+from adcp_backup.format.writer import BackupWriter
+
+TENANT_COLUMNS = [
+    {"name": "id", "family": "integer", "nullable": False},
+    {"name": "name", "family": "text", "nullable": False},
+    {"name": "slug", "family": "text", "nullable": False},
+    {"name": "custom_prompt", "family": "text", "nullable": True},
+    {"name": "web_grounding_prompt", "family": "text", "nullable": True},
+    {"name": "enable_web_context", "family": "boolean", "nullable": False},
+    {"name": "created_at", "family": "datetime", "nullable": False},
+]
+
+
+def write_backup(folder: Path, created_at: datetime, *, purpose: str = "manual", name: str | None = None,
+                 truncated: bool = False) -> str:
+    """A native v3 backup of one tenant row, named so that its name says nothing true about its time."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = name or f"adcp-backup-{secrets.token_hex(6)}.jsonl"
+    with open(folder / name, "wb") as out:
+        writer = BackupWriter(out)
+        writer.header({
+            "created_at": created_at.isoformat(),
+            "tool": f"adcp-backup {__version__}",
+            "source": {"engine": "sqlite", "alias": "default"},
+            "scope": {"tenants": "all"},
+            "purpose": purpose,
+            "counts": {"tenant": 1},
+            "compression": "none",
+            "secrets": "redacted",
+            "schema": {"engine": "sqlite", "tables": {"tenant": TENANT_COLUMNS}},
+        })
+        writer.begin_table("tenant", TENANT_COLUMNS)
+        writer.rows([[1, "Acme", "acme", None, None, False, "2024-01-01 00:00:00"]])
+        writer.end_table()
+        if not truncated:
+            writer.trailer()
+    return name
+
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def project_env(workdir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a manage.py or Celery process of the project, in its own folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADCP_", "DJANGO_", "CELERY_", "DATABASE_"))}
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "PYTHONPATH": str(REPO),
+        "DATABASE_URL": f"sqlite:///{workdir / 'adcp.sqlite3'}",
+        "ADCP_BACKUP_DIR": str(workdir / "backups"),
+        "ADCP_BACKUP_SETTINGS_FILES": ",".join(str(workdir / "data" / name)
+                                               for name in ("app_settings.json", "tenant_settings.json")),
+        "ADCP_BACKUP_LOG_FILE": str(workdir / "backup_operations.log"),
+        "ADCP_BACKUP_LOG_LEVEL": "WARNING",
+    })
+    env.update(extra)
+    return env
+
+
+def manage(*args: str, env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, str(REPO / "manage.py"), *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def start_manage(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([PYTHON, str(REPO / "manage.py"), *args], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
