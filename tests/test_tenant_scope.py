@@ -393,3 +393,20 @@ def test_a_row_failing_its_checks_mid_restore_rolls_everything_back(alias, backu
     if connections[alias].vendor == "sqlite":
         sql(alias, "INSERT INTO products_fts(products_fts) VALUES('integrity-check')")
         assert fts_match("zebra") == [500]
+
+
+def test_one_tenant_restored_from_a_legacy_v2_file(seeded, backup_env):
+    from .legacy_fixtures import v2_document, write_v2
+    from .test_legacy import with_is_stale_null_as_zero
+
+    seeded("default")
+    at_backup, _ = split(with_is_stale_null_as_zero(table_state()), "default", 2)
+    path = write_v2(backup_env / "comprehensive_backup_20250902_174646.json.gz", v2_document())
+    damage_target("default")
+    change_others("default")
+    _, others_before = split(table_state(), "default", 2)
+    result = services.backup_restore(file=str(path), tenants=[TARGET], safety_backup=False)
+    assert result.format == "legacy v2.0"
+    mine, others = split(table_state(), "default", 2)
+    assert mine == at_backup and others == others_before
+    sql("default", "INSERT INTO products_fts(products_fts) VALUES('integrity-check')")
