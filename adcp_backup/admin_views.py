@@ -107,15 +107,21 @@ class CreateForm(forms.Form):
 
 
 class RestoreForm(forms.Form):
-    """What an admin restore asks for. A tenant scope would be one more field here and one more keyword
-    in ``service_options`` (and in ``jobs.restore_options``)."""
+    """What an admin restore asks for: dry run, the typed name, and optionally a tenant scope."""
 
     dry_run = forms.BooleanField(required=False, initial=True, label="Dry run: restore, report, then roll back")
     confirm_name = forms.CharField(required=False, label="Type the backup's name to restore for real")
+    tenants = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple, label="Restore only these tenants",
+        help_text="Leave all unticked for a full restore. A tenant restore replaces only that tenant's rows "
+                  "(the tenant, its products and their embeddings); every other tenant stays as it is.",
+    )
 
-    def __init__(self, *args: Any, backup_name: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, backup_name: str, tenant_choices: list[tuple[str, str]] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.backup_name = backup_name
+        self.fields["tenants"].choices = tenant_choices or []
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -124,7 +130,16 @@ class RestoreForm(forms.Form):
         return data
 
     def service_options(self) -> dict[str, Any]:
-        return {"dry_run": bool(self.cleaned_data["dry_run"])}
+        options: dict[str, Any] = {"dry_run": bool(self.cleaned_data["dry_run"])}
+        if self.cleaned_data.get("tenants"):
+            options["tenants"] = list(self.cleaned_data["tenants"])
+        return options
+
+
+def tenant_choices(name: str) -> list[tuple[str, str]]:
+    """The tenants a backup holds, as form choices (one streaming read of the file)."""
+    return [(t["slug"], f"{t['slug']} ({t['name']}, {t['products']} products)")
+            for t in services.backup_file_tenants(file=name)]
 
 
 class UploadForm(forms.Form):
@@ -181,8 +196,12 @@ def validate(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpRe
 def restore(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpResponse:
     require(request, "restore")
     name = existing_name(name)
+    try:
+        choices = tenant_choices(name)
+    except BackupError:
+        choices = []  # an unreadable file: the plan below says why
     form = RestoreForm(request.POST if request.method == "POST" else None, backup_name=name,
-                       initial={"dry_run": True})
+                       tenant_choices=choices, initial={"dry_run": True})
     if request.method == "POST" and form.is_valid():
         options = form.service_options()
         return start(request, kind=BackupJob.Kind.RESTORE, backup_name=name, options=options)

@@ -67,3 +67,32 @@ class SchemaMismatch(RestoreError):
 
 class BackupLocked(BackupError):
     """Another backup or restore is running."""
+
+
+class UnknownTenant(BackupError, LookupError):
+    """A tenant slug names no tenant where it was looked for (the database or the backup)."""
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """One row a tenant restore cannot write without touching data outside its scope."""
+
+    table: str
+    id: int
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"table": self.table, "id": self.id, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"{self.table} id {self.id}: {self.message}"
+
+
+class TenantConflict(RestoreError):
+    """A tenant restore would collide with rows of other tenants; nothing was written."""
+
+    def __init__(self, conflicts: list[Conflict]) -> None:
+        self.conflicts = list(conflicts)
+        shown = "; ".join(str(c) for c in self.conflicts[:10])
+        more = f" (and {len(self.conflicts) - 10} more)" if len(self.conflicts) > 10 else ""
+        super().__init__(f"The tenant restore was refused, nothing was changed: {shown}{more}")

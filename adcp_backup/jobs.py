@@ -287,7 +287,10 @@ def _run_restore(job: BackupJob, progress: JobProgressRecorder) -> dict[str, Any
 
 def restore_options(options: dict[str, Any]) -> dict[str, Any]:
     """The keywords of services.backup_restore an admin restore job carries in its options."""
-    return {"dry_run": bool(options.get("dry_run", True))}
+    restore: dict[str, Any] = {"dry_run": bool(options.get("dry_run", True))}
+    if options.get("tenants"):
+        restore["tenants"] = list(options["tenants"])
+    return restore
 
 
 def _run_upload(job: BackupJob, progress: JobProgressRecorder) -> dict[str, Any]:

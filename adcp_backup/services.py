@@ -18,6 +18,7 @@ from django.db import DatabaseError, connections, transaction
 from django.utils import timezone as django_timezone
 
 from . import __version__, dataset, locking, monitoring, retention, settings_files, signals
+from . import scope as tenant_scope
 from .conf import backup_settings
 from .db import get_engine
 from .db.base import Engine, fingerprint, shipped_ddl
@@ -227,12 +228,15 @@ def backup_create(
     purpose: str = "manual",
     encrypt: bool | None = None,
     include_secrets: bool = False,
+    tenants: Sequence[str] | None = None,
+    with_global: Sequence[str] | None = None,
     progress: ProgressCallback = silent,
 ) -> BackupResult:
     """Write a backup of every AdCP table, the settings files and the environment, streaming.
 
     ``encrypt`` (default ADCP_BACKUP_ENCRYPT) encrypts it with age to ADCP_BACKUP_AGE_RECIPIENTS;
-    ``include_secrets`` keeps secret environment values in clear inside it, and needs encryption."""
+    ``include_secrets`` keeps secret environment values in clear inside it, and needs encryption.
+    With ``tenants`` (slugs): only those tenants' rows, plus the global parts named in ``with_global``."""
     started = time.monotonic()
     compression = (compression or backup_settings.compression).lower()
     if compression not in codecs.SUFFIXES:
@@ -246,6 +250,10 @@ def backup_create(
     secrets_mode = "included" if include_secrets else "redacted"
     engine = get_engine(database)
     tables = _check_tables(engine)
+    scope = tenant_scope.for_backup(engine, tenants=tenants, with_global=with_global)
+    if scope is not None:
+        tables = scope.tables()
+        include_settings = include_settings and scope.include_settings
     storage = _storage()
     name = new_backup_name(compression, suffix=suffix)
     while storage.exists(name):
@@ -258,14 +266,14 @@ def backup_create(
         compressed = codecs.CompressedWriter(sink, compression, level)
         writer = BackupWriter(compressed)
         with engine.snapshot():
-            counts = {spec.name: engine.count(spec.name) for spec in tables}
+            counts = {spec.name: engine.count(spec.name, *tenant_scope.where(scope, engine, spec)) for spec in tables}
             schema = _capture_schema(engine, tables)
             writer.header(
                 {
                     "created_at": created_at.isoformat(),
                     "tool": f"adcp-backup {__version__}",
                     "source": _source_info(engine),
-                    "scope": {"tenants": "all"},
+                    "scope": scope.header() if scope else {"tenants": "all"},
                     "purpose": purpose,
                     "counts": counts,
                     "compression": compression,
@@ -274,7 +282,8 @@ def backup_create(
                 }
             )
             for spec in tables:
-                _write_table(engine, writer, spec, schema["tables"][spec.name], counts[spec.name], progress)
+                _write_table(engine, writer, spec, schema["tables"][spec.name], counts[spec.name], progress,
+                             where=tenant_scope.where(scope, engine, spec))
         if include_settings:
             for captured in settings_files.capture_files():
                 writer.file(path=captured.path, content=captured.content, mode=captured.mode)
@@ -292,7 +301,7 @@ def backup_create(
         compression=compression,
         encrypted=encrypt,
         created_at=created_at.isoformat(),
-        scope={"tenants": "all"},
+        scope=scope.header() if scope else {"tenants": "all"},
         purpose=purpose,
         secrets=secrets_mode,
         duration=time.monotonic() - started,
@@ -302,11 +311,13 @@ def backup_create(
 
 
 def _write_table(engine: Engine, writer: BackupWriter, spec: dataset.TableSpec,
-                 columns: list[dict[str, Any]], total: int, progress: ProgressCallback) -> None:
+                 columns: list[dict[str, Any]], total: int, progress: ProgressCallback,
+                 where: tuple[str, Sequence[Any]] = ("", ())) -> None:
     writer.begin_table(spec.name, columns, sequence=engine.get_sequence(spec.name))
     done = 0
     progress(ProgressEvent("backup", spec.name, 0, total))
-    for rows in engine.read_rows(spec, [c["name"] for c in columns], batch_size=backup_settings.BATCH_SIZE):
+    for rows in engine.read_rows(spec, [c["name"] for c in columns], batch_size=backup_settings.BATCH_SIZE,
+                                 where=where[0], params=where[1]):
         done += writer.rows(rows)
         progress(ProgressEvent("backup", spec.name, done, total))
     writer.end_table(sequence=engine.get_sequence(spec.name))
@@ -358,7 +369,8 @@ def _resolve(file: str, identity: str | os.PathLike[str] | None = None) -> Sourc
 
 
 def _latest_name(identity: str | os.PathLike[str] | None = None) -> str | None:
-    entries = [e for e in backup_list(identity=identity) if e.error is None and e.purpose != "safety"]
+    entries = [e for e in backup_list(identity=identity) if e.error is None and e.purpose != "safety"
+               and not tenant_scope.is_tenant_backup({"scope": e.scope})]
     return entries[0].name if entries else None
 
 
@@ -554,7 +566,8 @@ def _newest_valid(entries: list[BackupEntry],
     """The newest regular backup that passes validation, and the newer ones that do not (newest first)."""
     invalid: list[str] = []
     for entry in entries:
-        if entry.purpose == "safety" or entry.created is None:
+        if (entry.purpose == "safety" or entry.created is None
+                or tenant_scope.is_tenant_backup({"scope": entry.scope})):
             continue
         if _passes_validation(entry.name, identity):
             return entry, invalid
@@ -626,9 +639,11 @@ def backup_prune(
 
 
 # -- restore ---------------------------------------------------------------------------------------------
-def backup_restore_plan(*, file: str, database: str = "default",
+def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequence[str] | None = None,
                         identity: str | os.PathLike[str] | None = None) -> RestorePlan:
-    """What a restore of ``file`` would replace: the file's counts beside the database's, read from headers."""
+    """What a restore of ``file`` would replace: the file's counts beside the database's, read from headers.
+
+    With ``tenants``: the database's counts are those tenants' rows; the file's are unknown until it is read."""
     source = _resolve(file, identity)
     engine = get_engine(database)
     with _opened(source, strict=True, identity=identity) as reader:
@@ -637,6 +652,18 @@ def backup_restore_plan(*, file: str, database: str = "default",
     existing = engine.existing_tables()
     file_tables = list((header.get("schema") or {}).get("tables") or dataset.table_names())
     counts = header.get("counts") or {}
+    if tenants or tenant_scope.is_tenant_backup(header):
+        slugs = list(tenants or (header.get("scope") or {}).get("tenants") or [])
+        global_parts = [] if tenants else list((header.get("scope") or {}).get("global") or [])
+        return RestorePlan(
+            name=source.name,
+            format=fmt,
+            created_at=header.get("created_at"),
+            file_counts={t: None if tenants else counts.get(t) for t in file_tables},
+            current_counts=dict(tenant_scope.current_counts(engine, slugs)),
+            settings_files=[str(p) for p in backup_settings.settings_files] if "settings" in global_parts else [],
+            scope={"tenants": slugs, "global": global_parts},
+        )
     return RestorePlan(
         name=source.name,
         format=fmt,
@@ -659,17 +686,23 @@ def backup_restore(
     create_schema: bool = False,
     safety_backup: bool | None = None,
     restore_settings: bool = True,
+    tenants: Sequence[str] | None = None,
     identity: str | os.PathLike[str] | None = None,
     progress: ProgressCallback = silent,
 ) -> RestoreResult:
     """Replace the AdCP tables (and settings files) with a backup's, in one transaction, or change nothing.
 
+    With ``tenants`` (slugs), or for a tenant backup, only those tenants' rows are replaced (see scope.py).
     An encrypted file is decrypted while it is read, with ``identity`` (else ADCP_BACKUP_AGE_IDENTITY)."""
     started = time.monotonic()
     source = _resolve(file, identity)
     engine = get_engine(database)
     with _opened(source, strict=True, identity=identity) as reader:
         header = reader.header
+        if tenants or tenant_scope.is_tenant_backup(header):
+            return _restore_tenants(source, engine, reader, tenants=tenants, skip_validation=skip_validation,
+                                    dry_run=dry_run, create_schema=create_schema, safety_backup=safety_backup,
+                                    restore_settings=restore_settings, progress=progress, started=started)
         plan = _plan_schema(engine, header, create_schema=create_schema)
         notes = list(plan.notes)
 
@@ -712,6 +745,59 @@ def backup_restore(
     logger.info("%s %s into %r: %s", "Dry run of" if dry_run else "Restored", source.display, database,
                 result.restored)
     return result
+
+
+def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Sequence[str] | None,
+                     skip_validation: bool, dry_run: bool, create_schema: bool, safety_backup: bool | None,
+                     restore_settings: bool, progress: ProgressCallback, started: float) -> RestoreResult:
+    """A restore limited to tenants: adcp_backup.scope does the work, with this module's table writer."""
+    if create_schema:
+        raise RestoreError("--create-schema rebuilds a whole database; it cannot be combined with a tenant restore.")
+    plan = _plan_schema(engine, reader.header, create_schema=False)
+    if plan.create:
+        raise RestoreError(f"The database {engine.alias!r} has no AdCP tables: restore a full backup first.")
+    schema = reader.header.get("schema") or {}
+    source_vendor = schema.get("engine") or (reader.header.get("source") or {}).get("engine")
+    want_safety = backup_settings.SAFETY_BACKUP if safety_backup is None else safety_backup
+
+    def sink(spec: dataset.TableSpec, start: TableStart) -> _TableWriter:
+        return _TableWriter(engine, spec, start, plan.live_columns.get(spec.name), source_vendor, not skip_validation)
+
+    def safety(slugs: list[str], global_parts: tuple[str, ...]) -> str:
+        return backup_create(database=engine.alias, purpose="safety", tenants=slugs,
+                             with_global=list(global_parts), progress=silent).name
+
+    try:
+        outcome = tenant_scope.restore_tenants(engine=engine, reader=reader, slugs=tenants, make_sink=sink,
+                                               dry_run=dry_run, safety_backup=safety if want_safety else None,
+                                               progress=progress)
+    except DatabaseError as exc:
+        raise RestoreError(f"The restore failed and was rolled back; the database is unchanged. ({exc})") from exc
+    files = _restore_files(outcome.files, dry_run=dry_run) if restore_settings else []
+    result = RestoreResult(
+        name=source.name,
+        format=reader.format,
+        restored=outcome.restored,
+        dry_run=dry_run,
+        safety_backup=outcome.safety_backup,
+        changes={table: TableChange(**asdict(change)) for table, change in outcome.changes.items()},
+        defaulted=outcome.defaulted,
+        files=files,
+        environment=outcome.environment,
+        schema_created=False,
+        notes=outcome.notes,
+        duration=time.monotonic() - started,
+    )
+    logger.info("%s tenants %s of %s into %r: %s", "Dry run of" if dry_run else "Restored",
+                ", ".join(outcome.scope.slugs), source.display, engine.alias, result.restored)
+    return result
+
+
+def backup_file_tenants(*, file: str, identity: Any = None) -> list[dict[str, Any]]:
+    """The tenants a backup holds ({"id", "slug", "name", "products"}), read in one streaming pass."""
+    source = _resolve(file, identity)
+    with _opened(source, strict=True, identity=identity) as reader:
+        return tenant_scope.file_tenants(reader)
 
 
 @dataclass

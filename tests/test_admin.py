@@ -600,3 +600,32 @@ def test_a_misconfigured_runner_is_a_clear_message_and_a_failed_job(admin_client
     assert "ADCP_BACKUP_JOB_RUNNER must be auto, thread or celery" in response.content.decode()
     job = BackupJob.objects.get()
     assert job.status == "failed" and "ADCP_BACKUP_JOB_RUNNER" in job.error
+
+
+def test_restore_confirmation_offers_the_tenants_in_the_file_and_restores_only_the_chosen_one(
+        admin_client, admin_db, backup_env):
+    made = services.backup_create(compression="gzip")
+    original = table_state()
+    with connections["default"].cursor() as cursor:
+        cursor.execute("UPDATE product SET name = 'damaged' WHERE tenant_id IN (1, 2)")
+    damaged = table_state()
+
+    html = admin_client.get(u("restore", made.name)).content.decode()
+    assert 'id="tenant-scope"' in html
+    assert all(f'value="publisher-{i}"' in html for i in range(1, 5))
+
+    response = admin_client.post(u("restore", made.name), {"confirm_name": made.name, "tenants": ["publisher-1"]})
+    job = job_from(response)
+    assert job.status == "succeeded", job.error
+    assert job.options["tenants"] == ["publisher-1"]
+    after = table_state()
+    products = {row[0][0]: row for row in after["product"]}
+    for row in original["product"]:
+        if row[1][0] == 1:
+            assert products[row[0][0]] == row  # the chosen tenant is back as it was in the backup
+    for row in damaged["product"]:
+        if row[1][0] != 1:
+            assert products[row[0][0]] == row  # every other tenant is as it was before the restore
+
+    refused = admin_client.post(u("restore", made.name), {"confirm_name": made.name, "tenants": ["nobody"]})
+    assert refused.status_code == 200 and "not one of the available choices" in refused.content.decode()

@@ -9,7 +9,7 @@ import orjson
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ..conf import backup_settings
-from ..exceptions import BackupError, BackupNotFound, InvalidBackup
+from ..exceptions import BackupError, BackupNotFound, InvalidBackup, TenantConflict
 from ..progress import ProgressCallback, TerminalProgress, silent
 
 EXIT_FAILED = 1
@@ -41,6 +41,8 @@ class BackupCommand(BaseCommand):
             payload: dict[str, Any] = {"error": str(exc), "type": type(exc).__name__, **(extra or {})}
             if isinstance(exc, InvalidBackup):
                 payload["problems"] = [p.as_dict() for p in exc.problems]
+            if isinstance(exc, TenantConflict):
+                payload["conflicts"] = [c.as_dict() for c in exc.conflicts]
             self.emit_json(payload)
         return CommandError(str(exc), returncode=code)
 

@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from ... import services
+from ...scope import global_choices
 from ..base import BackupCommand, format_counts, format_size
 
 
@@ -24,20 +25,26 @@ class Command(BackupCommand):
         parser.add_argument("--scheduled", action="store_true",
                             help="Mark the backup as scheduled (cron, systemd): a failure e-mails the admins "
                                  "when ADCP_BACKUP_NOTIFY_ADMINS is on.")
+        parser.add_argument("--tenant", action="append", dest="tenants", metavar="SLUG",
+                            help="Back up only this tenant (repeatable): its row, products and their embeddings.")
+        parser.add_argument("--with-global", action="append", dest="with_global", metavar="PART",
+                            help=f"With --tenant, also include {' or '.join(global_choices())} "
+                                 "(repeatable or comma-separated; default: none).")
         parser.add_argument("--encrypt", action="store_true", default=None,
                             help="Encrypt with age to ADCP_BACKUP_AGE_RECIPIENTS (default: ADCP_BACKUP_ENCRYPT).")
         parser.add_argument("--include-secrets", action="store_true",
                             help="Keep secret environment values unredacted; only with encryption.")
 
     def handle(self, *args: Any, compress: bool, compression: str | None, output: str | None,
-               no_settings: bool, scheduled: bool, encrypt: bool | None, include_secrets: bool, as_json: bool,
-               database: str, **options: Any) -> None:
+               no_settings: bool, scheduled: bool, as_json: bool, database: str, tenants: list[str] | None,
+               with_global: list[str] | None, encrypt: bool | None, include_secrets: bool, **options: Any) -> None:
         if compression is None and compress:
             compression = "gzip"
         result = self.run_service(
             lambda: services.backup_create(
                 database=database, compression=compression, output=output, include_settings=not no_settings,
-                purpose="scheduled" if scheduled else "manual", encrypt=encrypt, include_secrets=include_secrets,
+                purpose="scheduled" if scheduled else "manual", tenants=tenants, with_global=with_global,
+                encrypt=encrypt, include_secrets=include_secrets,
                 progress=self.progress_reporter(options),
             ),
             as_json=as_json,

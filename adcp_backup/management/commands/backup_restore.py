@@ -27,17 +27,19 @@ class Command(BackupCommand):
                             help="Do not back up the current data first.")
         parser.add_argument("--create-schema", action="store_true",
                             help="Create the AdCP tables when the database has none of them.")
+        parser.add_argument("--tenant", action="append", dest="tenants", metavar="SLUG",
+                            help="Replace only this tenant's rows (repeatable); other tenants stay as they are.")
         parser.add_argument("--identity", metavar="PATH",
                             help="age identity file that decrypts encrypted backups "
                                  "(default: ADCP_BACKUP_AGE_IDENTITY).")
 
     def handle(self, *args: Any, file: str, force: bool, skip_validation: bool, validate_only: bool,
-               dry_run: bool, no_safety_backup: bool, create_schema: bool, identity: str | None, as_json: bool,
-               database: str, **options: Any) -> None:
+               dry_run: bool, no_safety_backup: bool, create_schema: bool, as_json: bool, database: str,
+               tenants: list[str] | None = None, identity: str | None = None, **options: Any) -> None:
         progress = self.progress_reporter(options)
         if validate_only:
-            report = self.run_service(lambda: services.backup_validate(file=file, identity=identity, progress=progress),
-                                      as_json=as_json)
+            report = self.run_service(
+                lambda: services.backup_validate(file=file, identity=identity, progress=progress), as_json=as_json)
             if as_json:
                 self.emit_json(report.as_dict())
             elif report.valid:
@@ -50,15 +52,16 @@ class Command(BackupCommand):
             return
 
         if not force and not dry_run:
-            plan = self.run_service(lambda: services.backup_restore_plan(file=file, database=database, identity=identity),
+            plan = self.run_service(lambda: services.backup_restore_plan(file=file, database=database,
+                                                                         tenants=tenants, identity=identity),
                                     as_json=as_json)
             self.confirm(plan, options.get("stdin") or sys.stdin, as_json=as_json)
 
         result = self.run_service(
             lambda: services.backup_restore(
                 file=file, database=database, skip_validation=skip_validation, dry_run=dry_run,
-                create_schema=create_schema, safety_backup=False if no_safety_backup else None, identity=identity,
-                progress=progress,
+                create_schema=create_schema, safety_backup=False if no_safety_backup else None, tenants=tenants,
+                identity=identity, progress=progress,
             ),
             as_json=as_json,
         )
@@ -90,7 +93,13 @@ class Command(BackupCommand):
         err.write(f"Restoring {plan.name} ({plan.format}, created {plan.created_at or 'at an unknown time'})")
         err.write(f"into database tables that now hold: {format_counts({k: v for k, v in plan.current_counts.items() if v is not None})}")
         err.write(f"The backup holds: {format_counts({k: v for k, v in plan.file_counts.items() if v is not None})}")
-        err.write("Every row of these tables will be replaced, and the settings files overwritten.")
+        if isinstance(plan.scope.get("tenants"), list):
+            err.write(f"Only the rows of the tenants {', '.join(plan.scope['tenants'])} (tenant, products, "
+                      "embeddings) will be replaced; other tenants are left as they are.")
+            if plan.scope.get("global"):
+                err.write(f"Also replaced, as the tenant backup holds them: {', '.join(plan.scope['global'])}.")
+        else:
+            err.write("Every row of these tables will be replaced, and the settings files overwritten.")
         if not getattr(stdin, "isatty", lambda: False)():
             raise self.fail_plain("Refusing to restore without confirmation: no terminal to ask. "
                                   "Pass --force (or --no-input) to restore anyway.", as_json=as_json)
