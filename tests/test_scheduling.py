@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -266,16 +267,30 @@ def test_a_broken_receiver_never_turns_a_backup_into_a_failure(seeded):
     assert [e.name for e in services.backup_list()] == [result.name]
 
 
-def test_run_job_task_says_clearly_when_jobs_are_not_installed():
-    import importlib.util
+def test_an_admin_job_queued_on_celery_is_run_by_a_real_worker(tmp_path, broker, celery_processes):
+    env = project_env(tmp_path, CELERY_BROKER_URL=broker, ADCP_BACKUP_SCHEDULE="", ADCP_BACKUP_PRUNE_SCHEDULE="",
+                      ADCP_BACKUP_JOB_RUNNER="celery")
+    for command in (["migrate", "-v0"], ["adcp_demo", "--products", "40", "--embeddings", "4", "--dim", "8"]):
+        done = manage(*command, env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    processes = celery_processes(env)
+    logs = [processes.worker()]
+    queued = manage("shell", "-c", "from adcp_backup import jobs; "
+                    "print(jobs.start_job(kind='create', options={'compression': 'zstd'}, origin='api').pk)",
+                    env=env, cwd=tmp_path)
+    assert queued.returncode == 0, queued.stderr
+    job_id = int(queued.stdout.split()[-1])
 
-    from adcp_backup import tasks
+    def finished() -> tuple[str, str, str] | None:
+        with sqlite3.connect(tmp_path / "adcp.sqlite3") as db:
+            row = db.execute("SELECT status, backup_name, error FROM adcp_backup_backupjob WHERE id = ?",
+                             (job_id,)).fetchone()
+        return row if row and row[0] in ("succeeded", "failed") else None
 
-    if importlib.util.find_spec("adcp_backup.jobs") is not None:
-        pytest.skip("adcp_backup.jobs is installed; the admin's tests cover run_job")
-    outcome = tasks.run_job.apply(args=[1])
-    assert isinstance(outcome.result, BackupConfigurationError)
-    assert "needs adcp_backup.jobs" in str(outcome.result)
+    status, name, error = wait_for(finished, 90, "the job to finish", logs)
+    assert status == "succeeded", error
+    assert name.endswith(".jsonl.zst") and (tmp_path / "backups" / name).is_file()
+    assert "adcp_backup.run_job[" in logs[0].read_text()
 
 
 # -- schedules from settings -----------------------------------------------------------------------------
