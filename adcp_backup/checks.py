@@ -42,7 +42,7 @@ def check_backup_dir(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
 
 def check_compression(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     try:
-        backup_settings.compression
+        _ = backup_settings.compression  # the property raises on a bad value
     except BackupConfigurationError as exc:
         return [checks.Error(str(exc), id=E002_COMPRESSION)]
     return []

@@ -65,7 +65,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("PRUNE_SCHEDULE", "30 3 * * *", "When Celery beat applies the retention rules; same syntax."),
         Setting("KEEP_LAST", 7, "backup_prune keeps the newest N backups."),
         Setting("KEEP_DAILY", 14, "backup_prune keeps the newest backup of each of the last N days that have one."),
-        Setting("KEEP_WEEKLY", 8, "backup_prune keeps the newest backup of each of the last N ISO weeks that have one."),
+        Setting("KEEP_WEEKLY", 8,
+                "backup_prune keeps the newest backup of each of the last N ISO weeks that have one."),
         Setting("KEEP_MONTHLY", 12, "backup_prune keeps the newest backup of each of the last N months that have one."),
         Setting("KEEP_SAFETY", 3, "backup_prune keeps the newest N safety backups (taken before restores)."),
         Setting("LOCK_DIR", "", "Folder of the lock file that serialises backups, restores and prunes (default: "
@@ -76,7 +77,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("ENCRYPT", False, "Encrypt every new backup, safety backups included, with age (as --encrypt)."),
         Setting("AGE_RECIPIENTS", [], "age public keys (age1...) new encrypted backups are readable by."),
         Setting("AGE_IDENTITY", "", "Path of the age identity file (age-keygen) that decrypts backups."),
-        Setting("TEMP_DIR", "", "Folder of the temporary file of a backup bound for remote storage (default: the system's)."),
+        Setting("TEMP_DIR", "",
+                "Folder of the temporary file of a backup bound for remote storage (default: the system's)."),
     )
 }
 

@@ -129,7 +129,8 @@ def tables() -> tuple[TableSpec, ...]:
         _spec(models.Tenant, tenant_link=None, legacy=("tenants",)),
         _spec(models.Product, tenant_link=("tenant_id", "tenant"), legacy=("products",)),
         _spec(models.ExternalAgent, tenant_link=None, legacy=("external_agents",)),
-        _spec(models.ProductEmbedding, tenant_link=("product_id", "product"), legacy=("product_embeddings", "embeddings")),
+        _spec(models.ProductEmbedding, tenant_link=("product_id", "product"),
+              legacy=("product_embeddings", "embeddings")),
     )
 
 

@@ -81,7 +81,8 @@ def test_backup_file_layout_header_checksums_trailer_and_redaction(seeded, backu
     assert any("CREATE TRIGGER products_fts_insert" in s for s in header["schema"]["ddl"])
     assert trailer["kind"] == "trailer" and trailer["counts"] == result.counts
     kinds = [line["kind"] if isinstance(line, dict) else "row" for line in lines]
-    assert kinds.count("table") == 4 and kinds.count("table_end") == 4 and kinds.count("row") == sum(result.counts.values())
+    assert kinds.count("table") == 4 and kinds.count("table_end") == 4
+    assert kinds.count("row") == sum(result.counts.values())
     env = next(line for line in lines if isinstance(line, dict) and line["kind"] == "environment")
     assert env["variables"]["GEMINI_API_KEY"] == REDACTED
     assert env["variables"]["EMBEDDINGS_PROVIDER"] == "gemini"

@@ -76,7 +76,8 @@ class NativeReader:
             raise InvalidBackup(Problem("header", f"unknown format {header.get('format')!r}"))
         if header.get("version") != FORMAT_VERSION:
             raise InvalidBackup(
-                Problem("header", f"unsupported format version {header.get('version')!r} (this tool reads {FORMAT_VERSION})")
+                Problem("header", f"unsupported format version {header.get('version')!r} "
+                                  f"(this tool reads {FORMAT_VERSION})")
             )
         self._hash.update(line + b"\n")
         return header
@@ -169,7 +170,8 @@ class NativeReader:
                         self._problem(str(record.get("name")), "a table end without its table")
                         continue
                     if record.get("rows") != rows_seen:
-                        self._problem(table.name, f"the file holds {rows_seen} rows, its table end says {record.get('rows')}")
+                        self._problem(table.name, f"the file holds {rows_seen} rows, "
+                                                  f"its table end says {record.get('rows')}")
                     if record.get("sha256") != table_hash.hexdigest():
                         self._problem(table.name, "checksum mismatch: the rows were changed or damaged")
                     counts[table.name] = rows_seen
@@ -191,7 +193,8 @@ class NativeReader:
                     if record.get("sha256") != self._hash.hexdigest():
                         self._problem("trailer", "checksum mismatch: the file's records were changed or damaged")
                     if record.get("counts") != counts:
-                        self._problem("trailer", f"the trailer's counts {record.get('counts')} differ from the file's {counts}")
+                        self._problem("trailer", f"the trailer's counts {record.get('counts')} "
+                                                 f"differ from the file's {counts}")
                 else:
                     self._problem("file", f"unknown record kind {kind!r}")
 
@@ -221,7 +224,8 @@ class NativeReader:
         if rows is not None:
             for offset, row in enumerate(rows):
                 if type(row) is not list or len(row) != width:
-                    self._problem(table, f"the row has {len(row) if type(row) is list else 'no'} values, expected {width}",
+                    found = len(row) if type(row) is list else "no"
+                    self._problem(table, f"the row has {found} values, expected {width}",
                                   rows_before + offset + 1)
                     return None
             return rows

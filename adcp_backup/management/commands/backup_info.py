@@ -48,7 +48,8 @@ class Command(BackupCommand):
             else:
                 self.stdout.write("Newest: none")
             s = info.settings
-            self.stdout.write(f"Compression: {s['compression']}; safety backups: {'on' if s['safety_backup'] else 'off'}")
+            safety = "on" if s["safety_backup"] else "off"
+            self.stdout.write(f"Compression: {s['compression']}; safety backups: {safety}")
             self.describe_operations(s)
         if info.stale:
             what = "no backup" if info.newest is None else f"the newest backup is older than {max_age}"

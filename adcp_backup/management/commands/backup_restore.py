@@ -91,7 +91,8 @@ class Command(BackupCommand):
     def confirm(self, plan: services.RestorePlan, stdin: Any, *, as_json: bool) -> None:
         err = self.stderr
         err.write(f"Restoring {plan.name} ({plan.format}, created {plan.created_at or 'at an unknown time'})")
-        err.write(f"into database tables that now hold: {format_counts({k: v for k, v in plan.current_counts.items() if v is not None})}")
+        current = {k: v for k, v in plan.current_counts.items() if v is not None}
+        err.write(f"into database tables that now hold: {format_counts(current)}")
         err.write(f"The backup holds: {format_counts({k: v for k, v in plan.file_counts.items() if v is not None})}")
         if isinstance(plan.scope.get("tenants"), list):
             err.write(f"Only the rows of the tenants {', '.join(plan.scope['tenants'])} (tenant, products, "
