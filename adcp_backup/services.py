@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -831,6 +831,8 @@ def _plan_schema(engine: Engine, header: dict[str, Any], *, create_schema: bool)
         if spec.name not in file_tables:
             plan.notes.append(f"{spec.name}: not in the backup; emptied because its parent rows are replaced")
 
+    if schema.get("fts") and not engine.supports_fts:
+        plan.notes.append(f"{dataset.FTS_TABLE}: the full-text index exists only on SQLite; skipped on {engine.vendor}")
     existing = engine.existing_tables()
     registry = dataset.table_names()
     missing = [t for t in registry if t not in existing]
@@ -907,7 +909,15 @@ def _restore_data(engine: Engine, reader: Any, header: dict[str, Any], plan: _Sc
     problems: list[Problem] = []
 
     if plan.create and not connection.features.can_rollback_ddl and not dry_run:
-        engine.create_schema(plan.ddl)  # this engine commits DDL at once: tables first, data atomically after
+        # This engine commits DDL at once: the tables first, then the data atomically; a failure drops them.
+        try:
+            with connection.wrap_database_errors:
+                engine.create_schema(plan.ddl)
+            return _restore_data(engine, reader, header, replace(plan, create=False), dry_run=dry_run,
+                                 validate=validate, progress=progress)
+        except BaseException:
+            engine.drop_tables(dataset.table_names())  # a failed restore leaves no half-made schema behind
+            raise
     elif plan.create and not connection.features.can_rollback_ddl:
         raise RestoreError(f"A dry run cannot create tables on {engine.vendor}, which commits DDL at once.")
 
@@ -1027,7 +1037,7 @@ def _snapshot_for_diff(engine: Engine, tables: Sequence[dataset.TableSpec]) -> N
     with engine.connection.cursor() as cursor:
         for spec in tables:
             temp = engine.quote(f"adcp_before_{spec.name}")
-            cursor.execute(f"DROP TABLE IF EXISTS {temp}")
+            cursor.execute(engine.drop_temporary_sql(f"adcp_before_{spec.name}"))
             cursor.execute(f"CREATE TEMPORARY TABLE {temp} AS SELECT * FROM {engine.quote(spec.name)}")
 
 
@@ -1050,7 +1060,7 @@ def _diff_report(engine: Engine, tables: Sequence[dataset.TableSpec], before: di
             differing = cursor.fetchone()[0]
             changes[spec.name] = TableChange(before=before[spec.name], after=restored[spec.name], added=added,
                                              removed=removed, changed=max(0, differing - added))
-            cursor.execute(f"DROP TABLE {old}")
+            cursor.execute(engine.drop_temporary_sql(f"adcp_before_{spec.name}"))
     return changes
 
 

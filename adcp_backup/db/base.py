@@ -123,6 +123,12 @@ class Engine:
             for statement in statements:
                 cursor.execute(statement)
 
+    def drop_tables(self, tables: Sequence[str]) -> None:
+        """Drop these tables, children first: undoes a schema created outside the restore transaction."""
+        with self.connection.cursor() as cursor:
+            for table in reversed(tables):
+                cursor.execute(f"DROP TABLE IF EXISTS {self.quote(table)}")
+
     # -- reading -----------------------------------------------------------------------------------
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -154,6 +160,10 @@ class Engine:
         return None
 
     # -- writing -----------------------------------------------------------------------------------
+    def drop_temporary_sql(self, name: str) -> str:
+        """The statement dropping a temporary table without ending the transaction around it."""
+        return f"DROP TABLE IF EXISTS {self.quote(name)}"
+
     @contextmanager
     def restore_transaction(self) -> Iterator[None]:
         with transaction.atomic(using=self.alias):

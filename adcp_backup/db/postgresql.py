@@ -1,0 +1,165 @@
+"""PostgreSQL: a REPEATABLE READ snapshot, server-side cursors for reads, COPY for writes, serial sequences."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import transaction
+
+from ..dataset import BLOB, BOOLEAN, TableSpec
+from .base import Engine, LiveColumn, family_of
+
+_COLUMNS_SQL = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid),
+       pg_get_serial_sequence(%s, a.attname)
+FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+
+class PostgreSQLEngine(Engine):
+    vendor = "postgresql"
+
+    def _raw(self) -> Any:
+        self.connection.ensure_connection()
+        return self.connection.connection
+
+    # -- schema ----------------------------------------------------------------------------------
+    def _columns(self, table: str) -> list[tuple[str, str, bool, str | None, str | None]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(_COLUMNS_SQL, [self.quote(table), self.quote(table)])
+            return [tuple(r) for r in cursor.fetchall()]
+
+    def describe(self, table: str) -> list[LiveColumn]:
+        return [LiveColumn(name=name, family=family_of(declared), nullable=not notnull)
+                for name, declared, notnull, _default, _sequence in self._columns(table)]
+
+    def capture_ddl(self, tables: Sequence[str]) -> list[str]:
+        """Sequences, tables with their keys and checks, then foreign keys and indexes: replayable in order."""
+        sequences: list[str] = []
+        creates: list[str] = []
+        foreign: list[str] = []
+        indexes: list[str] = []
+        owned: list[str] = []
+        with self.connection.cursor() as cursor:
+            for table in tables:
+                quoted = self.quote(table)
+                parts: list[str] = []
+                for name, declared, notnull, default, sequence in self._columns(table):
+                    if sequence:
+                        cursor.execute(
+                            "SELECT c.relname, format_type(s.seqtypid, NULL) FROM pg_sequence s "
+                            "JOIN pg_class c ON c.oid = s.seqrelid WHERE s.seqrelid = %s::regclass", [sequence])
+                        seq_name, seq_type = cursor.fetchone()
+                        sequences.append(f"CREATE SEQUENCE {self.quote(seq_name)} AS {seq_type}")
+                        owned.append(f"ALTER SEQUENCE {self.quote(seq_name)} OWNED BY {quoted}.{self.quote(name)}")
+                    column = f"{self.quote(name)} {declared}"
+                    if default is not None:
+                        column += f" DEFAULT {default}"
+                    if notnull:
+                        column += " NOT NULL"
+                    parts.append(column)
+                cursor.execute(
+                    "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE conrelid = %s::regclass ORDER BY contype, conname", [quoted])
+                for conname, contype, definition in cursor.fetchall():
+                    if contype == "f":
+                        foreign.append(f"ALTER TABLE {quoted} ADD CONSTRAINT {self.quote(conname)} {definition}")
+                    else:
+                        parts.append(f"CONSTRAINT {self.quote(conname)} {definition}")
+                creates.append(f"CREATE TABLE {quoted} (\n\t" + ",\n\t".join(parts) + "\n)")
+                cursor.execute(
+                    "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "WHERE i.indrelid = %s::regclass "
+                    "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) "
+                    "ORDER BY c.relname", [quoted])
+                indexes.extend(r[0] for r in cursor.fetchall())
+        return [*sequences, *creates, *foreign, *indexes, *owned]
+
+    def drop_tables(self, tables: Sequence[str]) -> None:
+        with self.connection.cursor() as cursor:
+            for table in reversed(tables):
+                cursor.execute(f"DROP TABLE IF EXISTS {self.quote(table)} CASCADE")
+
+    # -- reading -----------------------------------------------------------------------------------
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        if self.connection.in_atomic_block:  # an outer transaction already fixes what we see
+            with transaction.atomic(using=self.alias):
+                yield
+            return
+        with transaction.atomic(using=self.alias):
+            with self.connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+
+    def read_rows(self, spec: TableSpec, columns: Sequence[str], *, batch_size: int,
+                  where: str = "", params: Sequence[Any] = ()) -> Iterator[list[Sequence[Any]]]:
+        sql = (f"SELECT {self.column_list(columns)} FROM {self.quote(spec.name)} {where} "
+               f"ORDER BY {self.quote(spec.primary_key)}")
+        # A named cursor lives in a transaction: join the caller's snapshot, or open one for this read.
+        with transaction.atomic(using=self.alias, savepoint=False):
+            cursor = self._raw().cursor(name=f"adcp_read_{spec.name}")
+            cursor.itersize = batch_size
+            try:
+                cursor.execute(sql, tuple(params) or None)
+                while True:
+                    rows = cursor.fetchmany(batch_size)
+                    if not rows:
+                        break
+                    yield rows
+            finally:
+                cursor.close()
+
+    def get_sequence(self, table: str) -> int | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [self.quote(table)])
+            row = cursor.fetchone()
+            if not row or not row[0]:
+                return None
+            cursor.execute(f"SELECT last_value, is_called FROM {row[0]}")
+            last_value, is_called = cursor.fetchone()
+            return int(last_value) if is_called else 0
+
+    # -- writing -----------------------------------------------------------------------------------
+    def drop_temporary_sql(self, name: str) -> str:
+        return f"DROP TABLE IF EXISTS {self.quote(name)}"
+
+    def adapt_rows(self, spec: TableSpec, columns: Sequence[str], families: Sequence[str],
+                   rows: list[list[Any]], source_vendor: str | None = None) -> list[list[Any]]:
+        # COPY's text input takes SQLite's "2025-08-30 07:28:26.672543", ISO datetimes and 0/1 booleans as
+        # they are; only text that SQLite kept in a blob column needs turning into bytes.
+        blob_idx = [i for i, f in enumerate(families) if f == BLOB]
+        bool_idx = [i for i, f in enumerate(families) if f == BOOLEAN]
+        for row in rows:
+            for i in blob_idx:
+                if type(row[i]) is str:
+                    row[i] = row[i].encode("utf-8")
+            for i in bool_idx:
+                if type(row[i]) is int:
+                    row[i] = bool(row[i])
+        return rows
+
+    def insert_rows(self, spec: TableSpec, columns: Sequence[str], rows: list[list[Any]]) -> None:
+        sql = f"COPY {self.quote(spec.name)} ({self.column_list(columns)}) FROM STDIN"
+        with self._raw().cursor() as cursor, cursor.copy(sql) as copy:
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)
+
+    def reset_sequence(self, spec: TableSpec, minimum: int | None) -> None:
+        table = self.quote(spec.name)
+        pk = self.quote(spec.primary_key)
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, spec.primary_key])
+            row = cursor.fetchone()
+            if not row or not row[0]:
+                return
+            cursor.execute(f"SELECT COALESCE(MAX({pk}), 0) FROM {table}")
+            top = max(int(cursor.fetchone()[0]), minimum or 0)
+            if top > 0:
+                cursor.execute("SELECT setval(%s, %s, true)", [row[0], top])
+            else:
+                cursor.execute("SELECT setval(%s, 1, false)", [row[0]])
