@@ -929,8 +929,7 @@ def _restore_data(engine: Engine, reader: Any, header: dict[str, Any], plan: _Sc
             _snapshot_for_diff(engine, plan.tables)
         fts = engine.supports_fts and engine.fts_present()
         triggers = engine.fts_suspend() if fts else []
-        for spec in reversed(plan.tables):
-            engine.delete_rows(spec.name)
+        engine.empty_tables([spec.name for spec in reversed(plan.tables)])
 
         current: dict[str, Any] = {}
         for event in reader.events():

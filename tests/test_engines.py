@@ -295,6 +295,36 @@ def test_restore_killed_mid_way_changes_nothing(seeded, backup_env, alias):
     assert again.restored["tenant"] == 5
 
 
+@pytest.mark.parametrize("alias", SERVERS)
+def test_restore_killed_while_inserting_rows_changes_nothing(seeded, backup_env, alias):
+    seeded(alias, demo.DemoSize(tenants=20, products=20000, agents=2, embeddings=2000, dim=64))
+    result = services.backup_create(database=alias, compression="none")
+    execute(alias, "UPDATE product SET name = 'current' WHERE id <= 10")
+    execute(alias, "DELETE FROM product_embeddings WHERE id > 1000")
+    before = table_state(alias)
+
+    env = {**os.environ, "DATABASE_URL": _url(alias), "DJANGO_SETTINGS_MODULE": "project.settings",
+           "ADCP_BACKUP_DIR": str(backup_env / "backups")}
+    child = subprocess.Popen([sys.executable, str(PROJECT / "manage.py"), "backup_restore", result.path, "--force",
+                              "--no-safety-backup"], cwd=backup_env, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # Progress goes to stderr; "restore product:" appears once the tenants are written (uncommitted)
+        # and the 20,000 products are about to be. A kill that came too late would leave the file's rows,
+        # not the rows above, so this cannot pass by luck.
+        seen = []
+        for line in child.stderr:
+            seen.append(line.decode())
+            if line.startswith(b"restore product:"):
+                child.send_signal(signal.SIGKILL)
+                break
+        assert child.wait(30) == -signal.SIGKILL, "".join(seen)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert table_state(alias) == before
+
+
 @pytest.mark.parametrize("alias", ALIASES)
 def test_new_rows_get_fresh_ids_after_a_restore(seeded, alias):
     seeded(alias)

@@ -174,6 +174,11 @@ class Engine:
             cursor.execute(f"DELETE FROM {self.quote(table)} {where}", params)
             return cursor.rowcount
 
+    def empty_tables(self, tables: Sequence[str]) -> None:
+        """Delete every row of these tables, given children first, inside the restore transaction."""
+        for table in tables:
+            self.delete_rows(table)
+
     def adapt_rows(self, spec: TableSpec, columns: Sequence[str], families: Sequence[str],
                    rows: list[list[Any]], source_vendor: str | None = None) -> list[list[Any]]:
         """Values from any engine's backup, made fit for this engine's columns."""

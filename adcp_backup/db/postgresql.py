@@ -127,6 +127,20 @@ class PostgreSQLEngine(Engine):
     def drop_temporary_sql(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS {self.quote(name)}"
 
+    def empty_tables(self, tables: Sequence[str]) -> None:
+        """One TRUNCATE when no other table points at these: DELETE would check every foreign key row by row
+        (product.tenant_id has no index, so each deleted tenant scans product). TRUNCATE is transactional
+        here, but it locks the tables exclusively until the restore commits."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT DISTINCT conrelid::regclass::text FROM pg_constraint "
+                "WHERE contype = 'f' AND confrelid = ANY(%s::regclass[])", [[self.quote(t) for t in tables]])
+            referencing = {r[0].strip('"') for r in cursor.fetchall()}
+            if referencing <= set(tables):
+                cursor.execute(f"TRUNCATE {', '.join(self.quote(t) for t in tables)}")
+                return
+        super().empty_tables(tables)
+
     def adapt_rows(self, spec: TableSpec, columns: Sequence[str], families: Sequence[str],
                    rows: list[list[Any]], source_vendor: str | None = None) -> list[list[Any]]:
         # COPY's text input takes SQLite's "2025-08-30 07:28:26.672543", ISO datetimes and 0/1 booleans as
