@@ -398,3 +398,14 @@ def test_engine_aliases_follow_the_urls():
     assert ("mysql" in ALIASES) == bool(os.environ.get("ADCP_TEST_MYSQL_URL"))
     for alias in SERVERS:
         assert alias in settings.DATABASES
+
+
+def test_an_unreachable_server_fails_the_tests_instead_of_skipping_them(tmp_path):
+    env = {**os.environ, "ADCP_TEST_POSTGRES_URL": "postgres://postgres@127.0.0.1:9/adcp_unreachable",
+           "ADCP_TEST_WORKDIR": str(tmp_path)}
+    env.pop("ADCP_TEST_MYSQL_URL", None)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "postgresql",
+                          "tests/test_engines.py::test_round_trip_on_each_engine_restores_every_value"],
+                         cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0, run.stdout
+    assert "1 error" in run.stdout and "skipped" not in run.stdout, run.stdout

@@ -101,7 +101,8 @@ class PostgreSQLEngine(Engine):
                f"ORDER BY {self.quote(spec.primary_key)}")
         # A named cursor lives in a transaction: join the caller's snapshot, or open one for this read.
         with transaction.atomic(using=self.alias, savepoint=False):
-            cursor = self._raw().cursor(name=f"adcp_read_{spec.name}")
+            # Binary results: no text parsing of bytea, timestamps and floats on either side.
+            cursor = self._raw().cursor(name=f"adcp_read_{spec.name}", binary=True)
             cursor.itersize = batch_size
             try:
                 cursor.execute(sql, tuple(params) or None)
