@@ -832,7 +832,8 @@ def _plan_schema(engine: Engine, header: dict[str, Any], *, create_schema: bool)
             plan.notes.append(f"{spec.name}: not in the backup; emptied because its parent rows are replaced")
 
     if schema.get("fts") and not engine.supports_fts:
-        plan.notes.append(f"{dataset.FTS_TABLE}: the full-text index exists only on SQLite; skipped on {engine.vendor}")
+        plan.notes.append(
+            f"{dataset.FTS_TABLE}: the full-text index exists only on SQLite; skipped on {engine.vendor}")
     existing = engine.existing_tables()
     registry = dataset.table_names()
     missing = [t for t in registry if t not in existing]
