@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import close_old_connections, connections, transaction
+from django.db import IntegrityError, close_old_connections, connections, transaction
 
 from adcp_backup import dataset, demo, services
 from adcp_backup.db import get_engine
 from adcp_backup.db.base import fingerprint
-from adcp_backup.exceptions import RestoreError
+from adcp_backup.exceptions import InvalidBackup, RestoreError
 from adcp_backup.progress import ProgressEvent
 
 from .conftest import drop_schema, engine_aliases, fts_match, table_state
@@ -243,6 +243,33 @@ def test_restore_with_a_unique_conflict_changes_nothing(seeded, backup_env, alia
                                 create_schema=create_schema)
     assert get_engine(alias).existing_tables() == tables  # MariaDB's committed DDL is undone too
     assert table_state(alias) == state
+
+
+@pytest.mark.parametrize("alias", SERVERS)
+def test_restore_with_an_orphan_row_changes_nothing_and_keeps_the_foreign_keys(seeded, backup_env, alias):
+    seeded(alias)
+    result = services.backup_create(database=alias, compression="none")
+    lines = Path(result.path).read_bytes().split(b"\n")
+    table_at = next(i for i, line in enumerate(lines) if line.startswith(b'{"kind":"table","name":"product"'))
+    lines[table_at + 1] = lines[table_at + 1].replace(b"[1,1,", b"[1,777,", 1)
+    orphan = backup_env / "orphan.jsonl"
+    orphan.write_bytes(_rechecksum(lines))
+    execute(alias, "UPDATE tenant SET name = 'current' WHERE id = 3")
+    state = table_state(alias)
+    with pytest.raises((InvalidBackup, RestoreError), match="(?i)777|foreign key"):
+        services.backup_restore(file=str(orphan), database=alias, safety_backup=False, skip_validation=True)
+    assert table_state(alias) == state
+
+    services.backup_restore(file=result.name, database=alias, safety_backup=False)
+    with pytest.raises(IntegrityError):  # the restore put the foreign keys back
+        with transaction.atomic(using=alias):
+            execute(alias, "INSERT INTO product (id, tenant_id, name, price_cpm, delivery_type, created_at) "
+                           "VALUES (9999, 777, 'orphan', 1.0, 'guaranteed', '2025-01-01 00:00:00')")
+    assert get_engine(alias).capture_ddl(dataset.table_names()) == result_ddl(result)
+
+
+def result_ddl(result: services.BackupResult) -> list[str]:
+    return read_lines(result.path)[0]["schema"]["ddl"]
 
 
 def _url(alias: str) -> str:
