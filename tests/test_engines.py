@@ -96,9 +96,15 @@ def test_round_trip_on_each_engine_restores_every_value(seeded, alias):
     execute(alias, "DELETE FROM product_embeddings WHERE id > 6")
     assert table_state(alias) != before
 
-    restored = services.backup_restore(file=result.name, database=alias, safety_backup=False)
+    changed = table_state(alias)
+    restored = services.backup_restore(file=result.name, database=alias)
     assert restored.restored == result.counts
     assert table_state(alias) == before
+
+    # The safety backup taken first holds the rows the restore replaced.
+    assert restored.safety_backup and services.backup_validate(file=restored.safety_backup).valid
+    services.backup_restore(file=restored.safety_backup, database=alias, safety_backup=False)
+    assert table_state(alias) == changed
 
 
 @pytest.mark.parametrize("alias", SERVERS)
