@@ -73,14 +73,16 @@ def canonical_state(alias: str) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def put_hard_values(alias: str) -> None:
-    """Values that break careless conversions: float bits, an empty blob and every byte, NULLs, non-BMP text."""
+    """Values that break careless conversions: float bits, NUL bytes, quotes and high bytes in blobs, empty and
+    non-BMP text."""
     execute(alias, "UPDATE product SET price_cpm = %s WHERE id = 1", [0.1 + 0.2])
     execute(alias, "UPDATE product SET price_cpm = %s WHERE id = 2", [1e-300])
     execute(alias, "UPDATE product SET price_cpm = %s WHERE id = 3", [-123456789.98765432])
     execute(alias, "UPDATE product SET description = %s WHERE id = 4", ["tab\t, newline\n, \\N, 𝄞 \"q\" 'q'"])
     execute(alias, "UPDATE product SET description = %s WHERE id = 5", [""])
-    execute(alias, "UPDATE product_embeddings SET embedding = %s WHERE id = 1", [bytes(range(256)) * 3])
-    execute(alias, "UPDATE product_embeddings SET embedding = %s WHERE id = 2", [b""])
+    # dim 16 float32s: 64 bytes, the sizes validation accepts
+    execute(alias, "UPDATE product_embeddings SET embedding = %s WHERE id = 1", [bytes(range(192, 256))])
+    execute(alias, "UPDATE product_embeddings SET embedding = %s WHERE id = 2", [b"\x00\n\r\\'\"" * 10 + bytes(4)])
 
 
 @pytest.mark.parametrize("alias", ALIASES)
