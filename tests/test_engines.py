@@ -2,6 +2,7 @@
 failed and killed restores, and sequences, against real SQLite, PostgreSQL and MariaDB databases."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -273,6 +274,26 @@ def test_restore_with_an_orphan_row_changes_nothing_and_keeps_the_foreign_keys(s
         with transaction.atomic(using=alias):
             execute(alias, "INSERT INTO product (id, tenant_id, name, price_cpm, delivery_type, created_at) "
                            "VALUES (9999, 777, 'orphan', 1.0, 'guaranteed', '2025-01-01 00:00:00')")
+    assert get_engine(alias).capture_ddl(dataset.table_names()) == result_ddl(result)
+
+
+@pytest.mark.parametrize("alias", SERVERS)
+def test_a_bad_row_found_while_rows_are_being_written_changes_nothing(seeded, backup_env, settings, alias):
+    seeded(alias)
+    settings.ADCP_BACKUP_BATCH_SIZE = 10  # products 1-50 are written (a COPY open on PostgreSQL) before row 51
+    result = services.backup_create(database=alias, compression="none")
+    lines = Path(result.path).read_bytes().split(b"\n")
+    table_at = next(i for i, line in enumerate(lines) if line.startswith(b'{"kind":"table","name":"product"'))
+    row = json.loads(lines[table_at + 51])
+    row[2] = None  # name is NOT NULL
+    lines[table_at + 51] = json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
+    bad = backup_env / "bad.jsonl"
+    bad.write_bytes(_rechecksum(lines))
+    execute(alias, "UPDATE product SET name = 'current' WHERE id <= 60")
+    state = table_state(alias)
+    with pytest.raises(InvalidBackup, match="name is NULL"):
+        services.backup_restore(file=str(bad), database=alias, safety_backup=False)
+    assert table_state(alias) == state
     assert get_engine(alias).capture_ddl(dataset.table_names()) == result_ddl(result)
 
 

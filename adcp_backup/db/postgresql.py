@@ -1,15 +1,29 @@
 """PostgreSQL: a REPEATABLE READ snapshot, server-side cursors for reads, COPY for writes, serial sequences."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
 
 from django.db import transaction
 
 from ..dataset import BLOB, BOOLEAN, TableSpec
 from ..exceptions import Problem
 from .base import Engine, LiveColumn, family_of
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _after_copy(method: _Method) -> _Method:
+    """Ends a COPY still open on the connection before the method sends anything else."""
+
+    @functools.wraps(method)
+    def run(self: PostgreSQLEngine, *args: Any, **kwargs: Any) -> Any:
+        self._finish_copy()
+        return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 _COLUMNS_SQL = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid),
@@ -27,12 +41,20 @@ class PostgreSQLEngine(Engine):
         super().__init__(connection)
         self._dropped_foreign_keys: list[str] = []
         self._in_restore = False  # foreign keys are dropped and re-added only inside restore_transaction
+        self._copy: tuple[str, Any, Any, Any] | None = None  # (table and columns, cursor, COPY manager, COPY)
+
+    # Statements of the base class, each ending an open COPY first.
+    existing_tables = _after_copy(Engine.existing_tables)
+    create_schema = _after_copy(Engine.create_schema)
+    count = _after_copy(Engine.count)
+    delete_rows = _after_copy(Engine.delete_rows)
 
     def _raw(self) -> Any:
         self.connection.ensure_connection()
         return self.connection.connection
 
     # -- schema ----------------------------------------------------------------------------------
+    @_after_copy
     def _columns(self, table: str) -> list[tuple[str, str, bool, str | None, str | None]]:
         with self.connection.cursor() as cursor:
             cursor.execute(_COLUMNS_SQL, [self.quote(table), self.quote(table)])
@@ -42,6 +64,7 @@ class PostgreSQLEngine(Engine):
         return [LiveColumn(name=name, family=family_of(declared), nullable=not notnull)
                 for name, declared, notnull, _default, _sequence in self._columns(table)]
 
+    @_after_copy
     def capture_ddl(self, tables: Sequence[str]) -> list[str]:
         """Sequences, tables with their keys and checks, then foreign keys and indexes: replayable in order."""
         sequences: list[str] = []
@@ -84,6 +107,7 @@ class PostgreSQLEngine(Engine):
                 indexes.extend(r[0] for r in cursor.fetchall())
         return [*sequences, *creates, *foreign, *indexes, *owned]
 
+    @_after_copy
     def drop_tables(self, tables: Sequence[str]) -> None:
         with self.connection.cursor() as cursor:
             for table in reversed(tables):
@@ -101,6 +125,7 @@ class PostgreSQLEngine(Engine):
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield
 
+    @_after_copy
     def read_rows(self, spec: TableSpec, columns: Sequence[str], *, batch_size: int,
                   where: str = "", params: Sequence[Any] = ()) -> Iterator[list[Sequence[Any]]]:
         sql = (f"SELECT {self.column_list(columns)} FROM {self.quote(spec.name)} {where} "
@@ -120,6 +145,7 @@ class PostgreSQLEngine(Engine):
             finally:
                 cursor.close()
 
+    @_after_copy
     def get_sequence(self, table: str) -> int | None:
         with self.connection.cursor() as cursor:
             cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [self.quote(table)])
@@ -134,6 +160,7 @@ class PostgreSQLEngine(Engine):
     def drop_temporary_sql(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS {self.quote(name)}"
 
+    @_after_copy
     def empty_tables(self, tables: Sequence[str]) -> None:
         """One TRUNCATE when no other table points at these, and their foreign keys dropped until the rows
         are in, as pg_restore does: then the keys are checked by one join each instead of row by row (and
@@ -154,11 +181,13 @@ class PostgreSQLEngine(Engine):
                 self._dropped_foreign_keys.append(f"ALTER TABLE {table} ADD CONSTRAINT {self.quote(name)} {definition}")
             cursor.execute(f"TRUNCATE {', '.join(self.quote(t) for t in tables)}")
 
+    @_after_copy
     def _restore_foreign_keys(self) -> None:
         with self.connection.cursor() as cursor:
             while self._dropped_foreign_keys:
                 cursor.execute(self._dropped_foreign_keys.pop(0))
 
+    @_after_copy
     def check_foreign_keys(self, tables: Sequence[TableSpec]) -> list[Problem]:
         problems = super().check_foreign_keys(tables)  # row by row, for the report
         if not problems:
@@ -171,7 +200,12 @@ class PostgreSQLEngine(Engine):
         self._in_restore = True
         try:
             with transaction.atomic(using=self.alias):
-                yield
+                try:
+                    yield
+                except BaseException as exc:
+                    with suppress(Exception):  # the error to report is the one that stopped the restore
+                        self._finish_copy(exc)
+                    raise
                 self._restore_foreign_keys()  # never commits without them; a rollback restores them anyway
         finally:
             self._dropped_foreign_keys = []
@@ -193,12 +227,34 @@ class PostgreSQLEngine(Engine):
         return rows
 
     def insert_rows(self, spec: TableSpec, columns: Sequence[str], rows: list[list[Any]]) -> None:
-        sql = f"COPY {self.quote(spec.name)} ({self.column_list(columns)}) FROM STDIN"
-        with self._raw().cursor() as cursor, cursor.copy(sql) as copy:
-            write_row = copy.write_row
-            for row in rows:
-                write_row(row)
+        """COPY the rows. In a restore the COPY stays open for the table's next batch, so the server stores
+        one batch while this process decodes the next; the engine's next statement of any kind ends it."""
+        key = f"{spec.name}({','.join(columns)})"
+        if self._copy is not None and self._copy[0] != key:
+            self._finish_copy()
+        if self._copy is None:
+            cursor = self._raw().cursor()
+            manager = cursor.copy(f"COPY {self.quote(spec.name)} ({self.column_list(columns)}) FROM STDIN")
+            self._copy = (key, cursor, manager, manager.__enter__())
+        write_row = self._copy[3].write_row
+        for row in rows:
+            write_row(row)
+        if not self._in_restore:
+            self._finish_copy()
 
+    def _finish_copy(self, exc: BaseException | None = None) -> None:
+        """Ends the open COPY: sends its end (a duplicate key surfaces here) or, after ``exc``, cancels it
+        so that the transaction can roll back."""
+        if self._copy is None:
+            return
+        _key, cursor, manager, _copy = self._copy
+        self._copy = None
+        try:
+            manager.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+        finally:
+            cursor.close()
+
+    @_after_copy
     def reset_sequence(self, spec: TableSpec, minimum: int | None) -> None:
         table = self.quote(spec.name)
         pk = self.quote(spec.primary_key)
