@@ -8,34 +8,33 @@ import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 import django
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, connections
 from django.utils import timezone as django_timezone
 
-from . import __version__, dataset, locking, monitoring, retention, settings_files, signals
+from . import __version__, dataset, locking, monitoring, restore, retention, settings_files, signals
 from . import scope as tenant_scope
 from .conf import backup_settings
 from .db import get_engine
-from .db.base import Engine, fingerprint, shipped_ddl
+from .db.base import Engine, fingerprint
 from .exceptions import (
     BackupError,
-    BackupNotFound,
     EncryptionKeyError,
     InvalidBackup,
     Problem,
     RestoreError,
-    SchemaMismatch,
 )
 from .format import codecs, crypto
 from .format.detect import open_reader
-from .format.events import End, EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
+from .format.events import RowBatch, TableEnd, TableStart
 from .format.writer import BackupWriter
 from .progress import ProgressCallback, ProgressEvent, silent
+from .restore import TableChange
 from .sources import Source
 from .sources import resolve as resolve_source
 from .storage import BackupStorage, HashingWriter
@@ -64,15 +63,6 @@ class BackupResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class TableChange:
-    before: int
-    after: int
-    added: int | None = None
-    removed: int | None = None
-    changed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -170,11 +160,11 @@ def parse_time(value: str | None) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def new_backup_name(compression: str, *, now: datetime | None = None, suffix: str = "") -> str:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return (f"{NAME_PREFIX}{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}.jsonl"
             f"{codecs.SUFFIXES[compression]}{suffix}")
 
@@ -259,7 +249,7 @@ def backup_create(
     while storage.exists(name):
         name = new_backup_name(compression, suffix=suffix)
     level = backup_settings.GZIP_LEVEL if compression == "gzip" else backup_settings.ZSTD_LEVEL
-    created_at = datetime.now(timezone.utc)
+    created_at = datetime.now(UTC)
 
     with (_open_output(storage, name, output) as (out, final_name, final_path),
           crypto.encrypting(out, recipients) if encrypt else nullcontext(out) as sink):
@@ -396,7 +386,7 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
             expected = header.get("counts") or {}
             for event in reader.events():
                 if isinstance(event, TableStart):
-                    spec = _spec_or_none(event.name)
+                    spec = restore.spec_or_none(event.name)
                     if spec is None:
                         problems.append(Problem(event.name, "this table is not one adcp-backup knows"))
                         continue
@@ -445,13 +435,6 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
     return report
 
 
-def _spec_or_none(name: str) -> dataset.TableSpec | None:
-    try:
-        return dataset.table(name)
-    except KeyError:
-        return None
-
-
 # -- list and info ---------------------------------------------------------------------------------------
 def backup_list(*, limit: int | None = None, identity: str | os.PathLike[str] | None = None) -> list[BackupEntry]:
     """Every backup in the storage, newest first, described from its header (never from its name).
@@ -459,7 +442,7 @@ def backup_list(*, limit: int | None = None, identity: str | os.PathLike[str] | 
     An encrypted file that no available identity opens is listed as encrypted, without counts."""
     storage = _storage()
     entries = [_describe(storage, name, identity) for name in storage.names()]
-    epoch = datetime.min.replace(tzinfo=timezone.utc)
+    epoch = datetime.min.replace(tzinfo=UTC)
     entries.sort(key=lambda e: (e.created or epoch, e.name), reverse=True)
     return entries[:limit] if limit else entries
 
@@ -513,7 +496,7 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None,
     entries = backup_list(identity=identity)
     usable = [e for e in entries if e.error is None]
     newest, invalid_newer = _newest_valid(usable, identity)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     newest_info = None
     stale = False
     if newest is not None and newest.created is not None:
@@ -703,7 +686,7 @@ def backup_restore(
             return _restore_tenants(source, engine, reader, tenants=tenants, skip_validation=skip_validation,
                                     dry_run=dry_run, create_schema=create_schema, safety_backup=safety_backup,
                                     restore_settings=restore_settings, progress=progress, started=started)
-        plan = _plan_schema(engine, header, create_schema=create_schema)
+        plan = restore.plan_schema(engine, header, create_schema=create_schema)
         notes = list(plan.notes)
 
         safety_name = None
@@ -715,7 +698,7 @@ def backup_restore(
             progress(ProgressEvent("safety backup", message=f"Safety backup written: {safety.name}"))
 
         try:
-            outcome = _restore_data(engine, reader, header, plan, dry_run=dry_run,
+            outcome = restore.restore_data(engine, reader, header, plan, dry_run=dry_run,
                                     validate=not skip_validation, progress=progress)
         except DatabaseError as exc:
             raise RestoreError(f"The restore failed and was rolled back; the database is unchanged. ({exc})") from exc
@@ -727,7 +710,7 @@ def backup_restore(
 
     files: list[dict[str, str]] = []
     if restore_settings:
-        files = _restore_files(outcome.files, dry_run=dry_run)
+        files = restore.restore_files(outcome.files, dry_run=dry_run)
     result = RestoreResult(
         name=source.name,
         format=reader.format,
@@ -753,15 +736,16 @@ def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Se
     """A restore limited to tenants: adcp_backup.scope does the work, with this module's table writer."""
     if create_schema:
         raise RestoreError("--create-schema rebuilds a whole database; it cannot be combined with a tenant restore.")
-    plan = _plan_schema(engine, reader.header, create_schema=False)
+    plan = restore.plan_schema(engine, reader.header, create_schema=False)
     if plan.create:
         raise RestoreError(f"The database {engine.alias!r} has no AdCP tables: restore a full backup first.")
     schema = reader.header.get("schema") or {}
     source_vendor = schema.get("engine") or (reader.header.get("source") or {}).get("engine")
     want_safety = backup_settings.SAFETY_BACKUP if safety_backup is None else safety_backup
 
-    def sink(spec: dataset.TableSpec, start: TableStart) -> _TableWriter:
-        return _TableWriter(engine, spec, start, plan.live_columns.get(spec.name), source_vendor, not skip_validation)
+    def sink(spec: dataset.TableSpec, start: TableStart) -> restore.TableWriter:
+        return restore.TableWriter(engine, spec, start, plan.live_columns.get(spec.name), source_vendor,
+                                   not skip_validation)
 
     def safety(slugs: list[str], global_parts: tuple[str, ...]) -> str:
         return backup_create(database=engine.alias, purpose="safety", tenants=slugs,
@@ -773,7 +757,7 @@ def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Se
                                                progress=progress)
     except DatabaseError as exc:
         raise RestoreError(f"The restore failed and was rolled back; the database is unchanged. ({exc})") from exc
-    files = _restore_files(outcome.files, dry_run=dry_run) if restore_settings else []
+    files = restore.restore_files(outcome.files, dry_run=dry_run) if restore_settings else []
     result = RestoreResult(
         name=source.name,
         format=reader.format,
@@ -798,289 +782,3 @@ def backup_file_tenants(*, file: str, identity: Any = None) -> list[dict[str, An
     source = _resolve(file, identity)
     with _opened(source, strict=True, identity=identity) as reader:
         return tenant_scope.file_tenants(reader)
-
-
-@dataclass
-class _SchemaPlan:
-    tables: list[dataset.TableSpec]  # tables the restore replaces, in restore order
-    create: bool = False
-    ddl: list[str] = field(default_factory=list)
-    live_columns: dict[str, list[str]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
-def _plan_schema(engine: Engine, header: dict[str, Any], *, create_schema: bool) -> _SchemaPlan:
-    """Compare the file's tables with the database's, before anything is written."""
-    schema = header.get("schema") or {}
-    file_tables: dict[str, list[dict[str, Any]]] = schema.get("tables") or {}
-    unknown = [t for t in file_tables if _spec_or_none(t) is None]
-    if unknown:
-        raise SchemaMismatch([f"the backup holds tables this version does not know: {', '.join(unknown)}"])
-    covered = set(file_tables)
-    # A replaced parent takes its children with it, even where the file has none of them.
-    changed = True
-    while changed:
-        changed = False
-        for spec in dataset.tables():
-            if spec.name not in covered and any(fk.table in covered for fk in spec.foreign_keys):
-                covered.add(spec.name)
-                changed = True
-    tables = [spec for spec in dataset.tables() if spec.name in covered]
-    plan = _SchemaPlan(tables=tables)
-    for spec in tables:
-        if spec.name not in file_tables:
-            plan.notes.append(f"{spec.name}: not in the backup; emptied because its parent rows are replaced")
-
-    if schema.get("fts") and not engine.supports_fts:
-        plan.notes.append(
-            f"{dataset.FTS_TABLE}: the full-text index exists only on SQLite; skipped on {engine.vendor}")
-    existing = engine.existing_tables()
-    registry = dataset.table_names()
-    missing = [t for t in registry if t not in existing]
-    if missing:
-        if len(missing) == len(registry) or create_schema:
-            if len(missing) != len(registry):
-                raise SchemaMismatch(
-                    [f"tables {', '.join(missing)} are missing but others exist: "
-                     "--create-schema only creates the whole schema in a database that has none of it"]
-                )
-            plan.create = True
-            if schema.get("engine") == engine.vendor and schema.get("ddl"):
-                plan.ddl = list(schema["ddl"])
-            else:
-                plan.ddl = shipped_ddl(engine.vendor)
-                if schema.get("engine") and schema.get("engine") != engine.vendor:
-                    plan.notes.append(
-                        f"schema created from the AdCP {engine.vendor} DDL (the backup came from {schema.get('engine')})"
-                    )
-            for spec in dataset.tables():
-                plan.live_columns[spec.name] = [c.name for c in spec.columns]
-            return plan
-        raise SchemaMismatch([f"table {t} is missing (use --create-schema on an empty database)" for t in missing])
-
-    differences: list[str] = []
-    for spec in tables:
-        live = {c.name: c for c in engine.describe(spec.name)}
-        plan.live_columns[spec.name] = list(live)
-        for column in file_tables.get(spec.name, []):
-            name = column.get("name")
-            if name not in live:
-                differences.append(f"{spec.name}.{name} is in the backup but not in the database")
-                continue
-            if column.get("family") != live[name].family:
-                differences.append(
-                    f"{spec.name}.{name} is {column.get('family')} in the backup but {live[name].family} in the database"
-                )
-            if column.get("nullable") and not live[name].nullable:
-                differences.append(f"{spec.name}.{name} may be NULL in the backup but is NOT NULL in the database")
-        file_names = {c.get("name") for c in file_tables.get(spec.name, [])}
-        for name, column in live.items():
-            if spec.name in file_tables and name not in file_names and not column.nullable:
-                declared = next((c for c in spec.columns if c.name == name), None)
-                if declared is None or not declared.has_default:
-                    differences.append(f"{spec.name}.{name} is NOT NULL in the database and missing from the backup")
-    if differences:
-        raise SchemaMismatch(differences)
-    return plan
-
-
-@dataclass
-class _Outcome:
-    restored: dict[str, int]
-    changes: dict[str, TableChange]
-    defaulted: dict[str, list[str]]
-    files: list[FileRecord]
-    environment: dict[str, Any]
-    notes: list[str]
-
-
-def _restore_data(engine: Engine, reader: Any, header: dict[str, Any], plan: _SchemaPlan, *,
-                  dry_run: bool, validate: bool, progress: ProgressCallback) -> _Outcome:
-    connection = engine.connection
-    source_vendor = (header.get("schema") or {}).get("engine") or (header.get("source") or {}).get("engine")
-    expected = header.get("counts") or {}
-    in_scope = {spec.name for spec in plan.tables}
-    restored: dict[str, int] = {spec.name: 0 for spec in plan.tables}
-    defaulted: dict[str, list[str]] = {}
-    files: list[FileRecord] = []
-    environment: dict[str, Any] = {}
-    notes: list[str] = []
-    changes: dict[str, TableChange] = {}
-    sequences: dict[str, int | None] = {}
-    problems: list[Problem] = []
-
-    if plan.create and not connection.features.can_rollback_ddl and not dry_run:
-        # This engine commits DDL at once: the tables first, then the data atomically; a failure drops them.
-        try:
-            with connection.wrap_database_errors:
-                engine.create_schema(plan.ddl)
-            return _restore_data(engine, reader, header, replace(plan, create=False), dry_run=dry_run,
-                                 validate=validate, progress=progress)
-        except BaseException:
-            engine.drop_tables(dataset.table_names())  # a failed restore leaves no half-made schema behind
-            raise
-    elif plan.create and not connection.features.can_rollback_ddl:
-        raise RestoreError(f"A dry run cannot create tables on {engine.vendor}, which commits DDL at once.")
-
-    with connection.wrap_database_errors, engine.restore_transaction():
-        if plan.create and connection.features.can_rollback_ddl:
-            engine.create_schema(plan.ddl)
-        before = {spec.name: engine.count(spec.name) for spec in plan.tables}
-        if dry_run:
-            _snapshot_for_diff(engine, plan.tables)
-        fts = engine.supports_fts and engine.fts_present()
-        triggers = engine.fts_suspend() if fts else []
-        engine.empty_tables([spec.name for spec in reversed(plan.tables)])
-
-        current: dict[str, Any] = {}
-        for event in reader.events():
-            if isinstance(event, TableStart):
-                if event.name not in in_scope:
-                    notes.append(f"{event.name}: in the backup but outside the restore's scope; skipped")
-                    current[event.name] = None
-                    continue
-                current[event.name] = _TableWriter(engine, dataset.table(event.name), event,
-                                                   plan.live_columns.get(event.name), source_vendor, validate)
-                if current[event.name].defaulted:
-                    defaulted[event.name] = current[event.name].defaulted
-                progress(ProgressEvent("restore", event.name, 0, expected.get(event.name)))
-            elif isinstance(event, RowBatch):
-                table_writer = current.get(event.table)
-                if table_writer is None:
-                    continue
-                problems.extend(table_writer.write(event.rows, event.first_row))
-                if problems:
-                    raise InvalidBackup(problems)
-                restored[event.table] += len(event.rows)
-                progress(ProgressEvent("restore", event.table, restored[event.table], expected.get(event.table)))
-            elif isinstance(event, TableEnd):
-                if event.name in in_scope:
-                    sequences[event.name] = event.sequence
-                    progress(ProgressEvent("restore", event.name, restored[event.name], restored[event.name],
-                                           finished=True))
-            elif isinstance(event, FileRecord):
-                files.append(event)
-            elif isinstance(event, EnvironmentRecord):
-                environment = {
-                    "variables": settings_files.mask_variables(event.variables),
-                    "redacted": event.redacted,
-                    "feature_flags": event.feature_flags,
-                    "applied": False,
-                }
-            elif isinstance(event, End):
-                pass
-
-        for spec in plan.tables:
-            engine.reset_sequence(spec, sequences.get(spec.name))
-        if fts:
-            engine.fts_rebuild()
-            engine.fts_resume(triggers)
-            problems.extend(engine.fts_check())
-        problems.extend(engine.check_foreign_keys(plan.tables))
-        for spec in plan.tables:
-            actual = engine.count(spec.name)
-            if actual != restored[spec.name]:
-                problems.append(Problem(spec.name, f"{restored[spec.name]} rows written but {actual} in the table"))
-        if problems:
-            raise InvalidBackup(problems)
-        for spec in plan.tables:
-            changes[spec.name] = TableChange(before=before[spec.name], after=restored[spec.name])
-        if dry_run:
-            changes = _diff_report(engine, plan.tables, before, restored)
-            transaction.set_rollback(True, using=engine.alias)
-    return _Outcome(restored, changes, defaulted, files, environment, notes)
-
-
-class _TableWriter:
-    """Inserts one table's rows: checks them, adapts them to the engine, fills defaulted columns."""
-
-    def __init__(self, engine: Engine, spec: dataset.TableSpec, start: TableStart, live_columns: list[str] | None,
-                 source_vendor: str | None, validate: bool) -> None:
-        self.engine = engine
-        self.spec = spec
-        self.source_vendor = source_vendor
-        self.checker = RowChecker(spec, start.columns, start.families) if validate else None
-        live = live_columns or spec.column_names
-        self.defaulted = [c for c in live if c not in start.columns]
-        self.defaults = []
-        for name in self.defaulted:
-            try:
-                declared = spec.column(name)
-            except KeyError:
-                self.defaults.append(None)
-                continue
-            self.defaults.append(declared.default if declared.has_default else None)
-        self.columns = list(start.columns) + self.defaulted
-        self.families = list(start.families) + [_family(spec, c) for c in self.defaulted]
-
-    def write(self, rows: list[list[Any]], first_row: int) -> list[Problem]:
-        if self.checker is not None:
-            problems = self.checker.check(rows, first_row)
-            if problems:
-                return problems
-        if self.defaults:
-            for row in rows:
-                row.extend(self.defaults)
-        rows = self.engine.adapt_rows(self.spec, self.columns, self.families, rows, self.source_vendor)
-        self.engine.insert_rows(self.spec, self.columns, rows)
-        return []
-
-
-def _family(spec: dataset.TableSpec, column: str) -> str:
-    try:
-        return spec.column(column).family
-    except KeyError:
-        return dataset.TEXT
-
-
-def _snapshot_for_diff(engine: Engine, tables: Sequence[dataset.TableSpec]) -> None:
-    with engine.connection.cursor() as cursor:
-        for spec in tables:
-            temp = engine.quote(f"adcp_before_{spec.name}")
-            cursor.execute(engine.drop_temporary_sql(f"adcp_before_{spec.name}"))
-            cursor.execute(f"CREATE TEMPORARY TABLE {temp} AS SELECT * FROM {engine.quote(spec.name)}")
-
-
-def _diff_report(engine: Engine, tables: Sequence[dataset.TableSpec], before: dict[str, int],
-                 restored: dict[str, int]) -> dict[str, TableChange]:
-    changes = {}
-    with engine.connection.cursor() as cursor:
-        for spec in tables:
-            table = engine.quote(spec.name)
-            old = engine.quote(f"adcp_before_{spec.name}")
-            pk = engine.quote(spec.primary_key)
-            cols = engine.column_list([c.name for c in spec.columns])
-            cursor.execute(f"SELECT COUNT(*) FROM {table} n WHERE NOT EXISTS (SELECT 1 FROM {old} o WHERE o.{pk} = n.{pk})")
-            added = cursor.fetchone()[0]
-            cursor.execute(f"SELECT COUNT(*) FROM {old} o WHERE NOT EXISTS (SELECT 1 FROM {table} n WHERE n.{pk} = o.{pk})")
-            removed = cursor.fetchone()[0]
-            cursor.execute(
-                f"SELECT COUNT(*) FROM (SELECT {cols} FROM {table} EXCEPT SELECT {cols} FROM {old}) d"
-            )
-            differing = cursor.fetchone()[0]
-            changes[spec.name] = TableChange(before=before[spec.name], after=restored[spec.name], added=added,
-                                             removed=removed, changed=max(0, differing - added))
-            cursor.execute(engine.drop_temporary_sql(f"adcp_before_{spec.name}"))
-    return changes
-
-
-def _restore_files(records: list[FileRecord], *, dry_run: bool) -> list[dict[str, str]]:
-    report = []
-    for record in records:
-        target = settings_files.target_for(record.path)
-        if target is None:
-            report.append({"path": record.path, "action": "skipped: not a configured settings file"})
-            continue
-        if record.content is None:
-            report.append({"path": str(target), "action": "left alone: the file did not exist at backup time"})
-            continue
-        current = target.read_bytes() if target.exists() else None
-        if current == record.content:
-            report.append({"path": str(target), "action": "unchanged"})
-            continue
-        if dry_run:
-            report.append({"path": str(target), "action": "would be written"})
-            continue
-        settings_files.write_atomically(target, record.content, record.mode)
-        report.append({"path": str(target), "action": "written"})
-    return report

@@ -140,14 +140,16 @@ class SQLiteEngine(Engine):
             if not table_sql or "AUTOINCREMENT" not in (table_sql[0] or "").upper():
                 return
             raw.execute("INSERT INTO sqlite_sequence(name, seq) VALUES (?, 0)", (spec.name,))
-        top = raw.execute(f"SELECT COALESCE(MAX({self.quote(spec.primary_key)}), 0) FROM {self.quote(spec.name)}").fetchone()[0]
+        top_sql = f"SELECT COALESCE(MAX({self.quote(spec.primary_key)}), 0) FROM {self.quote(spec.name)}"
+        top = raw.execute(top_sql).fetchone()[0]
         raw.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = ?", (max(int(top), minimum or 0), spec.name))
 
     def check_foreign_keys(self, tables: Sequence[TableSpec]) -> list[Problem]:
         problems: list[Problem] = []
         raw = self._raw()
         for spec in tables:
-            for _table, rowid, parent, fkid in raw.execute(f"PRAGMA foreign_key_check({self.quote(spec.name)})").fetchall()[:20]:
+            violations = raw.execute(f"PRAGMA foreign_key_check({self.quote(spec.name)})").fetchall()
+            for _table, rowid, parent, fkid in violations[:20]:
                 fks = raw.execute(f"PRAGMA foreign_key_list({self.quote(spec.name)})").fetchall()
                 column = next((fk[3] for fk in fks if fk[0] == fkid), "?")
                 value = raw.execute(
