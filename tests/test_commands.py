@@ -214,3 +214,15 @@ def test_logging_reaches_the_operations_log(seeded, verbosity):
     run("backup_create", "-v", str(verbosity))
     log = Path(django_settings.LOG_FILE).read_text()
     assert "Backup adcp-backup-" in log
+
+
+@pytest.mark.parametrize("name,args", [
+    ("backup_create", []), ("backup_restore", ["latest"]), ("backup_validate", ["latest"]), ("backup_list", []),
+    ("backup_info", []), ("backup_prune", []),
+])
+def test_every_command_takes_database_json_and_verbosity(name, args):
+    from django.core.management import load_command_class
+
+    parser = load_command_class("adcp_backup", name).create_parser("manage.py", name)
+    options = parser.parse_args([*args, "--database", "other", "--json", "-v", "0"])
+    assert options.database == "other" and options.as_json is True and options.verbosity == 0

@@ -17,12 +17,11 @@ EXIT_INVALID = 2
 
 
 class BackupCommand(BaseCommand):
-    uses_database = True
     stealth_options = ("stdin",)
 
     def add_arguments(self, parser: CommandParser) -> None:
-        if self.uses_database:
-            parser.add_argument("--database", default="default", help="Database alias (default: default).")
+        # Every command takes --database, as operators' scripts pass it to all of them alike.
+        parser.add_argument("--database", default="default", help="Database alias (default: default).")
         parser.add_argument("--json", action="store_true", dest="as_json",
                             help="Print one JSON object on stdout and nothing else there.")
 

@@ -11,7 +11,6 @@ from ..base import BackupCommand, format_counts, format_size
 
 class Command(BackupCommand):
     help = "List the backups in the backup storage, newest first."
-    uses_database = False
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)

@@ -11,7 +11,6 @@ from ..base import EXIT_INVALID, BackupCommand, format_counts
 
 class Command(BackupCommand):
     help = "Validate a backup file: structure, checksums, counts, types, unique and foreign keys."
-    uses_database = False
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help="A path, a name in the backup storage, or 'latest'.")
