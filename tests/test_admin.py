@@ -523,8 +523,9 @@ def test_delete_that_fails_is_recorded_as_failed(admin_client, admin_db, backup_
 
 
 @pytest.fixture
-def celery_broker(settings):
+def celery_broker(settings, monkeypatch):
     """A real Redis broker (database 3) as the current Celery app's, emptied before and after."""
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)  # Celery prefers it to the app's own broker
     celery = pytest.importorskip("celery")
     redis = pytest.importorskip("redis")
     url = "redis://127.0.0.1:6379/3"
