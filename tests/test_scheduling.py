@@ -39,8 +39,10 @@ def broker_url() -> str:
 
 
 @pytest.fixture
-def broker() -> str:
+def broker(monkeypatch: pytest.MonkeyPatch) -> str:
     url = broker_url()
+    # Celery prefers CELERY_BROKER_URL to the broker an app is given: this process talks to ``url`` only.
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     client = redis.Redis.from_url(url)
     try:
         client.ping()
