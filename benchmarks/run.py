@@ -46,7 +46,7 @@ def run(label: str, args: list[str], env: dict[str, str], cwd: Path, output: Pat
 
 
 def newest(folder: Path) -> Path:
-    return max(folder.iterdir(), key=lambda p: p.stat().st_mtime_ns)
+    return max(folder.glob("adcp-backup-*"), key=lambda p: p.stat().st_mtime_ns)
 
 
 def main() -> None:

@@ -49,9 +49,10 @@ def row_encoder(families: Sequence[str]) -> Callable[[Sequence[Any]], bytes]:
                 elif t is str:
                     values[i] = {"$text": v}
         line = dumps(values, default=_default)
-        # orjson writes NaN and infinities as null; only a line with a null can hide one. SQLite lets a
-        # float sit in any column, so every value is looked at, but only on those lines.
-        if b"null" in line and any(type(v) is float and v - v != 0 for v in values):
+        # orjson writes NaN and infinities as null. A line with no more nulls than the row has None values
+        # (strings may only add some) hides none; SQLite lets a float sit in any column, so on the other
+        # lines every value is looked at.
+        if line.count(b"null") != values.count(None) and any(type(v) is float and v - v != 0 for v in values):
             values = [_special_float(v) if type(v) is float and v - v != 0 else v for v in values]
             line = dumps(values, default=_default)
         return line

@@ -1,6 +1,7 @@
 """What every backup command shares: --database, --json, progress on stderr, errors as exit codes."""
 from __future__ import annotations
 
+import ctypes
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -14,10 +15,26 @@ from ..progress import ProgressCallback, TerminalProgress, silent
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+M_TOP_PAD = -2  # glibc's mallopt parameter
+
+
+def keep_freed_memory_for_reuse(pad: int = 16 << 20) -> None:
+    """glibc gives memory freed at the top of the heap back to the system at once. Streaming frees and takes
+    back a few megabytes per batch, so every batch faulted its pages in again: a third of a backup's time.
+    A 16 MiB pad keeps them. Only the commands do this, as they own their process; elsewhere (no glibc)
+    nothing changes."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_TOP_PAD, pad)
+    except (OSError, AttributeError):
+        pass
 
 
 class BackupCommand(BaseCommand):
     stealth_options = ("stdin",)
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        keep_freed_memory_for_reuse()
+        return super().execute(*args, **options)
 
     def add_arguments(self, parser: CommandParser) -> None:
         # Every command takes --database, as operators' scripts pass it to all of them alike.
