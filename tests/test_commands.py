@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,60 @@ def test_every_command_takes_database_json_and_verbosity(name, args):
     parser = load_command_class("adcp_backup", name).create_parser("manage.py", name)
     options = parser.parse_args([*args, "--database", "other", "--json", "-v", "0"])
     assert options.database == "other" and options.as_json is True and options.verbosity == 0
+
+
+def _rehash_table(data: bytes) -> bytes:
+    """Change one product row and recompute its table's checksum (not the trailer's)."""
+    import hashlib
+
+    lines = data.split(b"\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith(b'{"kind":"table","name":"product"'))
+    lines[start + 2] = lines[start + 2].replace(b",", b",9", 1)  # a different id, still valid JSON
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith(b'{"kind":"table_end"'))
+    digest = hashlib.sha256(b"".join(line + b"\n" for line in lines[start + 1:end])).hexdigest()
+    record = json.loads(lines[end])
+    record["sha256"] = digest
+    lines[end] = json.dumps(record, separators=(",", ":")).encode()
+    return b"\n".join(lines)
+
+
+CORRUPTIONS = {
+    "truncated": (lambda d: d[: len(d) * 2 // 3], "truncated"),
+    "flipped byte": (lambda d: d[: len(d) // 2] + bytes([d[len(d) // 2] ^ 0x55]) + d[len(d) // 2 + 1:],
+                     "checksum mismatch|not valid JSON|damaged"),
+    "flipped byte in a gzip file": (
+        lambda d: (lambda z: z[: len(z) // 2] + bytes([z[len(z) // 2] ^ 0x55]) + z[len(z) // 2 + 1:])(
+            __import__("gzip").compress(d)),
+        "damaged|checksum mismatch|not valid JSON|truncated"),
+    "changed row with its checksum": (_rehash_table, "checksum mismatch: the file.s records"),
+    "missing trailer": (lambda d: d[: d.rstrip(b"\n").rfind(b"\n") + 1], "trailer is missing"),
+    "unknown version": (lambda d: d.replace(b'"version":3', b'"version":7', 1), "unsupported format version 7"),
+    "empty": (lambda d: b"", "empty"),
+    "not JSON": (lambda d: b"this is not a backup\n" * 3, "neither the native format nor a known legacy"),
+    "gzip of garbage": (lambda d: __import__("gzip").compress(b"\x00garbage" * 100), "neither the native"),
+    "garbage behind gzip magic": (lambda d: b"\x1f\x8b\x08\x00" + b"garbage" * 100, "gzip stream is damaged"),
+}
+
+
+@pytest.mark.parametrize("kind", list(CORRUPTIONS))
+def test_a_corrupt_file_is_invalid_and_never_restored(seeded, backup_env, kind):
+    seeded()
+    made = services.backup_create(compression="none")
+    damage, reason = CORRUPTIONS[kind]
+    bad = backup_env / f"bad-{kind.replace(' ', '-')}.jsonl"
+    bad.write_bytes(damage(Path(made.path).read_bytes()))
+    with connections["default"].cursor() as cursor:
+        cursor.execute("UPDATE product SET name = 'current' WHERE id < 5")
+    state = table_state()
+    settings_before = (backup_env / "data" / "app_settings.json").read_bytes()
+
+    code, out, _ = run("backup_validate", str(bad), "--json")
+    report = json.loads(out)
+    assert code == 2 and report["valid"] is False
+    assert any(re.search(reason, p["message"]) for p in report["problems"]), report["problems"]
+
+    code, out, err = run("backup_restore", str(bad), "--force", "--json")
+    assert code == 2, err
+    assert re.search(reason, json.loads(out)["error"] + json.dumps(json.loads(out).get("problems")))
+    assert table_state() == state
+    assert (backup_env / "data" / "app_settings.json").read_bytes() == settings_before
