@@ -455,6 +455,9 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
         handle = storage.open(name)
         with crypto.layer_scope():
             reader = open_reader(handle, strict=True, identity=identity)
+            counts = reader.header.get("counts")
+            if not counts or None in counts.values():
+                counts = _count_rows(reader)  # legacy v1 files announce no counts: read them
         header = reader.header
         return BackupEntry(
             name=name,
@@ -463,7 +466,7 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
             format=reader.format,
             compression=reader.compression,
             encrypted=reader.encrypted,
-            counts=header.get("counts"),
+            counts=counts,
             scope=header.get("scope"),
             purpose=header.get("purpose"),
             path=path,
@@ -481,6 +484,14 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
     finally:
         if handle is not None:
             handle.close()
+
+
+def _count_rows(reader: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for event in reader.events():
+        if isinstance(event, TableEnd):
+            counts[event.name] = counts.get(event.name, 0) + event.rows
+    return counts
 
 
 def backup_info(*, database: str = "default", max_age: timedelta | None = None,

@@ -327,6 +327,8 @@ def test_backup_list_shows_legacy_files_with_format_and_counts(legacy_source, ba
     assert v2.counts == {"tenant": 4, "product": 60, "externalagent": 2, "product_embeddings": 12}
     v1 = entries["full_backup_20250831_091502.json.gz"]
     assert v1.format == "legacy v1.0 full_backup" and v1.created_at == "2025-08-31T09:15:02.123456"
+    # v1 files announce no counts: the listing reads the rows to count them
+    assert v1.counts == {"tenant": 4, "product": 60, "externalagent": 2, "product_embeddings": 12}
     csv = entries["csv_backup_20250901_120000.json"]
     assert (csv.format, csv.compression) == ("legacy v1.0 csv_backup", "none")
     assert set(csv.counts) == {"tenant", "product"}
