@@ -29,6 +29,7 @@ benchmark: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check adcp_backup project tests benchmarks scripts
+	$(VENV)/bin/mypy adcp_backup
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

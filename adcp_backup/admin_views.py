@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import messages
@@ -121,7 +121,7 @@ class RestoreForm(forms.Form):
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.backup_name = backup_name
-        self.fields["tenants"].choices = tenant_choices or []
+        cast(forms.MultipleChoiceField, self.fields["tenants"]).choices = tenant_choices or []
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from django.db import models as dj_models
 
@@ -81,7 +81,7 @@ def _columns(model: type[dj_models.Model]) -> tuple[Column, ...]:
         has_default = f.has_default()
         columns.append(
             Column(
-                name=f.column,
+                name=str(f.column),
                 family=family,
                 nullable=f.null,
                 default=f.get_default() if has_default else None,
@@ -95,19 +95,21 @@ def _unique(model: type[dj_models.Model]) -> tuple[tuple[str, ...], ...]:
     keys: list[tuple[str, ...]] = []
     for f in model._meta.concrete_fields:
         if f.unique and not f.primary_key:
-            keys.append((f.column,))
+            keys.append((str(f.column),))
     for constraint in model._meta.constraints:
         if isinstance(constraint, dj_models.UniqueConstraint):
-            keys.append(tuple(model._meta.get_field(name).column for name in constraint.fields))
+            fields = [cast(dj_models.Field, model._meta.get_field(name)) for name in constraint.fields]
+            keys.append(tuple(str(f.column) for f in fields))
     return tuple(keys)
 
 
 def _foreign_keys(model: type[dj_models.Model]) -> tuple[ForeignKey, ...]:
-    return tuple(
-        ForeignKey(f.column, f.related_model._meta.db_table, f.target_field.column)
-        for f in model._meta.concrete_fields
-        if f.is_relation
-    )
+    keys = []
+    for f in model._meta.concrete_fields:
+        if isinstance(f, dj_models.ForeignKey):
+            parent = cast(type[dj_models.Model], f.related_model)
+            keys.append(ForeignKey(str(f.column), parent._meta.db_table, str(f.target_field.column)))
+    return tuple(keys)
 
 
 def _spec(model: type[dj_models.Model], *, tenant_link: tuple[str, str] | None, legacy: tuple[str, ...]) -> TableSpec:

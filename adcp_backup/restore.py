@@ -108,8 +108,8 @@ def plan_schema(engine: Engine, header: dict[str, Any], *, create_schema: bool) 
             if column.get("nullable") and not live[name].nullable:
                 differences.append(f"{spec.name}.{name} may be NULL in the backup but is NOT NULL in the database")
         file_names = {c.get("name") for c in file_tables.get(spec.name, [])}
-        for name, column in live.items():
-            if spec.name in file_tables and name not in file_names and not column.nullable:
+        for name, live_column in live.items():
+            if spec.name in file_tables and name not in file_names and not live_column.nullable:
                 declared = next((c for c in spec.columns if c.name == name), None)
                 if declared is None or not declared.has_default:
                     differences.append(f"{spec.name}.{name} is NOT NULL in the database and missing from the backup")
@@ -236,7 +236,7 @@ class TableWriter:
         self.checker = RowChecker(spec, start.columns, start.families) if validate else None
         live = live_columns or spec.column_names
         self.defaulted = [c for c in live if c not in start.columns]
-        self.defaults = []
+        self.defaults: list[Any] = []
         for name in self.defaulted:
             try:
                 declared = spec.column(name)

@@ -73,7 +73,7 @@ class BackupStorage:
     def location(self) -> str:
         """Where the backups are, fit for display: a folder, or a bucket and prefix; never credentials."""
         if self.is_local:
-            return str(Path(self.storage.location).resolve())
+            return str(Path(cast(FileSystemStorage, self.storage).location).resolve())
         bucket = getattr(self.storage, "bucket_name", None)
         if bucket:
             prefix = str(getattr(self.storage, "location", "") or "").strip("/")
@@ -129,7 +129,7 @@ class BackupStorage:
     def free_space(self) -> int | None:
         if not self.is_local:
             return None
-        location = Path(self.storage.location)
+        location = Path(cast(FileSystemStorage, self.storage).location)
         while not location.exists() and location != location.parent:
             location = location.parent
         stat = os.statvfs(location)

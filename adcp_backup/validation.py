@@ -86,9 +86,9 @@ class RowChecker:
                         problems.append(Problem(self.table, f"{name} should be 0 or 1, not {v}", first_row + k))
         for rule in self.rules:
             for k, row in enumerate(rows):
-                message = rule(row)
-                if message is not None:
-                    problems.append(Problem(self.table, message, first_row + k))
+                broken = rule(row)
+                if broken is not None:
+                    problems.append(Problem(self.table, broken, first_row + k))
         return problems
 
 

@@ -54,7 +54,7 @@ class _NoClose(io.RawIOBase):
 class CompressedWriter:
     """A binary writer that compresses into ``raw``; ``close`` finishes the stream, not ``raw``."""
 
-    def __init__(self, raw: IO[bytes], compression: str, level: int | None = None) -> None:
+    def __init__(self, raw: IO[bytes] | Any, compression: str, level: int | None = None) -> None:
         self.compression = compression
         if compression == "none":
             self._stream: Any = None
@@ -165,7 +165,7 @@ class DecompressingReader(io.RawIOBase):
         return n
 
 
-def open_decompressed(raw: IO[bytes]) -> tuple[IO[bytes], str]:
+def open_decompressed(raw: IO[bytes]) -> tuple[IO[bytes] | DecompressingReader, str]:
     """A stream of the decompressed content and the name of the compression found."""
     head, stream = sniff(raw)
     compression = detect_compression(head)

@@ -1,7 +1,7 @@
 """Recognises a backup file by its content, peels its layers and returns the reader for its format."""
 from __future__ import annotations
 
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from ..exceptions import InvalidBackup
 from . import codecs
@@ -21,7 +21,7 @@ def open_reader(raw: IO[bytes], *, strict: bool = True, identity: Any = None) ->
         head, stream = codecs.sniff(stream)
     compression = codecs.detect_compression(head)
     if compression != "none":
-        stream = codecs.DecompressingReader(stream, compression)
+        stream = cast(IO[bytes], codecs.DecompressingReader(stream, compression))
     head, stream = codecs.sniff(stream, 4096)
     if not head.strip():
         raise InvalidBackup("the file holds no data")

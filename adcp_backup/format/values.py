@@ -6,7 +6,7 @@ from base64 import b64decode, b64encode
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -91,7 +91,7 @@ def rows_decoder(families: Sequence[str]) -> Callable[[list[list[Any]], bool], l
                 v = row[i] if i < len(row) else None
                 t = type(v)
                 if t is str:
-                    row[i] = b64decode(v, validate=True)
+                    row[i] = b64decode(cast(str, v), validate=True)
                 elif t is _TextInBlob:
                     row[i] = str(v)
         return rows
