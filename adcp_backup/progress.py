@@ -60,9 +60,10 @@ class TerminalProgress:
                 self._drawn = True
             self.stream.flush()
             return
+        if event.done == 0 and not event.finished:
+            self._last, self._last_key = now, key  # a table starts: its first line comes with rows or its end
+            return
         if event.finished or key != self._last_key or now - self._last >= self.interval:
-            if not event.finished and key == self._last_key and now - self._last < self.interval:
-                return
             self._last, self._last_key = now, key
             self.stream.write(self._line(event) + "\n")
             self.stream.flush()

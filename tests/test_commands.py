@@ -284,3 +284,18 @@ def test_a_corrupt_file_is_invalid_and_never_restored(seeded, backup_env, kind):
     assert re.search(reason, json.loads(out)["error"] + json.dumps(json.loads(out).get("problems")))
     assert table_state() == state
     assert (backup_env / "data" / "app_settings.json").read_bytes() == settings_before
+
+
+def test_plain_progress_prints_a_line_per_interval_and_the_end_of_each_table():
+    from adcp_backup.progress import ProgressEvent, TerminalProgress
+
+    events = [ProgressEvent("backup", "product", 0, 100), ProgressEvent("backup", "product", 50, 100),
+              ProgressEvent("backup", "product", 100, 100, finished=True)]
+    quiet, chatty = io.StringIO(), io.StringIO()
+    for stream, interval in ((quiet, 3600.0), (chatty, 0.0)):
+        progress = TerminalProgress(stream, interval=interval)
+        for event in events:
+            progress(event)
+    assert quiet.getvalue().splitlines() == ["backup product: 100/100 rows (100%) done"]
+    assert chatty.getvalue().splitlines() == ["backup product: 50/100 rows (50%)",
+                                              "backup product: 100/100 rows (100%) done"]
