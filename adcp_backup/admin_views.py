@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import jobs, services, uploads
 from .conf import backup_settings
+from .display import format_size
 from .exceptions import BackupError
 from .format import codecs
 from .models import BackupJob
@@ -261,7 +262,8 @@ def upload(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
         except ValueError:
             declared = 0
         if declared > limit + 64 * 1024:  # room for the form around the file
-            messages.error(request, f"The file is larger than the upload limit of {_size(limit)}; nothing was kept.")
+            messages.error(request,
+                           f"The file is larger than the upload limit of {format_size(limit)}; nothing was kept.")
             return HttpResponseRedirect(url("upload"))
         request.upload_handlers = [uploads.QuarantineUploadHandler(request, max_size=limit,
                                                                    folder=uploads.quarantine_dir())]
@@ -286,7 +288,8 @@ def _upload_checked(request: HttpRequest, model_admin: ModelAdmin, limit: int) -
         if getattr(handler, "too_large", False):
             for f in received:
                 f.discard()
-            messages.error(request, f"The file is larger than the upload limit of {_size(limit)}; nothing was kept.")
+            messages.error(request,
+                           f"The file is larger than the upload limit of {format_size(limit)}; nothing was kept.")
             return HttpResponseRedirect(url("upload"))
         if len(received) != 1 or received[0].size == 0:
             for f in received:
@@ -308,7 +311,7 @@ def _upload_checked(request: HttpRequest, model_admin: ModelAdmin, limit: int) -
                                "has been validated.")
         return HttpResponseRedirect(url("job", job.pk))
     return TemplateResponse(request, "admin/adcp_backup/upload.html", context(
-        model_admin, request, "Upload a backup", form=UploadForm(), limit=_size(limit),
+        model_admin, request, "Upload a backup", form=UploadForm(), limit=format_size(limit),
     ))
 
 
@@ -345,13 +348,3 @@ def _counts_table(result: dict[str, Any]) -> list[dict[str, Any]]:
     counts = result.get("counts") or result.get("restored") or {}
     checksums = result.get("checksums") or {}
     return [{"table": t, "rows": n, "sha256": checksums.get(t)} for t, n in counts.items()]
-
-
-def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} bytes"
-

@@ -133,8 +133,16 @@ class Engine:
     @contextmanager
     def snapshot(self) -> Iterator[None]:
         """Every read inside sees the database as of one moment."""
+        if self.connection.in_atomic_block:  # an outer transaction already fixes what we see
+            with transaction.atomic(using=self.alias):
+                yield
+            return
         with transaction.atomic(using=self.alias):
+            self.begin_snapshot()
             yield
+
+    def begin_snapshot(self) -> None:
+        """What makes a new transaction a read-only snapshot on this engine (SQLite: nothing more)."""
 
     def count(self, table: str, where: str = "", params: Sequence[Any] = ()) -> int:
         with self.connection.cursor() as cursor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 from django.db import transaction
@@ -40,24 +39,12 @@ class MySQLEngine(Engine):
                 statements.append(_AUTO_INCREMENT_OPTION.sub("", cursor.fetchone()[1]))
         return statements
 
-    def drop_tables(self, tables: Sequence[str]) -> None:
-        with self.connection.cursor() as cursor:
-            for table in reversed(tables):
-                cursor.execute(f"DROP TABLE IF EXISTS {self.quote(table)}")
-
     # -- reading -----------------------------------------------------------------------------------
-    @contextmanager
-    def snapshot(self) -> Iterator[None]:
-        if self.connection.in_atomic_block:  # an outer transaction already fixes what we see
-            with transaction.atomic(using=self.alias):
-                yield
-            return
-        with transaction.atomic(using=self.alias):
-            with self.connection.cursor() as cursor:
-                # Django opens MySQL sessions in READ COMMITTED; a snapshot needs REPEATABLE READ.
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-            yield
+    def begin_snapshot(self) -> None:
+        with self.connection.cursor() as cursor:
+            # Django opens MySQL sessions in READ COMMITTED; a snapshot needs REPEATABLE READ.
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
 
     def read_rows(self, spec: TableSpec, columns: Sequence[str], *, batch_size: int,
                   where: str = "", params: Sequence[Any] = ()) -> Iterator[list[Sequence[Any]]]:

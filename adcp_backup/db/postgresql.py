@@ -114,16 +114,9 @@ class PostgreSQLEngine(Engine):
                 cursor.execute(f"DROP TABLE IF EXISTS {self.quote(table)} CASCADE")
 
     # -- reading -----------------------------------------------------------------------------------
-    @contextmanager
-    def snapshot(self) -> Iterator[None]:
-        if self.connection.in_atomic_block:  # an outer transaction already fixes what we see
-            with transaction.atomic(using=self.alias):
-                yield
-            return
-        with transaction.atomic(using=self.alias):
-            with self.connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield
+    def begin_snapshot(self) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
     @_after_copy
     def read_rows(self, spec: TableSpec, columns: Sequence[str], *, batch_size: int,

@@ -10,6 +10,7 @@ import orjson
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ..conf import backup_settings
+from ..display import format_size  # noqa: F401  (the commands import it from here)
 from ..exceptions import BackupError, BackupNotFound, InvalidBackup, TenantConflict
 from ..progress import ProgressCallback, TerminalProgress, silent
 
@@ -73,17 +74,6 @@ class BackupCommand(BaseCommand):
     def table_lines(self, rows: list[list[str]]) -> list[str]:
         widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
         return ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
-
-
-def format_size(size: int | None) -> str:
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 def format_counts(counts: dict[str, int] | None) -> str:
