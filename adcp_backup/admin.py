@@ -13,12 +13,8 @@ from . import admin_views
 from .models import BackupFile, BackupJob
 
 
-@admin.register(BackupFile)
-class BackupFileAdmin(admin.ModelAdmin):
-    """Its URLs are the Backups page's own views; the placeholder model only supplies permissions."""
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return admin_views.has_perm(request, "view_backups")
+class NothingToAddChangeOrDelete:
+    """Nobody adds, changes or deletes these rows from the admin, superusers included."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -28,6 +24,15 @@ class BackupFileAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(BackupFile)
+class BackupFileAdmin(NothingToAddChangeOrDelete, admin.ModelAdmin):
+    """Its URLs are the Backups page's own views; the placeholder model only supplies permissions."""
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return admin_views.has_perm(request, "view_backups")
+
 
     def get_urls(self) -> list[URLPattern]:
         prefix = f"{self.model._meta.app_label}_{self.model._meta.model_name}"
@@ -53,7 +58,7 @@ class BackupFileAdmin(admin.ModelAdmin):
 
 
 @admin.register(BackupJob)
-class BackupJobAdmin(admin.ModelAdmin):
+class BackupJobAdmin(NothingToAddChangeOrDelete, admin.ModelAdmin):
     """The audit trail: visible to those allowed to view it, changed by nobody from here."""
 
     list_display = ("id", "kind", "backup_name", "status", "user", "remote_addr", "origin", "created_at",
@@ -66,11 +71,3 @@ class BackupJobAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [field.name for field in self.model._meta.fields]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

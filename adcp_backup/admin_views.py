@@ -197,10 +197,13 @@ def validate(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpRe
 def restore(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpResponse:
     require(request, "restore")
     name = existing_name(name)
-    try:
-        choices = tenant_choices(name)
-    except BackupError:
-        choices = []  # an unreadable file: the plan below says why
+    choices: list[tuple[str, str]] = []
+    # Listing the tenants reads the whole file: only for the page, or to check tenants a POST names.
+    if request.method == "GET" or request.POST.getlist("tenants"):
+        try:
+            choices = tenant_choices(name)
+        except BackupError:
+            pass  # an unreadable file: the plan below says why
     form = RestoreForm(request.POST if request.method == "POST" else None, backup_name=name,
                        tenant_choices=choices, initial={"dry_run": True})
     if request.method == "POST" and form.is_valid():

@@ -13,7 +13,7 @@ from typing import IO, Any, Protocol
 from django.db import transaction
 
 from . import dataset, models
-from .db.base import Engine
+from .db.base import Engine, fetch_batches
 from .exceptions import (
     BackupError,
     Conflict,
@@ -292,10 +292,7 @@ class _Spool:
 
     def ids(self, kind: str, table: str) -> Iterator[list[int]]:
         cursor = self.keys.execute(f"SELECT id FROM {self._table(kind, table)} ORDER BY id")
-        while True:
-            rows = cursor.fetchmany(ID_CHUNK)
-            if not rows:
-                return
+        for rows in fetch_batches(cursor, ID_CHUNK):
             yield [r[0] for r in rows]
 
     # -- spooled events ------------------------------------------------------------------------------

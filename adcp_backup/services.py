@@ -710,13 +710,9 @@ def backup_restore(
 
         try:
             outcome = restore.restore_data(engine, reader, header, plan, dry_run=dry_run,
-                                    validate=not skip_validation, progress=progress)
+                                           validate=not skip_validation, progress=progress)
         except DatabaseError as exc:
             raise RestoreError(f"The restore failed and was rolled back; the database is unchanged. ({exc})") from exc
-        except InvalidBackup:
-            raise
-        except BackupError:
-            raise
         notes.extend(outcome.notes)
 
     files: list[dict[str, str]] = []

@@ -86,6 +86,12 @@ def split_sql(text: str) -> list[str]:
     return statements
 
 
+def fetch_batches(cursor: Any, batch_size: int) -> Iterator[list[Any]]:
+    """The rows of an executed cursor, ``batch_size`` at a time, until there are none."""
+    while rows := cursor.fetchmany(batch_size):
+        yield rows
+
+
 class Engine:
     """One database connection seen as a backup source and a restore target."""
 
@@ -158,11 +164,7 @@ class Engine:
                f"ORDER BY {self.quote(spec.primary_key)}")
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
-            while True:
-                rows = cursor.fetchmany(batch_size)
-                if not rows:
-                    break
-                yield rows
+            yield from fetch_batches(cursor, batch_size)
 
     def get_sequence(self, table: str) -> int | None:
         return None

@@ -9,7 +9,7 @@ from typing import Any
 from django.db import transaction
 
 from ..dataset import BLOB, BOOLEAN, DATETIME, TableSpec
-from .base import Engine, LiveColumn, family_of
+from .base import Engine, LiveColumn, family_of, fetch_batches
 
 _AUTO_INCREMENT_OPTION = re.compile(r"\s+AUTO_INCREMENT=\d+")
 
@@ -56,10 +56,7 @@ class MySQLEngine(Engine):
         cursor = raw.cursor(cursors.SSCursor)  # unbuffered: rows arrive as they are fetched
         try:
             cursor.execute(sql, tuple(params) or None)
-            while True:
-                rows = cursor.fetchmany(batch_size)
-                if not rows:
-                    break
+            for rows in fetch_batches(cursor, batch_size):
                 if bool_idx:  # BOOL is TINYINT(1): give the file true/false like every other engine
                     rows = [list(r) for r in rows]
                     for row in rows:

@@ -10,7 +10,7 @@ from django.db import transaction
 
 from ..dataset import BLOB, BOOLEAN, TableSpec
 from ..exceptions import Problem
-from .base import Engine, LiveColumn, family_of
+from .base import Engine, LiveColumn, family_of, fetch_batches
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -130,11 +130,7 @@ class PostgreSQLEngine(Engine):
             cursor.itersize = batch_size
             try:
                 cursor.execute(sql, tuple(params) or None)
-                while True:
-                    rows = cursor.fetchmany(batch_size)
-                    if not rows:
-                        break
-                    yield rows
+                yield from fetch_batches(cursor, batch_size)
             finally:
                 cursor.close()
 

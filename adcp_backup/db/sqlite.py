@@ -10,7 +10,7 @@ from django.db import DatabaseError, transaction
 from .. import dataset
 from ..dataset import DATETIME, TableSpec
 from ..exceptions import Problem
-from .base import Engine, LiveColumn, family_of
+from .base import Engine, LiveColumn, family_of, fetch_batches
 
 DELETE_SLICE = 20_000
 FTS_REPOPULATE = (
@@ -71,11 +71,7 @@ class SQLiteEngine(Engine):
         cursor = self._raw().cursor()
         try:
             cursor.execute(sql, tuple(params))
-            while True:
-                rows = cursor.fetchmany(batch_size)
-                if not rows:
-                    break
-                yield rows
+            yield from fetch_batches(cursor, batch_size)
         finally:
             cursor.close()
 

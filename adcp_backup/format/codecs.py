@@ -7,6 +7,7 @@ import zlib
 from typing import IO, Any
 
 from ..exceptions import BackupConfigurationError, InvalidBackup
+from ..extras import require
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -26,13 +27,7 @@ def _igzip() -> Any:
 
 
 def _zstandard() -> Any:
-    try:
-        import zstandard
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise BackupConfigurationError(
-            "zstd compression needs the zstandard package: pip install 'adcp-backup[zstd]'"
-        ) from exc
-    return zstandard
+    return require("zstandard", needed_for="zstd compression", extra="zstd")
 
 
 class _NoClose(io.RawIOBase):

@@ -15,6 +15,7 @@ from typing import IO, Any, cast
 
 from ..conf import backup_settings
 from ..exceptions import BackupConfigurationError, BackupError, EncryptionKeyError, InvalidBackup, Problem
+from ..extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +31,7 @@ _open_layers: ContextVar[list[Any] | None] = ContextVar("adcp_backup_age_layers"
 
 
 def _pyrage() -> Any:
-    try:
-        import pyrage
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise BackupConfigurationError(
-            "age encryption needs the pyrage package: pip install 'adcp-backup[age]'"
-        ) from exc
-    return pyrage
+    return require("pyrage", needed_for="age encryption", extra="age")
 
 
 # -- keys ------------------------------------------------------------------------------------------------

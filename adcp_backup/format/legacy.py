@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from .. import dataset
-from ..exceptions import BackupConfigurationError, InvalidBackup, Problem
+from ..exceptions import InvalidBackup, Problem
+from ..extras import require
 from .events import End, EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
 
 logger = logging.getLogger(__name__)
@@ -62,12 +63,7 @@ _END = ("end_of_file", None)
 
 
 def _ijson() -> Any:
-    try:
-        import ijson
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise BackupConfigurationError(
-            "reading legacy backup files needs the ijson package: pip install 'adcp-backup[legacy]'"
-        ) from exc
+    ijson = require("ijson", needed_for="reading legacy backup files", extra="legacy")
     if ijson.backend != "yajl2_c":  # pragma: no cover - depends on the installation
         logger.warning("ijson uses its %s backend, not the C one (yajl2_c): legacy files will read several "
                        "times slower; install ijson from a wheel to get it.", ijson.backend)
