@@ -1,0 +1,80 @@
+"""Hostile backup files with valid checksums: parse a native file, let a test edit it, seal it again.
+
+Checksums prove that a file is intact, not who wrote it: anyone who can write a file can recompute them.
+These helpers do exactly that, so a test can show that the content checks (not the checksums) refuse a file.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+Line = dict[str, Any] | list[Any] | bytes  # a record, a row, or raw bytes written as they are (no newline)
+
+
+def read_lines(path: str | Path) -> list[Line]:
+    """Every line of a native backup (plain or gzip), records as dicts and rows as lists."""
+    data = Path(path).read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    return [orjson.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def _encode(line: Line) -> bytes:
+    return line if isinstance(line, bytes) else orjson.dumps(line)
+
+
+def seal(lines: Iterable[Line]) -> Iterable[bytes]:
+    """The lines with every table checksum, row count and the trailer recomputed (the trailer is replaced)."""
+    file_hash = hashlib.sha256()
+    table_hash: Any = None
+    rows = 0
+    counts: dict[str, int] = {}
+    for line in lines:
+        if isinstance(line, dict) and line.get("kind") == "trailer":
+            continue
+        is_row = not isinstance(line, dict) and table_hash is not None
+        if isinstance(line, dict) and line.get("kind") == "table":
+            table_hash, rows = hashlib.sha256(), 0
+        elif isinstance(line, dict) and line.get("kind") == "table_end" and table_hash is not None:
+            line = {**line, "rows": rows, "sha256": table_hash.hexdigest()}
+            counts[str(line.get("name"))] = counts.get(str(line.get("name")), 0) + rows
+            table_hash = None
+        data = _encode(line) + b"\n"
+        if is_row:
+            table_hash.update(data)
+            rows += 1
+        else:
+            file_hash.update(data)
+        yield data
+    yield orjson.dumps({"kind": "trailer", "counts": counts, "sha256": file_hash.hexdigest()}) + b"\n"
+
+
+def write(path: str | Path, lines: Iterable[Line], *, compress: bool = False) -> Path:
+    """Write sealed lines to ``path`` (gzip when ``compress``), streaming."""
+    target = Path(path)
+    opener: Callable[..., Any] = gzip.open if compress else open
+    with opener(target, "wb") as out:
+        for data in seal(lines):
+            out.write(data)
+    return target
+
+
+def forge(source: str | Path, target: str | Path, edit: Callable[[list[Line]], Iterable[Line]], *,
+          compress: bool = False) -> Path:
+    """Read ``source``, apply ``edit`` to its lines and write a sealed copy to ``target``."""
+    return write(target, edit(read_lines(source)), compress=compress)
+
+
+def header(lines: list[Line]) -> dict[str, Any]:
+    first = lines[0]
+    assert isinstance(first, dict) and first.get("kind") == "header"
+    return first
+
+
+def records(lines: list[Line], kind: str) -> list[dict[str, Any]]:
+    return [line for line in lines if isinstance(line, dict) and line.get("kind") == kind]
