@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -17,7 +17,7 @@ import django
 from django.db import DatabaseError, connections
 from django.utils import timezone as django_timezone
 
-from . import __version__, dataset, locking, monitoring, restore, retention, settings_files, signals
+from . import __version__, dataset, locking, monitoring, origin, restore, retention, settings_files, signals
 from . import scope as tenant_scope
 from .conf import backup_settings
 from .db import get_engine
@@ -26,6 +26,7 @@ from .exceptions import (
     BackupError,
     EncryptionKeyError,
     InvalidBackup,
+    OtherDatabase,
     Problem,
     RestoreError,
 )
@@ -79,6 +80,7 @@ class RestoreResult:
     schema_created: bool
     notes: list[str]
     duration: float
+    origin: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,13 +120,22 @@ class BackupEntry:
     purpose: str | None
     path: str | None
     error: str | None = None
+    source: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "origin": origin.origin_info(self.source)}
 
     @property
     def created(self) -> datetime | None:
         return parse_time(self.created_at)
+
+    @property
+    def origin_known(self) -> bool:
+        return origin.from_source(self.source)[0] != origin.UNKNOWN
+
+    def belongs_to(self, database: origin.DatabaseIdentity) -> bool:
+        """Whether this backup is one of ``database``'s (see adcp_backup.origin for files without an identity)."""
+        return origin.belongs_to(self.source, database)
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,8 @@ class RestorePlan:
     current_counts: dict[str, int | None]
     settings_files: list[str]
     scope: dict[str, Any]
+    origin: dict[str, Any] | None = None
+    other_database: bool = False
 
 
 @dataclass(frozen=True)
@@ -186,8 +199,7 @@ def _check_tables(engine: Engine) -> list[dataset.TableSpec]:
 
 def _source_info(engine: Engine) -> dict[str, Any]:
     return {
-        "engine": engine.vendor,
-        "alias": engine.alias,
+        **origin.source_header(engine.alias),
         "django": django.get_version(),
         "python": platform.python_version(),
         "hostname": platform.node(),
@@ -353,26 +365,32 @@ def _opened(source: Source, *, strict: bool, identity: str | os.PathLike[str] | 
         handle.close()
 
 
-def _resolve(file: str, identity: str | os.PathLike[str] | None = None) -> Source:
+def _resolve(file: str, identity: str | os.PathLike[str] | None = None, *, database: str = "default") -> Source:
     storage = _storage()
-    return resolve_source(file, storage, latest=lambda: _latest_name(identity))
+    return resolve_source(file, storage, latest=lambda: _latest_name(identity, database=database))
 
 
-def _latest_name(identity: str | os.PathLike[str] | None = None) -> str | None:
+def _latest_name(identity: str | os.PathLike[str] | None = None, *, database: str = "default") -> str | None:
+    target = origin.of_alias(database)
     entries = [e for e in backup_list(identity=identity) if e.error is None and e.purpose != "safety"
-               and not tenant_scope.is_tenant_backup({"scope": e.scope})]
+               and not tenant_scope.is_tenant_backup({"scope": e.scope}) and e.belongs_to(target)]
     return entries[0].name if entries else None
+
+
+def latest_backup_name(*, database: str = "default", identity: str | os.PathLike[str] | None = None) -> str | None:
+    """The name ``latest`` stands for with ``--database database``: its newest full, non-safety backup."""
+    return _latest_name(identity, database=database)
 
 
 # -- validate --------------------------------------------------------------------------------------------
 def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None,
-                    progress: ProgressCallback = silent) -> ValidationReport:
+                    progress: ProgressCallback = silent, database: str = "default") -> ValidationReport:
     """Read the whole file once: structure, checksums, counts, types, NOT NULL, unique and foreign keys.
 
     An encrypted file needs an age identity (``identity``, else ADCP_BACKUP_AGE_IDENTITY); without a
     fitting one this raises EncryptionKeyError: the file's validity is then unknown, not disproved."""
     started = time.monotonic()
-    source = _resolve(file, identity)
+    source = _resolve(file, identity, database=database)
     limit = backup_settings.MAX_PROBLEMS
     problems: list[Problem] = []
     counts: dict[str, int] = {}
@@ -436,12 +454,17 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
 
 
 # -- list and info ---------------------------------------------------------------------------------------
-def backup_list(*, limit: int | None = None, identity: str | os.PathLike[str] | None = None) -> list[BackupEntry]:
+def backup_list(*, limit: int | None = None, identity: str | os.PathLike[str] | None = None,
+                database: str | None = None) -> list[BackupEntry]:
     """Every backup in the storage, newest first, described from its header (never from its name).
 
+    With ``database`` (an alias): only the backups that belong to it (``BackupEntry.belongs_to``).
     An encrypted file that no available identity opens is listed as encrypted, without counts."""
     storage = _storage()
+    target = origin.of_alias(database) if database is not None else None
     entries = [_describe(storage, name, identity) for name in storage.names()]
+    if target is not None:
+        entries = [e for e in entries if e.belongs_to(target)]
     epoch = datetime.min.replace(tzinfo=UTC)
     entries.sort(key=lambda e: (e.created or epoch, e.name), reverse=True)
     return entries[:limit] if limit else entries
@@ -470,6 +493,7 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
             scope=header.get("scope"),
             purpose=header.get("purpose"),
             path=path,
+            source=header.get("source") if isinstance(header.get("source"), dict) else None,
         )
     except EncryptionKeyError:
         modified = storage.modified(name)
@@ -504,7 +528,9 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None,
         tables[spec.name] = engine.count(spec.name) if spec.name in existing else None
     settings_dict = connections[database].settings_dict
     storage = _storage()
-    entries = backup_list(identity=identity)
+    target = origin.of_alias(database)
+    everything = backup_list(identity=identity)
+    entries = [e for e in everything if e.belongs_to(target)]
     usable = [e for e in entries if e.error is None]
     newest, invalid_newer = _newest_valid(usable, identity)
     now = datetime.now(UTC)
@@ -521,6 +547,7 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None,
         database={
             "alias": database,
             "engine": engine.vendor,
+            "identity": target.as_header(),
             "name": str(settings_dict.get("NAME")),
             "host": settings_dict.get("HOST") or None,
             "tables": tables,
@@ -537,6 +564,7 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None,
             "unreadable": [e.name for e in entries if e.error is not None],
             "safety_backups": sum(1 for e in usable if e.purpose == "safety"),
             "invalid_newer_than_newest": invalid_newer,
+            "other_databases": len(everything) - len(entries),
         },
         newest=newest_info,
         settings={
@@ -613,7 +641,8 @@ def backup_prune(
         monthly=backup_settings.KEEP_MONTHLY if keep_monthly is None else keep_monthly,
     )
     safety = int(backup_settings.KEEP_SAFETY if keep_safety is None else keep_safety)
-    plan = retention.plan_prune(backup_list(), policy, keep_safety=safety, tz=django_timezone.get_default_timezone(),
+    plan = retention.plan_prune(_prune_candidates(database), policy, keep_safety=safety,
+                                tz=django_timezone.get_default_timezone(),
                                 is_valid=lambda entry: _passes_validation(entry.name))
     notes = ["every --keep-* count is 0: no regular backup is removed"] if policy.empty else []
     storage = _storage()
@@ -632,17 +661,45 @@ def backup_prune(
     return result
 
 
+def _prune_candidates(database: str) -> list[BackupEntry]:
+    """The backups retention may judge for ``database``: its own. Where several databases share the storage,
+    a backup whose origin cannot be read (legacy, or encrypted without a key here) is never removed."""
+    target = origin.of_alias(database)
+    shared = len(backup_settings.databases) > 1
+    return [e for e in backup_list() if e.belongs_to(target) and (e.origin_known or not shared)]
+
+
 # -- restore ---------------------------------------------------------------------------------------------
+def _check_origin(header: dict[str, Any], database: str, *, from_other_database: bool) -> dict[str, Any]:
+    """The backup's origin, for the plan and the result; refuses a backup of another database unless allowed."""
+    source = header.get("source")
+    info = origin.origin_info(source)
+    target = origin.of_alias(database)
+    # Only a known origin can be another database: a file that does not say where it came from (legacy) is
+    # shown as "origin unknown" and restores anywhere.
+    info["other_database"] = info["kind"] != origin.UNKNOWN and not origin.belongs_to(source, target)
+    if info["other_database"] and not from_other_database:
+        raise OtherDatabase(
+            f"This backup was taken from {info['description']}, not from {target.describe()}. "
+            "To restore it into this database anyway, pass --from-other-database."
+        )
+    return info
+
+
 def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequence[str] | None = None,
-                        identity: str | os.PathLike[str] | None = None) -> RestorePlan:
+                        identity: str | os.PathLike[str] | None = None,
+                        from_other_database: bool = False) -> RestorePlan:
     """What a restore of ``file`` would replace: the file's counts beside the database's, read from headers.
 
-    With ``tenants``: the database's counts are those tenants' rows; the file's are unknown until it is read."""
-    source = _resolve(file, identity)
+    With ``tenants``: the database's counts are those tenants' rows; the file's are unknown until it is read.
+    A backup taken from another database raises OtherDatabase unless ``from_other_database``; the plan's
+    ``origin`` says where the backup came from either way."""
+    source = _resolve(file, identity, database=database)
     engine = get_engine(database)
     with _opened(source, strict=True, identity=identity) as reader:
         header = reader.header
         fmt = reader.format
+    came_from = _check_origin(header, database, from_other_database=from_other_database)
     existing = engine.existing_tables()
     file_tables = list((header.get("schema") or {}).get("tables") or dataset.table_names())
     counts = header.get("counts") or {}
@@ -657,6 +714,8 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
             current_counts=dict(tenant_scope.current_counts(engine, slugs)),
             settings_files=[str(p) for p in backup_settings.settings_files] if "settings" in global_parts else [],
             scope={"tenants": slugs, "global": global_parts},
+            origin=came_from,
+            other_database=came_from["other_database"],
         )
     return RestorePlan(
         name=source.name,
@@ -666,6 +725,8 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
         current_counts={t: engine.count(t) if t in existing else None for t in dataset.table_names()},
         settings_files=[str(p) for p in backup_settings.settings_files],
         scope=header.get("scope") or {"tenants": "all"},
+        origin=came_from,
+        other_database=came_from["other_database"],
     )
 
 
@@ -683,20 +744,25 @@ def backup_restore(
     tenants: Sequence[str] | None = None,
     identity: str | os.PathLike[str] | None = None,
     progress: ProgressCallback = silent,
+    from_other_database: bool = False,
 ) -> RestoreResult:
     """Replace the AdCP tables (and settings files) with a backup's, in one transaction, or change nothing.
 
     With ``tenants`` (slugs), or for a tenant backup, only those tenants' rows are replaced (see scope.py).
-    An encrypted file is decrypted while it is read, with ``identity`` (else ADCP_BACKUP_AGE_IDENTITY)."""
+    An encrypted file is decrypted while it is read, with ``identity`` (else ADCP_BACKUP_AGE_IDENTITY).
+    A backup taken from another database (adcp_backup.origin) is refused unless ``from_other_database``."""
     started = time.monotonic()
-    source = _resolve(file, identity)
+    source = _resolve(file, identity, database=database)
     engine = get_engine(database)
     with _opened(source, strict=True, identity=identity) as reader:
         header = reader.header
+        came_from = _check_origin(header, database, from_other_database=from_other_database)
         if tenants or tenant_scope.is_tenant_backup(header):
-            return _restore_tenants(source, engine, reader, tenants=tenants, skip_validation=skip_validation,
-                                    dry_run=dry_run, create_schema=create_schema, safety_backup=safety_backup,
-                                    restore_settings=restore_settings, progress=progress, started=started)
+            return replace(
+                _restore_tenants(source, engine, reader, tenants=tenants, skip_validation=skip_validation,
+                                 dry_run=dry_run, create_schema=create_schema, safety_backup=safety_backup,
+                                 restore_settings=restore_settings, progress=progress, started=started),
+                origin=came_from)
         plan = restore.plan_schema(engine, header, create_schema=create_schema)
         notes = list(plan.notes)
 
@@ -731,6 +797,7 @@ def backup_restore(
         schema_created=plan.create,
         notes=notes,
         duration=time.monotonic() - started,
+        origin=came_from,
     )
     logger.info("%s %s into %r: %s", "Dry run of" if dry_run else "Restored", source.display, database,
                 result.restored)
@@ -784,8 +851,8 @@ def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Se
     return result
 
 
-def backup_file_tenants(*, file: str, identity: Any = None) -> list[dict[str, Any]]:
+def backup_file_tenants(*, file: str, identity: Any = None, database: str = "default") -> list[dict[str, Any]]:
     """The tenants a backup holds ({"id", "slug", "name", "products"}), read in one streaming pass."""
-    source = _resolve(file, identity)
+    source = _resolve(file, identity, database=database)
     with _opened(source, strict=True, identity=identity) as reader:
         return tenant_scope.file_tenants(reader)

@@ -147,7 +147,7 @@ class BackupStorage:
             temp = final.with_name(f".{name}{PARTIAL_SUFFIX}")
         else:
             fd, temp_name = tempfile.mkstemp(prefix=".adcp-backup-", suffix=PARTIAL_SUFFIX,
-                                             dir=backup_settings.TEMP_DIR or None)
+                                             dir=backup_settings.optional_path("TEMP_DIR"))
             os.close(fd)
             temp = Path(temp_name)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -18,7 +18,13 @@ DATABASES = {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(_WORK / "default.sqlite3"),
         "TEST": {"NAME": str(_WORK / "test_default.sqlite3")},
-    }
+    },
+    # A second SQLite database, for backups of several databases sharing one storage.
+    "second": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(_WORK / "second.sqlite3"),
+        "TEST": {"NAME": str(_WORK / "test_second.sqlite3")},
+    },
 }
 
 _env = environ.Env()

@@ -41,7 +41,9 @@ class Command(BackupCommand):
             self.stdout.write(f"Storage: {st['location']} (free: {free})")
             b = info.backups
             self.stdout.write(f"Backups: {b['count']} ({format_size(b['total_size'])})"
-                              + (f", {len(b['unreadable'])} unreadable file(s)" if b["unreadable"] else ""))
+                              + (f", {len(b['unreadable'])} unreadable file(s)" if b["unreadable"] else "")
+                              + (f"; {b['other_databases']} of other databases in the same storage"
+                                 if b["other_databases"] else ""))
             if info.newest:
                 hours = info.newest["age_seconds"] / 3600
                 self.stdout.write(f"Newest: {info.newest['name']} ({info.newest['created_at']}, {hours:.1f} h old)")

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from ... import services
+from ... import origin, services
 from ..base import BackupCommand, format_counts, format_size
 
 
@@ -15,28 +15,36 @@ class Command(BackupCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
         parser.add_argument("--limit", type=int, default=None, metavar="N", help="Show at most N backups.")
+        parser.add_argument("--all-databases", action="store_true",
+                            help="List the backups of every database in the storage, not only --database's.")
         parser.add_argument("--identity", metavar="PATH",
                             help="age identity file that decrypts encrypted backups "
                                  "(default: ADCP_BACKUP_AGE_IDENTITY).")
 
-    def handle(self, *args: Any, limit: int | None, identity: str | None, as_json: bool, **options: Any) -> None:
+    def handle(self, *args: Any, limit: int | None, identity: str | None, as_json: bool, database: str,
+               all_databases: bool, **options: Any) -> None:
         if limit is not None and limit < 1:
             limit = None
-        entries = self.run_service(lambda: services.backup_list(limit=limit, identity=identity), as_json=as_json)
+        entries = self.run_service(
+            lambda: services.backup_list(limit=limit, identity=identity,
+                                         database=None if all_databases else database), as_json=as_json)
         if as_json:
-            self.emit_json({"backups": [e.as_dict() for e in entries]})
+            self.emit_json({"database": None if all_databases else database,
+                            "backups": [e.as_dict() for e in entries]})
             return
         if not entries:
-            self.stdout.write("No backups.")
+            self.stdout.write("No backups." if all_databases else
+                              f"No backups of the database {database!r} (--all-databases lists every one).")
             return
-        rows = [["NAME", "CREATED (UTC)", "SIZE", "FORMAT", "COMPRESSION", "ROWS"]]
+        rows = [["NAME", "CREATED (UTC)", "SIZE", "FORMAT", "COMPRESSION", "ROWS", "SOURCE"]]
         for e in entries:
             created = e.created.strftime("%Y-%m-%d %H:%M:%S") if e.created else "?"
             if e.error:
-                rows.append([e.name, created, format_size(e.size), "unreadable", "-", e.error])
+                rows.append([e.name, created, format_size(e.size), "unreadable", "-", e.error, "-"])
                 continue
             kind = e.format + (" (safety)" if e.purpose == "safety" else "")
             counts = "encrypted" if e.encrypted and e.counts is None else format_counts(e.counts)
-            rows.append([e.name, created, format_size(e.size), kind, e.compression or "-", counts])
+            rows.append([e.name, created, format_size(e.size), kind, e.compression or "-", counts,
+                         origin.describe_source(e.source)])
         for line in self.table_lines(rows):
             self.stdout.write(line)

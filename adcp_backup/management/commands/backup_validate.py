@@ -19,9 +19,11 @@ class Command(BackupCommand):
                             help="age identity file that decrypts encrypted backups "
                                  "(default: ADCP_BACKUP_AGE_IDENTITY).")
 
-    def handle(self, *args: Any, file: str, identity: str | None, as_json: bool, **options: Any) -> None:
+    def handle(self, *args: Any, file: str, identity: str | None, as_json: bool, database: str,
+               **options: Any) -> None:
         report = self.run_service(
-            lambda: services.backup_validate(file=file, identity=identity, progress=self.progress_reporter(options)),
+            lambda: services.backup_validate(file=file, identity=identity, progress=self.progress_reporter(options),
+                                             database=database),
             as_json=as_json,
         )
         if as_json:
