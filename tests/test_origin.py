@@ -190,3 +190,14 @@ def test_a_legacy_file_of_unknown_origin_restores_anywhere_and_says_so(two_datab
     assert result.origin["other_database"] is False
     code, out, _ = run("backup_restore", legacy.name, "--database", "second", "--dry-run")
     assert code == 0 and "taken from: origin unknown" in out
+
+
+def test_without_database_the_commands_use_the_first_configured_one(two_databases, backup_env, settings):
+    settings.ADCP_BACKUP_DATABASES = ["second", "default"]
+    code, out, err = run("backup_create", "--json")
+    assert code == 0, err
+    made = json.loads(out)
+    assert made["counts"]["tenant"] == SECOND_SIZE.tenants
+    assert services.latest_backup_name(database="second") == made["name"]
+    code, out, _ = run("backup_info", "--json")
+    assert json.loads(out)["database"]["alias"] == "second"

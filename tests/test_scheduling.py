@@ -396,3 +396,33 @@ def test_info_shows_schedule_retention_encryption_and_never_secrets(seeded, back
                  "Celery broker: configured", "Running now: nothing"):
         assert line in text.getvalue()
     assert "broker-password" not in text.getvalue()
+
+
+def test_info_shows_a_schedule_only_when_something_runs_it(seeded, settings):
+    from adcp_backup import checks
+
+    seeded()
+    settings.ADCP_BACKUP_SCHEDULE = "0 3 * * *"
+    settings.ADCP_BACKUP_SCHEDULED_BY = ""
+    text = StringIO()
+    call_command("backup_info", stdout=text)
+    assert "Schedule (backup): never: nothing is set to start it" in text.getvalue()
+    assert "0 3 * * *" not in text.getvalue()
+    settings.ADCP_BACKUP_SCHEDULED_BY = "cron"
+    text = StringIO()
+    call_command("backup_info", stdout=text)
+    assert "Schedule (backup): started by cron" in text.getvalue() and "0 3 * * *" not in text.getvalue()
+    settings.ADCP_BACKUP_SCHEDULED_BY = "anacron"
+    assert [e.id for e in checks.check_schedules()] == [checks.E003_SCHEDULE]
+
+
+def test_beat_schedule_has_a_backup_and_a_prune_for_each_database(settings):
+    from adcp_backup import tasks
+
+    settings.ADCP_BACKUP_DATABASES = ["adcp", "reporting"]
+    entries = tasks.beat_schedule()
+    assert sorted(entries) == ["adcp-backup-create", "adcp-backup-create-reporting", "adcp-backup-prune",
+                               "adcp-backup-prune-reporting"]
+    assert entries["adcp-backup-create"]["kwargs"] == {"database": "adcp"}
+    assert entries["adcp-backup-prune-reporting"] == {**entries["adcp-backup-prune"],
+                                                      "kwargs": {"database": "reporting"}}
