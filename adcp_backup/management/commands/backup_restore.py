@@ -42,7 +42,8 @@ class Command(BackupCommand):
         progress = self.progress_reporter(options)
         if validate_only:
             report = self.run_service(
-                lambda: services.backup_validate(file=file, identity=identity, progress=progress), as_json=as_json)
+                lambda: services.backup_validate(file=file, identity=identity, progress=progress, database=database),
+                as_json=as_json)
             if as_json:
                 self.emit_json(report.as_dict())
             elif report.valid:
