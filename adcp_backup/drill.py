@@ -127,17 +127,12 @@ def run(*, name: str, file: str, database: str, identity: Any, restore_into: Res
         raise BackupConfigurationError(f"There is no database {database!r} in DATABASES.")
     started_at = datetime.now(UTC)
     started = time.monotonic()
-    try:
-        with _drill_lock(), _memory_sampler() as memory, _terminate_as_interrupt():
-            removed = remove_leftovers(database)
-            with scratch_database(database) as (alias, scratch):
-                result = _drill(name=name, file=file, live=database, alias=alias, scratch=scratch, identity=identity,
-                                restore_into=restore_into, open_backup=open_backup, progress=progress)
-            peak, growth = memory.peak, memory.growth
-    except BackupError as exc:
-        record({"name": name, "restorable": False, "database": database, "finished_at": _now(),
-                "error": str(exc)})
-        raise
+    with _drill_lock(), _memory_sampler() as memory, _terminate_as_interrupt():
+        removed = remove_leftovers(database)
+        with scratch_database(database) as (alias, scratch):
+            result = _drill(name=name, file=file, live=database, alias=alias, scratch=scratch, identity=identity,
+                            restore_into=restore_into, open_backup=open_backup, progress=progress)
+        peak, growth = memory.peak, memory.growth
     result = replace(result, leftovers_removed=removed, peak_memory_bytes=peak, memory_growth_bytes=growth,
                      duration=time.monotonic() - started, started_at=started_at.isoformat(), finished_at=_now())
     record(result.summary())
@@ -170,7 +165,7 @@ def _drill(*, name: str, file: str, live: str, alias: str, scratch: dict[str, st
 
     def watch(event: ProgressEvent) -> None:
         if event.phase == "restore" and event.table:
-            last_table.update(table=event.table, done=event.done)
+            last_table.update(table=event.table, done=event.done, finished=event.finished)
         progress(event)
 
     restore_started = time.monotonic()
@@ -178,16 +173,14 @@ def _drill(*, name: str, file: str, live: str, alias: str, scratch: dict[str, st
     try:
         restored = restore_into(file=file, database=alias, create_schema=not tenant_backup, safety_backup=False,
                                 restore_settings=False, identity=identity, progress=watch)
-    except EncryptionKeyError:
-        raise
     except InvalidBackup as exc:
         problems.extend(exc.problems)
-    except (RestoreError, DatabaseError) as exc:
+    except Exception as exc:
+        if not (isinstance(exc, RestoreError) or refused_by_database(exc)):
+            raise  # the drill could not run (no key, no file, a setting): not a verdict on the backup
         located = _locate_refused_row(engine, open_backup, header)
         if located is None:
-            table = last_table.get("table")
-            where = f" (while writing {table}, after row {last_table.get('done', 0)})" if table else ""
-            located = Problem(str(table or "restore"), f"the restore failed{where}: {exc}")
+            located = _failure_without_row(exc, last_table)
         problems.append(located)
     restore_seconds = time.monotonic() - restore_started
     if restored is not None:
@@ -217,6 +210,24 @@ def _drill(*, name: str, file: str, live: str, alias: str, scratch: dict[str, st
                        restore_seconds=restore_seconds, verify_seconds=time.monotonic() - verify_started,
                        duration=0.0, peak_memory_bytes=0, memory_growth_bytes=0, leftovers_removed=[], notes=notes,
                        started_at="", finished_at="")
+
+
+def refused_by_database(exc: BaseException) -> bool:
+    """An error of the database or of its driver (some drivers raise their own classes outside Django's wrapper)."""
+    if isinstance(exc, DatabaseError):
+        return True
+    return type(exc).__module__.split(".")[0] in ("sqlite3", "psycopg", "psycopg2", "MySQLdb", "pymysql")
+
+
+def _failure_without_row(exc: BaseException, last_table: dict[str, Any]) -> Problem:
+    """Where a restore failed when no single row is to blame: the table being written, or the final checks."""
+    message = str(exc).strip() or type(exc).__name__
+    table = last_table.get("table")
+    if table is None or last_table.get("finished"):
+        section = dataset.FTS_TABLE if dataset.FTS_TABLE in message else "restore"
+        return Problem(section, f"the restore failed after the rows were written: {message}")
+    return Problem(str(table), f"the restore failed while writing {table}, after row {last_table.get('done', 0)}: "
+                               f"{message}")
 
 
 # -- reading back ----------------------------------------------------------------------------------------
@@ -452,7 +463,9 @@ def _locate_refused_row(engine: Engine, open_backup: OpenBackup, header: dict[st
                     transaction.set_rollback(True, using=alias)
                     return None
             transaction.set_rollback(True, using=alias)
-    except (DatabaseError, BackupError, ValueError, TypeError) as exc:
+    except Exception as exc:
+        if not (refused_by_database(exc) or isinstance(exc, (BackupError, ValueError, TypeError))):
+            raise
         logger.info("Could not name the row the restore failed on: %s", exc)
     return None
 
@@ -467,7 +480,9 @@ def _row_error(engine: Engine, writer: Any, rows: Any, first_row: int) -> str | 
         with transaction.atomic(using=engine.alias), engine.connection.wrap_database_errors:
             writer.write(rows, first_row)
             engine.count(writer.spec.name)  # ends a pending bulk write, so that its error surfaces here
-    except DatabaseError as exc:
+    except Exception as exc:
+        if not refused_by_database(exc):
+            raise
         return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return None
 

@@ -818,6 +818,9 @@ def backup_drill(*, file: str = "latest", database: str = "default",
             progress=progress,
         )
     except Exception as exc:
+        if isinstance(exc, BackupError):
+            drill.record({"name": file, "restorable": False, "database": database,
+                          "finished_at": datetime.now(UTC).isoformat(), "error": str(exc)})
         signals.send(signals.drill_failed, backup_drill, arguments=arguments, result=None, exception=exc)
         raise
     if result.restorable:

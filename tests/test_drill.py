@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,10 +17,11 @@ from django.db import connections
 
 from adcp_backup import drill, services, signals
 from adcp_backup.db import get_engine
-from adcp_backup.exceptions import BackupConfigurationError
+from adcp_backup.exceptions import BackupConfigurationError, BackupError, BackupLocked
 
 from . import forge
 from .conftest import engine_aliases, table_state
+from .test_scheduling import broker, celery_processes  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.engines, pytest.mark.django_db(transaction=True, databases="__all__")]
 
@@ -111,9 +109,10 @@ def test_a_good_backup_drills_with_counts_checksums_and_time(seeded, alias, dril
     assert drill.read_state()["last_success"]["name"] == backup.name
 
 
-def test_a_drill_reports_a_row_that_does_not_restore_by_table_and_row(seeded, backup_env, drill_dir):
-    seeded("default")
-    good = services.backup_create(database="default", compression="none")
+@pytest.mark.parametrize("alias", [a for a in engine_aliases() if a != "postgresql"])  # PostgreSQL stores NaN
+def test_a_drill_reports_a_row_that_does_not_restore_by_table_and_row(seeded, backup_env, drill_dir, alias):
+    seeded(alias)
+    good = services.backup_create(database=alias, compression="none")
     source = Path(good.path)
 
     def nan_price(lines: list[Any]) -> list[Any]:
@@ -131,14 +130,204 @@ def test_a_drill_reports_a_row_that_does_not_restore_by_table_and_row(seeded, ba
 
     bad = forge.forge(source, backup_env / "nan.jsonl", nan_price)
     assert services.backup_validate(file=str(bad)).valid  # a valid file...
-    state_before = table_state("default")
+    state_before = table_state(alias)
     out = io.StringIO()
     with pytest.raises(CommandError) as raised:
-        call_command("backup_drill", str(bad), "--json", stdout=out, stderr=io.StringIO())
-    assert raised.value.returncode == 2
+        call_command("backup_drill", str(bad), "--database", alias, "--json", stdout=out, stderr=io.StringIO())
+    assert raised.value.returncode == 2  # ...that does not restore
     result = orjson.loads(out.getvalue())
     assert result["restorable"] is False
     assert result["problems"][0]["section"] == "product" and result["problems"][0]["row"] == 7
-    assert table_state("default") == state_before
-    assert scratch_leftovers("default") == []
+    assert table_state(alias) == state_before
+    assert scratch_leftovers(alias) == []
     assert drill.read_state()["last"]["restorable"] is False
+
+
+def test_a_drill_that_cannot_run_raises_and_is_recorded(backup_env, drill_dir):
+    out = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("backup_drill", "--json", stdout=out, stderr=io.StringIO())
+    assert raised.value.returncode == 1
+    assert "no backup" in orjson.loads(out.getvalue())["error"]
+    assert drill.read_state()["last"]["restorable"] is False
+    assert "last_success" not in drill.read_state()
+
+
+@pytest.fixture
+def celery_drill(broker: str, celery_processes: Any) -> tuple[str, Any]:  # noqa: F811
+    return broker, celery_processes
+
+
+@pytest.fixture
+def drill_signals() -> Any:
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    def finished(sender: Any, **kwargs: Any) -> None:
+        received.append(("finished", kwargs))
+
+    def failed(sender: Any, **kwargs: Any) -> None:
+        received.append(("failed", kwargs))
+
+    signals.drill_finished.connect(finished)
+    signals.drill_failed.connect(failed)
+    yield received
+    signals.drill_finished.disconnect(finished)
+    signals.drill_failed.disconnect(failed)
+
+
+def test_signals_and_the_admins_mail(seeded, backup_env, drill_dir, drill_signals, settings):
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    settings.ADCP_BACKUP_NOTIFY_ADMINS = True
+    seeded("default")
+    good = services.backup_create(database="default", compression="none")
+    services.backup_drill(file=good.name)
+    assert drill_signals[-1][0] == "finished" and drill_signals[-1][1]["result"].restorable
+    assert mail.outbox == []
+
+    def drop_a_tenant(lines: list[Any]) -> list[Any]:  # its products now point at nothing
+        return [line for line in lines if not (isinstance(line, list) and line[0] == 1 and lines.index(line) < 8)]
+
+    bad = forge.forge(Path(good.path), backup_env / "orphans.jsonl", drop_a_tenant)
+    result = services.backup_drill(file=str(bad), )
+    assert not result.restorable
+    kind, named = drill_signals[-1]
+    assert kind == "failed" and named["result"] is result and named["exception"] is None
+    assert len(mail.outbox) == 1 and "Restore drill failed" in mail.outbox[0].subject
+    assert str(result.problems[0]) in mail.outbox[0].body
+
+    settings.ADCP_BACKUP_NOTIFY_ADMINS = False
+    with pytest.raises(BackupConfigurationError):
+        services.backup_drill(database="nope")
+    assert drill_signals[-1][0] == "failed" and isinstance(drill_signals[-1][1]["exception"],
+                                                           BackupConfigurationError)
+    assert len(mail.outbox) == 1
+
+
+def test_a_tenant_backup_drills_into_an_empty_scratch_database(seeded, backup_env, drill_dir):
+    seeded("default")
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT slug FROM tenant ORDER BY id LIMIT 1 OFFSET 1")
+        slug = cursor.fetchone()[0]
+    backup = services.backup_create(database="default", tenants=[slug])
+    result = services.backup_drill(file=backup.name)
+    assert result.restorable, result.problems
+    assert {t: c.rows_restored for t, c in result.tables.items() if c.rows_restored} == \
+        {t: n for t, n in backup.counts.items() if n}
+    assert result.tables["tenant"].rows_restored == 1
+
+
+def test_an_encrypted_backup_drills_with_the_configured_identity(seeded, backup_env, drill_dir, settings):
+    pyrage = pytest.importorskip("pyrage")
+    identity = pyrage.x25519.Identity.generate()
+    key_file = backup_env / "identity.txt"
+    key_file.write_text(str(identity) + "\n")
+    settings.ADCP_BACKUP_AGE_RECIPIENTS = [str(identity.to_public())]
+    seeded("default")
+    backup = services.backup_create(database="default", encrypt=True)
+    with pytest.raises(BackupError):
+        services.backup_drill(file=backup.name)  # no identity: the drill cannot run
+    settings.ADCP_BACKUP_AGE_IDENTITY = str(key_file)
+    result = services.backup_drill(file=backup.name)
+    assert result.restorable and result.tables["product"].rows_restored == backup.counts["product"]
+
+
+def test_a_legacy_file_drills(seeded, backup_env, drill_dir):
+    from .legacy_fixtures import seed_legacy_source, v2_document, write_v2
+
+    seed_legacy_source(seeded)
+    path = write_v2(backup_env / "comprehensive_backup_20250902_174646.json.gz", v2_document())
+    result = services.backup_drill(file=str(path))
+    assert result.restorable, result.problems
+    assert result.format.startswith("legacy")
+    assert all(check.compared == "normalized" and check.matches for check in result.tables.values())
+    assert result.tables["product"].rows_restored == 60
+
+
+def test_a_drill_leaves_backups_and_restores_free_to_run(seeded, backup_env, drill_dir):
+    """The drill holds its own lock, not the backup lock: a backup can run while a drill holds it."""
+    seeded("default")
+    services.backup_create(database="default")
+    with drill._drill_lock():
+        assert services.backup_create(database="default").name
+        with pytest.raises(BackupLocked):
+            services.backup_drill()  # but never two drills at once
+
+
+# -- in other processes: a killed drill, a Celery beat schedule -------------------------------------------
+def live_url(alias: str) -> str:
+    """A DATABASE_URL for another process, naming this test run's database of ``alias``."""
+    settings_dict = connections.settings[alias]
+    if connections[alias].vendor == "sqlite":
+        return f"sqlite:///{settings_dict['NAME']}"
+    scheme = "postgres" if connections[alias].vendor == "postgresql" else "mysql"
+    user = settings_dict.get("USER") or ""
+    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    return f"{scheme}://{user}{password}@{host}{port}/{settings_dict['NAME']}"
+
+
+@pytest.mark.parametrize("alias", engine_aliases())
+def test_a_killed_drill_leaves_a_leftover_that_the_next_drill_removes(adcp_schema, alias, tmp_path, drill_dir):
+    from .scheduling_fixtures import manage, project_env, start_manage
+
+    adcp_schema(alias)
+    env = project_env(tmp_path, DATABASE_URL=live_url(alias), ADCP_BACKUP_DRILL_DIR=str(drill_dir))
+    seeded = manage("adcp_demo", "--products", "30000", "--embeddings", "10", "--dim", "8", env=env, cwd=tmp_path)
+    assert seeded.returncode == 0, seeded.stderr
+    made = manage("backup_create", "--compression", "none", env=env, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    state_before = table_state(alias)
+
+    running = start_manage("backup_drill", "-v0", env=env, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not scratch_leftovers(alias) and running.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # into the restore
+    assert running.poll() is None, "the drill ended before it could be killed"
+    running.send_signal(signal.SIGKILL)
+    running.wait(30)
+    leftovers = scratch_leftovers(alias)
+    assert leftovers and all(str(running.pid) in name for name in leftovers)
+
+    again = manage("backup_drill", "--json", env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert result["restorable"] is True
+    assert sorted(Path(name).name for name in result["leftovers_removed"]) == leftovers
+    assert scratch_leftovers(alias) == []
+    assert table_state(alias) == state_before
+
+
+def test_a_beat_schedule_runs_a_drill_and_monitoring_sees_it(tmp_path, drill_dir, celery_drill):
+    from .scheduling_fixtures import manage, project_env
+    from .test_scheduling import wait_for
+
+    broker_address, processes_for = celery_drill
+    env = project_env(tmp_path, CELERY_BROKER_URL=broker_address, ADCP_BACKUP_SCHEDULE="", ADCP_BACKUP_PRUNE_SCHEDULE="",
+                      ADCP_BACKUP_DRILL_SCHEDULE="@every 3s", ADCP_BACKUP_DRILL_DIR=str(drill_dir))
+    assert manage("adcp_demo", "--products", "200", "--embeddings", "10", "--dim", "8", env=env,
+                  cwd=tmp_path).returncode == 0
+    made = manage("backup_create", "--json", env=env, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    before = manage("backup_info", "--max-drill-age", "1h", "--json", env=env, cwd=tmp_path)
+    assert before.returncode == 1
+    assert "No restore drill succeeded" in before.stderr
+    processes = processes_for(env)
+    logs = [processes.worker(), processes.beat()]
+    state = tmp_path / "backups" / drill.STATE_FILE_NAME
+
+    def drilled() -> bool:
+        return state.exists() and "last_success" in json.loads(state.read_text())
+
+    wait_for(drilled, 120, "a scheduled drill recorded as successful", logs)
+    processes.stop()
+    assert "Sending due task adcp-backup-drill (adcp_backup.drill)" in logs[1].read_text()
+    after = manage("backup_info", "--max-drill-age", "1h", "--json", env=env, cwd=tmp_path)
+    assert after.returncode == 0, after.stderr
+    info = json.loads(after.stdout)["drill"]
+    assert info["stale"] is False and info["last_success"]["name"] == json.loads(made.stdout)["name"]
+    assert info["last_success"]["counts"]["product"] == 200
+    text = manage("backup_info", env=env, cwd=tmp_path).stdout
+    assert f"Last successful drill: {json.loads(made.stdout)['name']}" in text
+    assert list(drill_dir.glob("*")) == []
