@@ -43,7 +43,6 @@ from .exceptions import (
     BackupConfigurationError,
     BackupError,
     BackupLocked,
-    EncryptionKeyError,
     InvalidBackup,
     Problem,
     RestoreError,
@@ -155,11 +154,13 @@ def _drill(*, name: str, file: str, live: str, alias: str, scratch: dict[str, st
         header = reader.header
         fmt = reader.format
     tenant_backup = (header.get("scope") or {}).get("tenants") not in (None, "all")
-    if tenant_backup:
-        # A tenant restore fills an existing schema: give the empty scratch database the application's.
+    # A tenant restore fills an existing schema; a temporary schema shares the live database's catalog, where
+    # DDL captured from that database names the live tables. Both get the application's own DDL first.
+    precreate = tenant_backup or scratch["kind"] == "schema"
+    if precreate:
         with engine.connection.wrap_database_errors:
             engine.create_schema(shipped_ddl(engine.vendor))
-        notes.append("a tenant backup: restored into an empty scratch database with the AdCP schema")
+        notes.append("the scratch database was given the AdCP schema from the application's DDL before the restore")
 
     last_table: dict[str, Any] = {}
 
@@ -171,7 +172,7 @@ def _drill(*, name: str, file: str, live: str, alias: str, scratch: dict[str, st
     restore_started = time.monotonic()
     restored: Any = None
     try:
-        restored = restore_into(file=file, database=alias, create_schema=not tenant_backup, safety_backup=False,
+        restored = restore_into(file=file, database=alias, create_schema=not precreate, safety_backup=False,
                                 restore_settings=False, identity=identity, progress=watch)
     except InvalidBackup as exc:
         problems.extend(exc.problems)

@@ -253,6 +253,58 @@ def test_a_drill_leaves_backups_and_restores_free_to_run(seeded, backup_env, dri
             services.backup_drill()  # but never two drills at once
 
 
+@pytest.fixture
+def limited_postgresql_role(drill_dir: Path) -> Any:
+    """A PostgreSQL role without CREATEDB, as an extra database alias; call with may_create_schema."""
+    if "postgresql" not in connections.settings:
+        pytest.skip("no PostgreSQL URL")
+    made: list[str] = []
+    database = connections.settings["postgresql"]["NAME"]
+
+    def make(*, may_create_schema: bool) -> str:
+        role = f"adcp_drill_role_{len(made)}"
+        with connections["postgresql"].cursor() as cursor:
+            cursor.execute(f"DROP ROLE IF EXISTS {role}")
+            cursor.execute(f"CREATE ROLE {role} LOGIN NOCREATEDB PASSWORD 'drill'")
+            if may_create_schema:
+                cursor.execute(f'GRANT CREATE ON DATABASE "{database}" TO {role}')
+        alias = f"{drill.DATABASE_PREFIX}limited_{len(made)}"
+        connections.settings[alias] = {**connections.settings["postgresql"], "USER": role, "PASSWORD": "drill",
+                                       "HOST": "127.0.0.1"}
+        made.append(alias)
+        return alias
+
+    yield make
+    for number, alias in enumerate(made):
+        connections[alias].close()
+        connections.settings.pop(alias, None)
+        with connections["postgresql"].cursor() as cursor:
+            cursor.execute(f'REVOKE ALL ON DATABASE "{database}" FROM adcp_drill_role_{number}')
+            cursor.execute(f"DROP ROLE IF EXISTS adcp_drill_role_{number}")
+
+
+def test_without_createdb_postgresql_drills_in_a_temporary_schema(seeded, backup_env, limited_postgresql_role):
+    counts = seeded("postgresql")
+    backup = services.backup_create(database="postgresql")
+    state_before = table_state("postgresql")
+    alias = limited_postgresql_role(may_create_schema=True)
+    result = services.backup_drill(file=backup.name, database=alias)
+    assert result.restorable, result.problems
+    assert result.scratch["kind"] == "schema"
+    assert {t: c.rows_restored for t, c in result.tables.items()} == {t: counts[t] for t in result.tables}
+    assert table_state("postgresql") == state_before
+    assert scratch_leftovers("postgresql") == []
+
+
+def test_without_any_grant_the_drill_names_the_missing_one(seeded, backup_env, limited_postgresql_role):
+    seeded("postgresql")
+    backup = services.backup_create(database="postgresql")
+    alias = limited_postgresql_role(may_create_schema=False)
+    with pytest.raises(BackupConfigurationError, match="needs the CREATEDB privilege"):
+        services.backup_drill(file=backup.name, database=alias)
+    assert scratch_leftovers("postgresql") == []
+
+
 # -- in other processes: a killed drill, a Celery beat schedule -------------------------------------------
 def live_url(alias: str) -> str:
     """A DATABASE_URL for another process, naming this test run's database of ``alias``."""
@@ -304,8 +356,9 @@ def test_a_beat_schedule_runs_a_drill_and_monitoring_sees_it(tmp_path, drill_dir
     from .test_scheduling import wait_for
 
     broker_address, processes_for = celery_drill
-    env = project_env(tmp_path, CELERY_BROKER_URL=broker_address, ADCP_BACKUP_SCHEDULE="", ADCP_BACKUP_PRUNE_SCHEDULE="",
-                      ADCP_BACKUP_DRILL_SCHEDULE="@every 3s", ADCP_BACKUP_DRILL_DIR=str(drill_dir))
+    env = project_env(tmp_path, CELERY_BROKER_URL=broker_address, ADCP_BACKUP_SCHEDULE="",
+                      ADCP_BACKUP_PRUNE_SCHEDULE="", ADCP_BACKUP_DRILL_SCHEDULE="@every 3s",
+                      ADCP_BACKUP_DRILL_DIR=str(drill_dir))
     assert manage("adcp_demo", "--products", "200", "--embeddings", "10", "--dim", "8", env=env,
                   cwd=tmp_path).returncode == 0
     made = manage("backup_create", "--json", env=env, cwd=tmp_path)
