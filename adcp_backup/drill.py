@@ -244,102 +244,126 @@ class _FileTable:
 
 def verify(engine: Engine, open_backup: OpenBackup, header: dict[str, Any], *,
            progress: ProgressCallback) -> tuple[dict[str, TableCheck], list[Problem]]:
-    """Compare every restored table with the file, row by row, and recompute its checksum from the database.
+    """Compare every restored table with the file and recompute its checksum from the scratch database.
 
-    A native file from this engine is compared in the backup's own canonical encoding, byte for byte: the
-    checksum recomputed from the scratch database must equal the file's. Any other file (another engine's, a
-    legacy one) is compared with what the reader yields, value by value after normalising each column family."""
+    A native file from this engine is compared in the backup's own canonical encoding: the SHA-256 recomputed
+    from the restored rows, in key order, must equal the file's own table checksum (read from its table end
+    records, without parsing the rows again); a table that differs is then compared row by row to name the row.
+    Any other file (another engine's, a legacy one) is compared row by row with what the reader yields, value by
+    value after normalising each column family."""
     source_vendor = (header.get("schema") or {}).get("engine") or (header.get("source") or {}).get("engine")
-    limit = int(backup_settings.MAX_PROBLEMS)
     problems: list[Problem] = []
     files: dict[str, _FileTable] = {}
     with open_backup() as reader:
-        exact = reader.format.startswith("adcp-backup") and source_vendor == engine.vendor
-        encoders: dict[str, Callable[[Any], bytes]] = {}
-        keys: dict[str, int | None] = {}
-        for event in reader.events():
-            if isinstance(event, TableStart):
-                spec = _spec(event.name)
-                if spec is None:
-                    continue
-                table = files.setdefault(event.name, _FileTable(list(event.columns), list(event.families)))
-                if table.columns != list(event.columns):
-                    table.columns, table.families = list(event.columns), list(event.families)
-                keys[event.name] = event.columns.index(spec.primary_key) if spec.primary_key in event.columns \
-                    else None
-                encoders[event.name] = _line_encoder(event.families, exact)
-            elif isinstance(event, RowBatch) and event.table in files:
-                table = files[event.table]
-                encode = encoders[event.table]
-                key = keys[event.table]
-                for offset, row in enumerate(event.rows):
-                    if key is None:
-                        table.unkeyed += 1
-                        continue
-                    table.digests[_key(row[key])] = (_digest(encode(row)), event.first_row + offset)
-            elif isinstance(event, TableEnd) and event.name in files:
-                files[event.name].rows += event.rows
-                files[event.name].sha256 = event.sha256
+        exact = (reader.format.startswith("adcp-backup") and source_vendor == engine.vendor
+                 and hasattr(reader, "structure"))
+        if exact:
+            for event in reader.structure():
+                if isinstance(event, TableStart) and _spec(event.name) is not None:
+                    files[event.name] = _FileTable(list(event.columns), list(event.families))
+                elif isinstance(event, TableEnd) and event.name in files:
+                    files[event.name].rows += event.rows
+                    files[event.name].sha256 = event.sha256
+        else:
+            files = _file_rows(reader, exact=False)
 
     checks: dict[str, TableCheck] = {}
     present = engine.existing_tables()
-    batch = int(backup_settings.BATCH_SIZE)
     for spec in dataset.tables():
-        found_table = files.get(spec.name)
-        if found_table is None:
+        table = files.get(spec.name)
+        if table is None:
             continue
-        table = found_table
         if spec.name not in present:
             problems.append(Problem(spec.name, "the table is missing from the restored database"))
             continue
-        progress(ProgressEvent("drill", spec.name, 0, table.rows))
-        raw_encode = row_encoder(table.families)
-        compare = _line_encoder(table.families, exact)
-        checksum = hashlib.sha256()
-        restored = 0
-        differing = 0
-        expected = table.digests
-        for batch_rows in engine.read_rows(spec, table.columns, batch_size=batch):
-            rows = list(batch_rows)
-            lines = [raw_encode(row) for row in rows]
-            checksum.update(b"\n".join(lines) + b"\n")
-            restored += len(rows)
-            if table.unkeyed:
+        restored, recomputed, differing = _read_back(engine, spec, table, exact=exact, keyed=not exact,
+                                                     problems=problems, progress=progress)
+        if exact and (recomputed != table.sha256 or restored != table.rows):
+            with open_backup() as reader:  # name the rows that differ: the slow way, for this table only
+                table = _file_rows(reader, exact=True, only=spec.name).get(spec.name, table)
+            restored, recomputed, differing = _read_back(engine, spec, table, exact=True, keyed=True,
+                                                         problems=problems, progress=progress)
+            if not differing and recomputed != table.sha256:
+                problems.append(Problem(spec.name, "the checksum recomputed from the restored rows differs from "
+                                                   "the backup's"))
+        if restored != table.rows:
+            problems.append(Problem(spec.name, f"the backup holds {table.rows} rows, the restored table {restored}"))
+        checks[spec.name] = TableCheck(
+            rows_in_file=table.rows, rows_restored=restored, checksum_in_file=table.sha256,
+            checksum_restored=recomputed, compared="exact" if exact else "normalized",
+            matches=not differing and restored == table.rows and (not exact or recomputed == table.sha256),
+        )
+    return checks, problems[:int(backup_settings.MAX_PROBLEMS)]
+
+
+def _file_rows(reader: Any, *, exact: bool, only: str | None = None) -> dict[str, _FileTable]:
+    """Each table's rows as digests by primary key, with their row numbers in the file."""
+    files: dict[str, _FileTable] = {}
+    encoders: dict[str, Callable[[Any], bytes]] = {}
+    keys: dict[str, int | None] = {}
+    for event in reader.events():
+        if isinstance(event, TableStart):
+            spec = _spec(event.name)
+            if spec is None or (only is not None and event.name != only):
                 continue
-            key_index = table.columns.index(spec.primary_key)
+            table = files.setdefault(event.name, _FileTable(list(event.columns), list(event.families)))
+            if table.columns != list(event.columns):
+                table.columns, table.families = list(event.columns), list(event.families)
+            keys[event.name] = event.columns.index(spec.primary_key) if spec.primary_key in event.columns else None
+            encoders[event.name] = _line_encoder(event.families, exact)
+        elif isinstance(event, RowBatch) and event.table in files:
+            table = files[event.table]
+            encode = encoders[event.table]
+            key = keys[event.table]
+            for offset, row in enumerate(event.rows):
+                if key is None:
+                    table.unkeyed += 1
+                    continue
+                table.digests[_key(row[key])] = (_digest(encode(row)), event.first_row + offset)
+        elif isinstance(event, TableEnd) and event.name in files:
+            files[event.name].rows += event.rows
+            files[event.name].sha256 = event.sha256
+    return files
+
+
+def _read_back(engine: Engine, spec: dataset.TableSpec, table: _FileTable, *, exact: bool, keyed: bool,
+               problems: list[Problem], progress: ProgressCallback) -> tuple[int, str, int]:
+    """Read one restored table in key order: its row count, its recomputed SHA-256 in the backup's encoding,
+    and (``keyed``) how many rows differ from the file's, each added to ``problems``."""
+    limit = int(backup_settings.MAX_PROBLEMS)
+    progress(ProgressEvent("drill", spec.name, 0, table.rows))
+    raw_encode = row_encoder(table.families)
+    compare = _line_encoder(table.families, exact)
+    checksum = hashlib.sha256()
+    restored = differing = 0
+    expected = dict(table.digests) if keyed else {}
+    key_index = table.columns.index(spec.primary_key) if spec.primary_key in table.columns else None
+    keyed = keyed and key_index is not None and not table.unkeyed
+    for batch_rows in engine.read_rows(spec, table.columns, batch_size=int(backup_settings.BATCH_SIZE)):
+        rows = list(batch_rows)
+        lines = [raw_encode(row) for row in rows]
+        checksum.update(b"\n".join(lines) + b"\n")
+        restored += len(rows)
+        if keyed:
             for db_row, line in zip(rows, lines, strict=True):
-                key = _key(db_row[key_index])
+                key = _key(db_row[key_index])  # type: ignore[index]
                 wanted = expected.pop(key, None)
                 if wanted is None:
                     differing += 1
                     if len(problems) < limit:
                         problems.append(Problem(spec.name, f"id {key}: in the restored table but not in the backup"))
-                    continue
-                if _digest(line if exact else compare(db_row)) != wanted[0]:
+                elif _digest(line if exact else compare(db_row)) != wanted[0]:
                     differing += 1
                     if len(problems) < limit:
                         problems.append(Problem(spec.name, f"id {key}: the restored row differs from the backup's",
                                                 wanted[1]))
-            progress(ProgressEvent("drill", spec.name, restored, table.rows))
-        for key, (_digest_value, row_number) in sorted(expected.items(), key=lambda item: item[1][1]):
-            differing += 1
-            if len(problems) < limit:
-                problems.append(Problem(spec.name, f"id {key}: missing from the restored table", row_number))
-        expected.clear()
-        if restored != table.rows and len(problems) < limit:
-            problems.append(Problem(spec.name, f"the backup holds {table.rows} rows, the restored table {restored}"))
-        recomputed = checksum.hexdigest() if restored else hashlib.sha256().hexdigest()
-        checks[spec.name] = TableCheck(
-            rows_in_file=table.rows, rows_restored=restored, checksum_in_file=table.sha256,
-            checksum_restored=recomputed, compared="exact" if exact else "normalized",
-            matches=differing == 0 and restored == table.rows and (not exact or recomputed == table.sha256
-                                                                    or table.sha256 is None),
-        )
-        if exact and table.sha256 is not None and recomputed != table.sha256 and not differing:
-            problems.append(Problem(spec.name, "the checksum recomputed from the restored rows differs from "
-                                               "the backup's"))
-        progress(ProgressEvent("drill", spec.name, restored, table.rows, finished=True))
-    return checks, problems
+        progress(ProgressEvent("drill", spec.name, restored, table.rows))
+    for key, (_value, row_number) in sorted(expected.items(), key=lambda item: item[1][1]):
+        differing += 1
+        if len(problems) < limit:
+            problems.append(Problem(spec.name, f"id {key}: missing from the restored table", row_number))
+    progress(ProgressEvent("drill", spec.name, restored, table.rows, finished=True))
+    return restored, checksum.hexdigest() if restored else hashlib.sha256().hexdigest(), differing
 
 
 def _spec(name: str) -> dataset.TableSpec | None:
