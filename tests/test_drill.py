@@ -305,6 +305,29 @@ def test_without_any_grant_the_drill_names_the_missing_one(seeded, backup_env, l
     assert scratch_leftovers("postgresql") == []
 
 
+@pytest.mark.skipif("mysql" not in engine_aliases(), reason="no MariaDB URL")
+def test_a_mariadb_user_without_create_gets_the_grant_named(seeded, backup_env, drill_dir):
+    seeded("mysql")
+    backup = services.backup_create(database="mysql")
+    database = connections.settings["mysql"]["NAME"]
+    with connections["mysql"].cursor() as cursor:
+        cursor.execute("DROP USER IF EXISTS 'adcp_drill_nogrant'@'%'")
+        cursor.execute("CREATE USER 'adcp_drill_nogrant'@'%' IDENTIFIED BY 'drill'")
+        cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{database}`.* TO 'adcp_drill_nogrant'@'%'")
+    alias = f"{drill.DATABASE_PREFIX}nogrant"
+    connections.settings[alias] = {**connections.settings["mysql"], "USER": "adcp_drill_nogrant",
+                                   "PASSWORD": "drill", "HOST": "127.0.0.1"}
+    try:
+        with pytest.raises(BackupConfigurationError, match="needs CREATE and DROP on databases named adcp_drill_"):
+            services.backup_drill(file=backup.name, database=alias)
+    finally:
+        connections[alias].close()
+        connections.settings.pop(alias)
+        with connections["mysql"].cursor() as cursor:
+            cursor.execute("DROP USER IF EXISTS 'adcp_drill_nogrant'@'%'")
+    assert scratch_leftovers("mysql") == []
+
+
 # -- in other processes: a killed drill, a Celery beat schedule -------------------------------------------
 def live_url(alias: str) -> str:
     """A DATABASE_URL for another process, naming this test run's database of ``alias``."""
@@ -349,6 +372,27 @@ def test_a_killed_drill_leaves_a_leftover_that_the_next_drill_removes(adcp_schem
     assert sorted(Path(name).name for name in result["leftovers_removed"]) == leftovers
     assert scratch_leftovers(alias) == []
     assert table_state(alias) == state_before
+
+
+def test_sigterm_stops_a_drill_and_removes_its_scratch_database(adcp_schema, tmp_path, drill_dir):
+    from .scheduling_fixtures import manage, project_env, start_manage
+
+    adcp_schema("default")
+    env = project_env(tmp_path, DATABASE_URL=live_url("default"), ADCP_BACKUP_DRILL_DIR=str(drill_dir))
+    assert manage("adcp_demo", "--products", "30000", "--embeddings", "10", "--dim", "8", env=env,
+                  cwd=tmp_path).returncode == 0
+    assert manage("backup_create", env=env, cwd=tmp_path).returncode == 0
+    running = start_manage("backup_drill", "-v0", env=env, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not scratch_leftovers("default") and running.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    assert running.poll() is None, "the drill ended before it could be stopped"
+    running.send_signal(signal.SIGTERM)
+    _out, err = running.communicate(timeout=60)
+    assert running.returncode == 1
+    assert "The drill was interrupted; its scratch database was removed." in err and "Traceback" not in err
+    assert scratch_leftovers("default") == []
 
 
 def test_a_beat_schedule_runs_a_drill_and_monitoring_sees_it(tmp_path, drill_dir, celery_drill):

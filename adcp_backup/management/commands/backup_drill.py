@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from ... import services
-from ..base import EXIT_INVALID, BackupCommand, format_size
+from ..base import EXIT_FAILED, EXIT_INVALID, BackupCommand, format_size
 
 
 class Command(BackupCommand):
@@ -24,8 +24,12 @@ class Command(BackupCommand):
     def handle(self, *args: Any, file: str, database: str, as_json: bool, identity: str | None = None,
                **options: Any) -> None:
         progress = self.progress_reporter(options)
-        result = self.run_service(lambda: services.backup_drill(file=file, database=database, identity=identity,
-                                                                progress=progress), as_json=as_json)
+        try:
+            result = self.run_service(lambda: services.backup_drill(file=file, database=database, identity=identity,
+                                                                    progress=progress), as_json=as_json)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the scratch database was removed on the way out
+            raise CommandError("The drill was interrupted; its scratch database was removed.",
+                               returncode=EXIT_FAILED) from exc
         if as_json:
             self.emit_json(result.as_dict())
         else:
