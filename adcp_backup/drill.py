@@ -339,7 +339,10 @@ def _read_back(engine: Engine, spec: dataset.TableSpec, table: _FileTable, *, ex
     expected = dict(table.digests) if keyed else {}
     key_index = table.columns.index(spec.primary_key) if spec.primary_key in table.columns else None
     keyed = keyed and key_index is not None and not table.unkeyed
-    for batch_rows in engine.read_rows(spec, table.columns, batch_size=int(backup_settings.BATCH_SIZE)):
+    batch = int(backup_settings.BATCH_SIZE)
+    if BLOB in table.families:
+        batch = max(1, batch // 8)  # wide rows (embeddings): smaller batches keep the drill's memory flat
+    for batch_rows in engine.read_rows(spec, table.columns, batch_size=batch):
         rows = list(batch_rows)
         lines = [raw_encode(row) for row in rows]
         checksum.update(b"\n".join(lines) + b"\n")
