@@ -224,8 +224,10 @@ def _failure_without_row(exc: BaseException, last_table: dict[str, Any]) -> Prob
     """Where a restore failed when no single row is to blame: the table being written, or the final checks."""
     message = str(exc).strip() or type(exc).__name__
     table = last_table.get("table")
-    if table is None or last_table.get("finished"):
-        section = dataset.FTS_TABLE if dataset.FTS_TABLE in message else "restore"
+    section = dataset.FTS_TABLE if dataset.FTS_TABLE in message else "restore"
+    if table is None:
+        return Problem(section, f"the restore failed before any row was written: {message}")
+    if last_table.get("finished"):
         return Problem(section, f"the restore failed after the rows were written: {message}")
     return Problem(str(table), f"the restore failed while writing {table}, after row {last_table.get('done', 0)}: "
                                f"{message}")
