@@ -89,6 +89,7 @@ class DrillResult:
     restore_seconds: float
     verify_seconds: float
     duration: float
+    scratch_seconds: float  # finding leftovers, creating and removing the scratch database
     peak_memory_bytes: int
     memory_growth_bytes: int
     leftovers_removed: list[str]
@@ -129,11 +130,14 @@ def run(*, name: str, file: str, database: str, identity: Any, restore_into: Res
     with _drill_lock(), _memory_sampler() as memory, _terminate_as_interrupt():
         removed = remove_leftovers(database)
         with scratch_database(database) as (alias, scratch):
+            ready = time.monotonic()
             result = _drill(name=name, file=file, live=database, alias=alias, scratch=scratch, identity=identity,
                             restore_into=restore_into, open_backup=open_backup, progress=progress)
+            done = time.monotonic()
         peak, growth = memory.peak, memory.growth
     result = replace(result, leftovers_removed=removed, peak_memory_bytes=peak, memory_growth_bytes=growth,
-                     duration=time.monotonic() - started, started_at=started_at.isoformat(), finished_at=_now())
+                     duration=time.monotonic() - started, started_at=started_at.isoformat(), finished_at=_now(),
+                     scratch_seconds=round(ready - started + time.monotonic() - done, 3))
     record(result.summary())
     logger.info("Drill of %s: %s (restore %.2f s, %s rows)", name,
                 "restorable" if result.restorable else f"NOT restorable: {result.problems[:1]}",
@@ -209,7 +213,7 @@ def _drill(*, name: str, file: str, live: str, alias: str, scratch: dict[str, st
     return DrillResult(name=name, format=fmt, database=live, engine=engine.vendor, scratch=scratch,
                        restorable=not problems, tables=tables, problems=problems[:limit], checks=checks,
                        restore_seconds=restore_seconds, verify_seconds=time.monotonic() - verify_started,
-                       duration=0.0, peak_memory_bytes=0, memory_growth_bytes=0, leftovers_removed=[], notes=notes,
+                       duration=0.0, scratch_seconds=0.0, peak_memory_bytes=0, memory_growth_bytes=0, leftovers_removed=[], notes=notes,
                        started_at="", finished_at="")
 
 
