@@ -213,8 +213,8 @@ def _drill(*, name: str, file: str, live: str, alias: str, scratch: dict[str, st
     return DrillResult(name=name, format=fmt, database=live, engine=engine.vendor, scratch=scratch,
                        restorable=not problems, tables=tables, problems=problems[:limit], checks=checks,
                        restore_seconds=restore_seconds, verify_seconds=time.monotonic() - verify_started,
-                       duration=0.0, scratch_seconds=0.0, peak_memory_bytes=0, memory_growth_bytes=0, leftovers_removed=[], notes=notes,
-                       started_at="", finished_at="")
+                       duration=0.0, scratch_seconds=0.0, peak_memory_bytes=0, memory_growth_bytes=0,
+                       leftovers_removed=[], notes=notes, started_at="", finished_at="")
 
 
 def refused_by_database(exc: BaseException) -> bool:
