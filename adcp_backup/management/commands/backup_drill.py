@@ -43,7 +43,9 @@ class Command(BackupCommand):
                                   f"{check.compared} {verdict}")
             checks = ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in result.checks.items() if v is not None)
             self.stdout.write(f"Checks: {checks}")
-            self.stdout.write(f"Restore time: {result.restore_seconds:.2f} s (drill {result.duration:.2f} s); "
+            self.stdout.write(f"Restore time: {result.restore_seconds:.2f} s; read back and compared in "
+                              f"{result.verify_seconds:.2f} s; the whole drill {result.duration:.2f} s "
+                              f"({result.scratch_seconds:.2f} s creating and removing the scratch database); "
                               f"peak memory {format_size(result.peak_memory_bytes)}")
             for removed in result.leftovers_removed:
                 self.stdout.write(f"Removed a killed drill's leftover: {removed}")
