@@ -214,6 +214,10 @@ def test_a_tenant_backup_drills_into_an_empty_scratch_database(seeded, backup_en
     assert {t: c.rows_restored for t, c in result.tables.items() if c.rows_restored} == \
         {t: n for t, n in backup.counts.items() if n}
     assert result.tables["tenant"].rows_restored == 1
+    out = io.StringIO()
+    call_command("backup_drill", backup.name, stdout=out, stderr=io.StringIO())
+    text = out.getvalue()
+    assert f"{backup.name} restores." in text and "Restore time:" in text and "exact ok" in text
 
 
 def test_an_encrypted_backup_drills_with_the_configured_identity(seeded, backup_env, drill_dir, settings):
