@@ -610,11 +610,19 @@ def _user(live: str) -> str:
 def _create_postgresql(live: str, name: str) -> str:
     """``database`` when CREATE DATABASE works; else ``schema`` (a temporary schema in the live database)."""
     quoted = f'"{name}"'
+    wanted = str(backup_settings.DRILL_POSTGRESQL_SCRATCH or "database").lower()
+    if wanted not in ("database", "schema"):
+        raise BackupConfigurationError(
+            f"ADCP_BACKUP_DRILL_POSTGRESQL_SCRATCH must be database or schema, not {wanted!r}.")
     with _admin_connection(live) as connection:
         try:
+            if wanted == "schema":
+                raise _SchemaWanted
             with connection.cursor() as cursor:
                 cursor.execute(f"CREATE DATABASE {quoted}")
             return "database"
+        except _SchemaWanted:
+            pass
         except DatabaseError as exc:
             if getattr(getattr(exc, "__cause__", None), "sqlstate", None) != "42501":
                 raise BackupError(f"The drill could not create its scratch database: {exc}") from exc
@@ -630,6 +638,10 @@ def _create_postgresql(live: str, name: str) -> str:
                 f"privilege (ALTER ROLE ... CREATEDB) or, for a temporary schema, CREATE on database {database!r} "
                 f"(GRANT CREATE ON DATABASE ...). ({str(exc).strip()})"
             ) from exc
+
+
+class _SchemaWanted(Exception):
+    """ADCP_BACKUP_DRILL_POSTGRESQL_SCRATCH asks for a schema: CREATE DATABASE is not tried."""
 
 
 def _create_mysql(live: str, name: str) -> None:

@@ -60,11 +60,14 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--compression", choices=["none", "gzip", "zstd"], default="gzip")
     parser.add_argument("--repeat", type=int, default=3, help="Runs of each step; the best is kept.")
+    parser.add_argument("--postgresql-scratch", choices=["database", "schema"], default="database",
+                        help="ADCP_BACKUP_DRILL_POSTGRESQL_SCRATCH for the drills.")
     args = parser.parse_args()
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="adcp-bench-drill-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     _environment(args.database_url or f"sqlite:///{workdir / 'bench.sqlite3'}", workdir)
+    os.environ["ADCP_BACKUP_DRILL_POSTGRESQL_SCRATCH"] = args.postgresql_scratch
     sys.path.insert(0, str(ROOT))
     import django
 

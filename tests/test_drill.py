@@ -300,6 +300,29 @@ def test_without_createdb_postgresql_drills_in_a_temporary_schema(seeded, backup
     assert scratch_leftovers("postgresql") == []
 
 
+def test_a_schema_can_be_chosen_as_the_postgresql_scratch(seeded, backup_env, drill_dir, settings):
+    if "postgresql" not in connections.settings:
+        pytest.skip("no PostgreSQL URL")
+    seeded("postgresql")
+    backup = services.backup_create(database="postgresql")
+
+    def live_schema() -> list[tuple[Any, ...]]:
+        with connections["postgresql"].cursor() as cursor:
+            cursor.execute("SELECT n.nspname, c.relname, c.relkind FROM pg_class c "
+                           "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' ORDER BY 1, 2")
+            return cursor.fetchall()
+
+    schema_before, state_before = live_schema(), table_state("postgresql")
+    settings.ADCP_BACKUP_DRILL_POSTGRESQL_SCRATCH = "schema"
+    result = services.backup_drill(file=backup.name, database="postgresql")
+    assert result.restorable and result.scratch["kind"] == "schema"
+    assert live_schema() == schema_before and table_state("postgresql") == state_before
+    assert scratch_leftovers("postgresql") == []
+    settings.ADCP_BACKUP_DRILL_POSTGRESQL_SCRATCH = "tablespace"
+    with pytest.raises(BackupConfigurationError, match="must be database or schema"):
+        services.backup_drill(file=backup.name, database="postgresql")
+
+
 def test_without_any_grant_the_drill_names_the_missing_one(seeded, backup_env, limited_postgresql_role):
     seeded("postgresql")
     backup = services.backup_create(database="postgresql")
