@@ -59,6 +59,8 @@ def test_a_backup_that_does_not_restore_fails_its_job_with_the_report(admin_clie
             if isinstance(line, list) and seen_table and seen_table[-1] == "tenant" and line[0] in tenant_ids:
                 continue
             kept.append(line)
+        header = forge.header(kept)
+        header["counts"] = {**header["counts"], "tenant": header["counts"]["tenant"] - len(tenant_ids)}
         return kept
 
     bad_name = "adcp-backup-20260101-000000-0badf00d.jsonl"

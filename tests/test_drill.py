@@ -185,13 +185,17 @@ def test_signals_and_the_admins_mail(seeded, backup_env, drill_dir, drill_signal
     assert mail.outbox == []
 
     def drop_a_tenant(lines: list[Any]) -> list[Any]:  # its products now point at nothing
-        return [line for line in lines if not (isinstance(line, list) and line[0] == 1 and lines.index(line) < 8)]
+        kept = [line for line in lines if not (isinstance(line, list) and line[0] == 1 and lines.index(line) < 8)]
+        header = forge.header(kept)
+        header["counts"] = {**header["counts"], "tenant": header["counts"]["tenant"] - 1}
+        return kept
 
     bad = forge.forge(Path(good.path), backup_env / "orphans.jsonl", drop_a_tenant)
     result = services.backup_drill(file=str(bad), )
     assert not result.restorable
     kind, named = drill_signals[-1]
     assert kind == "failed" and named["result"] is result and named["exception"] is None
+    assert result.problems[0].section == "product"  # the file is consistent; its products' tenant is gone
     assert len(mail.outbox) == 1 and "Restore drill failed" in mail.outbox[0].subject
     assert str(result.problems[0]) in mail.outbox[0].body
 
