@@ -66,7 +66,7 @@ def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
         _ = backup_settings.scheduled_by
     except BackupConfigurationError as exc:
         messages.append(checks.Error(str(exc), id=E003_SCHEDULE))
-    for name in ("SCHEDULE", "PRUNE_SCHEDULE"):
+    for name in ("SCHEDULE", "PRUNE_SCHEDULE", "DRILL_SCHEDULE"):
         try:
             parse_schedule(getattr(backup_settings, name), setting=f"ADCP_BACKUP_{name}")
         except BackupConfigurationError as exc:

@@ -30,10 +30,10 @@ def schedule_info() -> dict[str, Any]:
     info["admins"] = len(getattr(settings, "ADMINS", []) or [])
     if by != "celery":
         description = f"started by {by} (its times are in its own configuration)" if by else NOT_SCHEDULED
-        for key in ("backup", "prune"):
+        for key in ("backup", "prune", "drill"):
             info[key] = {"setting": None, "description": description}
         return info
-    for key, setting in (("backup", "SCHEDULE"), ("prune", "PRUNE_SCHEDULE")):
+    for key, setting in (("backup", "SCHEDULE"), ("prune", "PRUNE_SCHEDULE"), ("drill", "DRILL_SCHEDULE")):
         text = getattr(backup_settings, setting)
         try:
             parsed = parse_schedule(text, setting=f"ADCP_BACKUP_{setting}")

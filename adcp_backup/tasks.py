@@ -17,6 +17,7 @@ from .schedules import parse_schedule
 
 CREATE = "adcp_backup.create"
 PRUNE = "adcp_backup.prune"
+DRILL = "adcp_backup.drill"
 RUN_JOB = "adcp_backup.run_job"
 
 
@@ -33,6 +34,13 @@ def create_backup(*, database: str | None = None, compression: str | None = None
 def prune_backups(*, dry_run: bool = False, database: str | None = None) -> dict[str, Any]:
     """Apply the retention settings (ADCP_BACKUP_KEEP_*) to one database's backups in storage."""
     return services.backup_prune(dry_run=dry_run, database=database or backup_settings.default_database).as_dict()
+
+
+@shared_task(name=DRILL)
+def drill_backup(*, file: str = "latest", database: str | None = None) -> dict[str, Any]:
+    """Restore drill of a backup (the database's newest by default) into a scratch database; the verdict is
+    recorded and a failure sends ``drill_failed`` (which e-mails the admins when that is enabled)."""
+    return services.backup_drill(file=file, database=database or backup_settings.default_database).as_dict()
 
 
 @shared_task(name=RUN_JOB)
@@ -64,16 +72,19 @@ def celery_schedule(text: str | None, *, setting: str) -> crontab | schedule | N
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
-    """The beat entries the settings ask for, in the form of Celery's ``beat_schedule`` setting: a backup and a
-    prune of each database in ADCP_BACKUP_DATABASES, each left out when its schedule setting is empty.
+    """The beat entries the settings ask for, in the form of Celery's ``beat_schedule`` setting: a backup, a
+    prune and a restore drill of each database in ADCP_BACKUP_DATABASES, each left out when its schedule
+    setting is empty.
 
-    The default database's entries are named ``adcp-backup-create`` and ``adcp-backup-prune``; the others' end
-    in ``-<alias>``. A project adds them to its own Celery app (docs/install.md)."""
+    The default database's entries are named ``adcp-backup-create``, ``adcp-backup-prune`` and
+    ``adcp-backup-drill``; the others' end in ``-<alias>``. A project adds them to its own Celery app
+    (docs/install.md)."""
     entries: dict[str, dict[str, Any]] = {}
     for position, alias in enumerate(backup_settings.databases):
         suffix = "" if position == 0 else f"-{alias}"
         for key, task, setting in (("adcp-backup-create", CREATE, "SCHEDULE"),
-                                   ("adcp-backup-prune", PRUNE, "PRUNE_SCHEDULE")):
+                                   ("adcp-backup-prune", PRUNE, "PRUNE_SCHEDULE"),
+                                   ("adcp-backup-drill", DRILL, "DRILL_SCHEDULE")):
             when = celery_schedule(getattr(backup_settings, setting), setting=f"ADCP_BACKUP_{setting}")
             if when is not None:
                 entries[key + suffix] = {"task": task, "schedule": when, "kwargs": {"database": alias}}

@@ -17,6 +17,7 @@ from adcp_backup.exceptions import OtherDatabase
 from .conftest import table_state
 from .legacy_fixtures import v2_document, write_v2
 from .scheduling_fixtures import write_backup
+from .test_drill import drill_dir  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
@@ -201,3 +202,13 @@ def test_without_database_the_commands_use_the_first_configured_one(two_database
     assert services.latest_backup_name(database="second") == made["name"]
     code, out, _ = run("backup_info", "--json")
     assert json.loads(out)["database"]["alias"] == "second"
+
+
+def test_a_drill_takes_and_counts_for_its_own_database_only(two_databases, backup_env, drill_dir):
+    theirs = services.backup_create(database="second")
+    services.backup_create(database="default")  # newer, of the other database
+    result = services.backup_drill(database="second")
+    assert result.restorable and result.name == theirs.name
+    assert not services.backup_info(database="second", max_drill_age=timedelta(hours=1)).drill["stale"]
+    mine = services.backup_info(database="default", max_drill_age=timedelta(hours=1)).drill
+    assert mine["stale"] and mine["last"] is None and mine["last_success"] is None

@@ -416,13 +416,15 @@ def test_info_shows_a_schedule_only_when_something_runs_it(seeded, settings):
     assert [e.id for e in checks.check_schedules()] == [checks.E003_SCHEDULE]
 
 
-def test_beat_schedule_has_a_backup_and_a_prune_for_each_database(settings):
+def test_beat_schedule_has_a_backup_a_prune_and_a_drill_for_each_database(settings):
     from adcp_backup import tasks
 
     settings.ADCP_BACKUP_DATABASES = ["adcp", "reporting"]
+    settings.ADCP_BACKUP_DRILL_SCHEDULE = "@weekly"
     entries = tasks.beat_schedule()
-    assert sorted(entries) == ["adcp-backup-create", "adcp-backup-create-reporting", "adcp-backup-prune",
-                               "adcp-backup-prune-reporting"]
+    assert sorted(entries) == ["adcp-backup-create", "adcp-backup-create-reporting", "adcp-backup-drill",
+                               "adcp-backup-drill-reporting", "adcp-backup-prune", "adcp-backup-prune-reporting"]
+    assert entries["adcp-backup-drill-reporting"]["kwargs"] == {"database": "reporting"}
     assert entries["adcp-backup-create"]["kwargs"] == {"database": "adcp"}
     assert entries["adcp-backup-prune-reporting"] == {**entries["adcp-backup-prune"],
                                                       "kwargs": {"database": "reporting"}}
