@@ -204,7 +204,8 @@ def test_without_database_the_commands_use_the_first_configured_one(two_database
     assert json.loads(out)["database"]["alias"] == "second"
 
 
-def test_a_drill_takes_and_counts_for_its_own_database_only(two_databases, backup_env, drill_dir):
+@pytest.mark.usefixtures("drill_dir")
+def test_a_drill_takes_and_counts_for_its_own_database_only(two_databases, backup_env):
     theirs = services.backup_create(database="second")
     services.backup_create(database="default")  # newer, of the other database
     result = services.backup_drill(database="second")
