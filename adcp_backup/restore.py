@@ -285,7 +285,9 @@ class TableWriter:
         self.engine = engine
         self.spec = spec
         self.source_vendor = source_vendor
-        self.checker = RowChecker(spec, start.columns, start.families) if validate else None
+        # Without validation, NOT NULL is left to the database's constraints; types and row rules, which no
+        # engine repeats alike (SQLite stores any type), are always checked.
+        self.checker = RowChecker(spec, start.columns, start.families, not_null=validate)
         live = live_columns or spec.column_names
         self.defaulted = [c for c in live if c not in start.columns]
         self.defaults: list[Any] = []

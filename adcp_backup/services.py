@@ -406,9 +406,7 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
                 elif isinstance(event, TableEnd):
                     counts[event.name] = event.rows
                     checksums[event.name] = event.sha256
-                    if expected.get(event.name) is not None and expected[event.name] != event.rows:
-                        problems.append(Problem(event.name, f"the header announces {expected[event.name]} rows, "
-                                                            f"the file holds {event.rows}"))
+                    problems.extend(validation.count_problems(header, event))
                     progress(ProgressEvent("validate", event.name, event.rows, event.rows, finished=True))
                 elif isinstance(event, FileRecord):
                     problems.extend(validation.file_problems(event))

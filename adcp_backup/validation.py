@@ -14,7 +14,7 @@ from typing import Any
 from . import dataset, settings_files
 from .dataset import BLOB, BOOLEAN, DATETIME, FLOAT, INTEGER, TEXT, TableSpec
 from .exceptions import InvalidBackup, Problem
-from .format.events import FileRecord, TableStart
+from .format.events import FileRecord, TableEnd, TableStart
 
 ENGINES = ("sqlite", "postgresql", "mysql")
 
@@ -161,9 +161,18 @@ def file_problems(record: FileRecord) -> list[Problem]:
     return list(settings_files.record_problems(record))
 
 
+def count_problems(header: dict[str, Any], end: TableEnd) -> list[Problem]:
+    """A table's rows against the count its header announces (legacy files announce none)."""
+    counts = header.get("counts")
+    announced = counts.get(end.name) if isinstance(counts, dict) else None
+    if announced is not None and announced != end.rows:
+        return [Problem(end.name, f"the header announces {announced!r} rows, the file holds {end.rows}")]
+    return []
+
+
 def checked_events(reader: Any) -> Iterator[Any]:
-    """A strict reader's events, refused at the first table or settings file that is not valid: the structural
-    checks validation makes, applied before a restore uses anything the file names."""
+    """A strict reader's events, refused at the first problem validation would report about the file's
+    structure, names, counts or settings files: applied before a restore uses anything the file names."""
     problems = header_problems(reader.header)
     if problems:
         raise InvalidBackup(problems)
@@ -171,6 +180,8 @@ def checked_events(reader: Any) -> Iterator[Any]:
         problems = []
         if isinstance(event, TableStart):
             problems = table_problems(event)
+        elif isinstance(event, TableEnd):
+            problems = count_problems(reader.header, event)
         elif isinstance(event, FileRecord):
             problems = file_problems(event)
         if problems:
@@ -213,9 +224,12 @@ ROW_RULES: dict[str, tuple[Callable[[Sequence[str]], RowRule | None], ...]] = {
 
 
 class RowChecker:
-    """Checks each row's values against the registry: type family and NOT NULL."""
+    """Checks each row's values against the registry: type family and NOT NULL, and the rules across a row.
 
-    def __init__(self, spec: TableSpec | None, columns: Sequence[str], families: Sequence[str]) -> None:
+    ``not_null`` False leaves NOT NULL to the database's own constraints (a restore with --skip-validation)."""
+
+    def __init__(self, spec: TableSpec | None, columns: Sequence[str], families: Sequence[str], *,
+                 not_null: bool = True) -> None:
         self.table = spec.name if spec else "?"
         self.checks: list[tuple[int, str, frozenset[type], str]] = []
         for i, (name, family) in enumerate(zip(columns, families)):
@@ -228,7 +242,7 @@ class RowChecker:
             nullable = declared.nullable if declared is not None else True
             family = declared.family if declared is not None else family
             allowed = set(_ALLOWED.get(family, (object,)))
-            if nullable:
+            if nullable or not not_null:
                 allowed.add(type(None))
             self.checks.append((i, name, frozenset(allowed), family))
         rules = (factory(columns) for factory in ROW_RULES.get(self.table, ()))

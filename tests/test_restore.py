@@ -16,7 +16,7 @@ from django.db import connections
 from adcp_backup import dataset, demo, services
 from adcp_backup.db import get_engine
 from adcp_backup.db.base import shipped_ddl
-from adcp_backup.exceptions import InvalidBackup, SchemaMismatch
+from adcp_backup.exceptions import InvalidBackup, RestoreError, SchemaMismatch
 
 from . import forge
 from .conftest import drop_schema, engine_aliases, table_state
@@ -275,3 +275,49 @@ def test_a_first_restore_killed_on_mariadb_can_simply_run_again(seeded, backup_e
 
     services.backup_restore(file=made.name, database=alias, create_schema=True)
     assert table_state(alias) == expected
+
+
+def _first_row(table: str, column: str, value: Any) -> Any:
+    def edit(lines: list[forge.Line]) -> list[forge.Line]:
+        at = next(i for i, line in enumerate(lines) if isinstance(line, dict) and line.get("kind") == "table"
+                  and line.get("name") == table)
+        record, row = lines[at], lines[at + 1]
+        assert isinstance(record, dict) and isinstance(row, list)
+        position = [c["name"] for c in record["columns"]].index(column)
+        row[position] = value(row[position]) if callable(value) else value
+        return lines
+    return edit
+
+
+def _announced(lines: list[forge.Line]) -> list[forge.Line]:
+    forge.header(lines)["counts"]["product"] += 1
+    return lines
+
+
+REFUSED = {
+    "header count": (_announced, "header announces"),
+    "text in a float column": (_first_row("product", "price_cpm", "cheap"), "price_cpm should be a number"),
+    "embedding shorter than its dim": (_first_row("product_embeddings", "dim", lambda dim: dim + 1),
+                                       "embedding holds"),
+    "NULL in a NOT NULL column": (_first_row("product", "name", None), "name is NULL"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+@pytest.mark.parametrize("alias", _alias_params())
+def test_a_restore_refuses_what_validation_refuses_even_with_skip_validation(seeded, backup_env, alias, case):
+    seeded(alias)
+    made = services.backup_create(database=alias, compression="none")
+    edit, needle = REFUSED[case]
+    bad = forge.forge(made.path, backup_env / "bad.jsonl", edit)
+    report = services.backup_validate(file=str(bad))
+    assert not report.valid and any(needle in p.message for p in report.problems), report.problems
+    execute(alias, "UPDATE product SET name = 'after the backup' WHERE id < 5")
+    state = table_state(alias)
+    for skip in (False, True):
+        # Without validation a NULL is refused by the database's NOT NULL constraint instead (exit 1).
+        with pytest.raises((InvalidBackup, RestoreError)) as refused:
+            services.backup_restore(file=str(bad), database=alias, safety_backup=False, skip_validation=skip)
+        if not (skip and case == "NULL in a NOT NULL column"):
+            assert needle in str(refused.value) + str(getattr(refused.value, "problems", "")), refused.value
+        assert table_state(alias) == state
