@@ -406,7 +406,7 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
                 elif isinstance(event, TableEnd):
                     counts[event.name] = event.rows
                     checksums[event.name] = event.sha256
-                    problems.extend(validation.count_problems(header, event))
+                    problems.extend(validation.end_problems(header, event))
                     progress(ProgressEvent("validate", event.name, event.rows, event.rows, finished=True))
                 elif isinstance(event, FileRecord):
                     problems.extend(validation.file_problems(event))

@@ -65,7 +65,8 @@ def table_problems(start: TableStart) -> list[Problem]:
     if spec is None:
         return [Problem(_name(start.name).strip("'"), f"unknown table {_name(start.name)}: "
                                                       "this is not a table adcp-backup knows")]
-    return column_problems(spec.name, spec, start.columns, start.families)
+    return column_problems(spec.name, spec, start.columns, start.families) + sequence_problems(spec.name,
+                                                                                              start.sequence)
 
 
 def header_problems(header: dict[str, Any]) -> list[Problem]:
@@ -161,13 +162,25 @@ def file_problems(record: FileRecord) -> list[Problem]:
     return list(settings_files.record_problems(record))
 
 
-def count_problems(header: dict[str, Any], end: TableEnd) -> list[Problem]:
-    """A table's rows against the count its header announces (legacy files announce none)."""
+MAX_SEQUENCE = 2**63 - 1  # the largest counter any engine keeps
+
+
+def sequence_problems(section: str, sequence: Any) -> list[Problem]:
+    """A table's counter, which a restore gives the database: absent, or an integer it can hold."""
+    if sequence is None or (type(sequence) is int and 0 <= sequence <= MAX_SEQUENCE):
+        return []
+    return [Problem(section, f"the sequence {_name(sequence)} is not a counter (an integer from 0 to 2^63 - 1)")]
+
+
+def end_problems(header: dict[str, Any], end: TableEnd) -> list[Problem]:
+    """A table's end: its rows against the count the header announces (legacy files announce none), and its
+    counter."""
+    problems = sequence_problems(end.name, end.sequence)
     counts = header.get("counts")
     announced = counts.get(end.name) if isinstance(counts, dict) else None
     if announced is not None and announced != end.rows:
-        return [Problem(end.name, f"the header announces {announced!r} rows, the file holds {end.rows}")]
-    return []
+        problems.append(Problem(end.name, f"the header announces {_name(announced)} rows, the file holds {end.rows}"))
+    return problems
 
 
 def checked_events(reader: Any) -> Iterator[Any]:
@@ -181,7 +194,7 @@ def checked_events(reader: Any) -> Iterator[Any]:
         if isinstance(event, TableStart):
             problems = table_problems(event)
         elif isinstance(event, TableEnd):
-            problems = count_problems(reader.header, event)
+            problems = end_problems(reader.header, event)
         elif isinstance(event, FileRecord):
             problems = file_problems(event)
         if problems:

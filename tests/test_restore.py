@@ -294,8 +294,19 @@ def _announced(lines: list[forge.Line]) -> list[forge.Line]:
     return lines
 
 
+def _sequence(kind: str, value: Any) -> Any:
+    def edit(lines: list[forge.Line]) -> list[forge.Line]:
+        for line in lines:
+            if isinstance(line, dict) and line.get("kind") == kind and line.get("name") == "product_embeddings":
+                line["sequence"] = value
+        return lines
+    return edit
+
+
 REFUSED = {
     "header count": (_announced, "header announces"),
+    "SQL for a sequence": (_sequence("table_end", "12; DROP TABLE auth_user"), "is not a counter"),
+    "a sequence no engine holds": (_sequence("table", 2**63), "is not a counter"),
     "text in a float column": (_first_row("product", "price_cpm", "cheap"), "price_cpm should be a number"),
     "embedding shorter than its dim": (_first_row("product_embeddings", "dim", lambda dim: dim + 1),
                                        "embedding holds"),
