@@ -25,10 +25,6 @@ class TableChange:
     changed: int | None = None
 
 
-def spec_or_none(name: str) -> dataset.TableSpec | None:
-    return validation.spec_or_none(name)
-
-
 @dataclass
 class SchemaPlan:
     tables: list[dataset.TableSpec]  # tables the restore replaces, in restore order
@@ -46,7 +42,7 @@ def plan_schema(engine: Engine, header: dict[str, Any], *, create_schema: bool) 
     never used: a schema is created from the DDL this app ships for the target engine."""
     schema = header.get("schema") or {}
     file_tables: dict[str, list[dict[str, Any]]] = schema.get("tables") or {}
-    unknown = [t for t in file_tables if spec_or_none(t) is None]
+    unknown = [t for t in file_tables if validation.spec_or_none(t) is None]
     if unknown:
         raise SchemaMismatch([f"the backup holds tables this version does not know: {', '.join(map(repr, unknown))}"])
     covered = set(file_tables)
