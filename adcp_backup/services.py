@@ -18,7 +18,18 @@ import django
 from django.db import DatabaseError, connections
 from django.utils import timezone as django_timezone
 
-from . import __version__, dataset, drill, locking, monitoring, restore, retention, settings_files, signals
+from . import (
+    __version__,
+    dataset,
+    drill,
+    locking,
+    monitoring,
+    restore,
+    retention,
+    settings_files,
+    signals,
+    validation,
+)
 from . import scope as tenant_scope
 from .conf import backup_settings
 from .db import get_engine
@@ -32,7 +43,7 @@ from .exceptions import (
 )
 from .format import codecs, crypto
 from .format.detect import open_reader
-from .format.events import RowBatch, TableEnd, TableStart
+from .format.events import FileRecord, RowBatch, TableEnd, TableStart
 from .format.writer import BackupWriter
 from .progress import ProgressCallback, ProgressEvent, silent
 from .restore import TableChange
@@ -384,17 +395,16 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
     try:
         with _opened(source, strict=False, identity=identity) as reader, KeyIndex() as keys:
             header = reader.header
+            problems.extend(validation.header_problems(header))
             checkers: dict[str, RowChecker] = {}  # by table: a legacy v1.0 file interleaves tenants and products
             expected = header.get("counts") or {}
             for event in reader.events():
                 if isinstance(event, TableStart):
-                    spec = restore.spec_or_none(event.name)
-                    if spec is None:
-                        problems.append(Problem(event.name, "this table is not one adcp-backup knows"))
+                    structure = validation.table_problems(event)
+                    if structure:
+                        problems.extend(structure)
                         continue
-                    unknown = [c for c in event.columns if c not in spec.column_names]
-                    if unknown:
-                        problems.append(Problem(event.name, f"unknown columns {', '.join(unknown)}"))
+                    spec = dataset.table(event.name)
                     checkers[event.name] = RowChecker(spec, event.columns, event.families)
                     keys.start_table(spec, event.columns)
                     progress(ProgressEvent("validate", event.name, 0, expected.get(event.name)))
@@ -409,10 +419,10 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
                 elif isinstance(event, TableEnd):
                     counts[event.name] = event.rows
                     checksums[event.name] = event.sha256
-                    if expected.get(event.name) is not None and expected[event.name] != event.rows:
-                        problems.append(Problem(event.name, f"the header announces {expected[event.name]} rows, "
-                                                            f"the file holds {event.rows}"))
+                    problems.extend(validation.end_problems(header, event))
                     progress(ProgressEvent("validate", event.name, event.rows, event.rows, finished=True))
+                elif isinstance(event, FileRecord):
+                    problems.extend(validation.file_problems(event))
             problems = reader.problems + problems
             if not any(p.section == "trailer" for p in reader.problems):
                 problems.extend(keys.problems(limit))
@@ -697,6 +707,9 @@ def backup_restore(
     engine = get_engine(database)
     with _opened(source, strict=True, identity=identity) as reader:
         header = reader.header
+        problems = validation.header_problems(header)  # before anything the header names is used
+        if problems:
+            raise InvalidBackup(problems)
         if tenants or tenant_scope.is_tenant_backup(header):
             return _restore_tenants(source, engine, reader, tenants=tenants, skip_validation=skip_validation,
                                     dry_run=dry_run, create_schema=create_schema, safety_backup=safety_backup,
@@ -713,7 +726,7 @@ def backup_restore(
             progress(ProgressEvent("safety backup", message=f"Safety backup written: {safety.name}"))
 
         try:
-            outcome = restore.restore_data(engine, reader, header, plan, dry_run=dry_run,
+            outcome = restore.restore_data(engine, validation.checked_events(reader), header, plan, dry_run=dry_run,
                                            validate=not skip_validation, progress=progress)
         except DatabaseError as exc:
             raise RestoreError(f"The restore failed and was rolled back; the database is unchanged. ({exc})") from exc
@@ -750,22 +763,17 @@ def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Se
     plan = restore.plan_schema(engine, reader.header, create_schema=False)
     if plan.create:
         raise RestoreError(f"The database {engine.alias!r} has no AdCP tables: restore a full backup first.")
-    schema = reader.header.get("schema") or {}
-    source_vendor = schema.get("engine") or (reader.header.get("source") or {}).get("engine")
     want_safety = backup_settings.SAFETY_BACKUP if safety_backup is None else safety_backup
-
-    def sink(spec: dataset.TableSpec, start: TableStart) -> restore.TableWriter:
-        return restore.TableWriter(engine, spec, start, plan.live_columns.get(spec.name), source_vendor,
-                                   not skip_validation)
 
     def safety(slugs: list[str], global_parts: tuple[str, ...]) -> str:
         return backup_create(database=engine.alias, purpose="safety", tenants=slugs,
                              with_global=list(global_parts), progress=silent).name
 
     try:
-        outcome = tenant_scope.restore_tenants(engine=engine, reader=reader, slugs=tenants, make_sink=sink,
-                                               dry_run=dry_run, safety_backup=safety if want_safety else None,
-                                               progress=progress)
+        scope, outcome = tenant_scope.restore_tenants(engine=engine, reader=reader, plan=plan, slugs=tenants,
+                                                      dry_run=dry_run, validate=not skip_validation,
+                                                      safety_backup=safety if want_safety else None,
+                                                      progress=progress)
     except DatabaseError as exc:
         raise RestoreError(f"The restore failed and was rolled back; the database is unchanged. ({exc})") from exc
     files = restore.restore_files(outcome.files, dry_run=dry_run) if restore_settings else []
@@ -775,7 +783,7 @@ def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Se
         restored=outcome.restored,
         dry_run=dry_run,
         safety_backup=outcome.safety_backup,
-        changes={table: TableChange(**asdict(change)) for table, change in outcome.changes.items()},
+        changes=outcome.changes,
         defaulted=outcome.defaulted,
         files=files,
         environment=outcome.environment,
@@ -784,7 +792,7 @@ def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Se
         duration=time.monotonic() - started,
     )
     logger.info("%s tenants %s of %s into %r: %s", "Dry run of" if dry_run else "Restored",
-                ", ".join(outcome.scope.slugs), source.display, engine.alias, result.restored)
+                ", ".join(scope.slugs), source.display, engine.alias, result.restored)
     return result
 
 

@@ -127,7 +127,11 @@ class SQLiteEngine(Engine):
         sql = f"INSERT INTO {self.quote(spec.name)} ({self.column_list(columns)}) VALUES ({placeholders})"
         self._raw().executemany(sql, rows)
 
-    def reset_sequence(self, spec: TableSpec, minimum: int | None) -> None:
+    def same_value(self, left: str, right: str) -> str:
+        return f"{left} IS {right}"
+
+    def reset_sequence(self, spec: TableSpec, minimum: int | None, *, lower_after_commit: bool = False) -> None:
+        # sqlite_sequence is an ordinary table: it rolls back with the restore, so it is set exactly.
         raw = self._raw()
         if not raw.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
             return
