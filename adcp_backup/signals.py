@@ -21,6 +21,10 @@ restore_finished = Signal()
 restore_failed = Signal()
 backup_pruned = Signal()
 prune_failed = Signal()
+backup_deleted = Signal()
+delete_failed = Signal()
+upload_accepted = Signal()
+upload_refused = Signal()
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -35,6 +35,11 @@ from .admin_fixtures import (  # noqa: F401 (fixtures)
 from .conftest import table_state
 
 
+def admin_jobs():
+    """The jobs started from the admin (the services the tests call directly record theirs too)."""
+    return BackupJob.objects.filter(origin="admin")
+
+
 def u(name: str, *args: object) -> str:
     return reverse(f"admin:adcp_backup_backupfile_{name}", args=args)
 
@@ -135,7 +140,7 @@ def test_create_runs_a_job_that_writes_a_backup_and_records_who_and_where(admin_
 def test_create_rejects_an_unknown_compression(admin_client, admin_db):
     response = admin_client.post(u("create"), {"compression": "lzma"}, follow=True)
     assert "Choose a compression" in response.content.decode()
-    assert not BackupJob.objects.exists()
+    assert not admin_jobs().exists()
 
 
 def test_validate_shows_counts_checksums_and_the_verdict(admin_client, admin_db, backup_env):
@@ -157,7 +162,7 @@ def test_validate_of_a_corrupt_backup_lists_problems_by_section_and_row(admin_cl
     corrupt_copy(Path(made.path), backup_dir(backup_env) / "corrupt.jsonl.gz")
     response = admin_client.post(u("validate", "corrupt.jsonl.gz"))
     job = job_from(response)
-    assert job.status == "succeeded" and job.result["valid"] is False
+    assert job.status == "invalid" and job.result["valid"] is False
     problems = job.result["problems"]
     assert any(p["section"] == "product" for p in problems)
     page = admin_client.get(response["Location"]).content.decode()
@@ -171,7 +176,7 @@ def test_actions_are_post_only(admin_client, admin_db, backup_env):
     assert admin_client.get(u("create")).status_code == 405
     assert admin_client.get(u("validate", made.name)).status_code == 405
     assert admin_client.put(u("restore", made.name)).status_code == 405
-    assert not BackupJob.objects.exists()
+    assert not admin_jobs().exists()
 
 
 def test_every_change_needs_the_csrf_token(admin_db, backup_env):
@@ -183,7 +188,7 @@ def test_every_change_needs_the_csrf_token(admin_db, backup_env):
         assert strict.post(target, data).status_code == 403, target
     upload = strict.post(u("upload"), {"file": io.BytesIO(Path(made.path).read_bytes())})
     assert upload.status_code == 403
-    assert not BackupJob.objects.exists()
+    assert not admin_jobs().exists()
     assert BackupStorage().names() == [made.name]
     assert table_state() == before
     assert not any((backup_dir(backup_env) / ".incoming").iterdir())
@@ -223,7 +228,7 @@ def test_real_restore_needs_the_typed_name_then_restores_every_row(admin_client,
     for data in ({"confirm_name": "something else"}, {}):
         refused = admin_client.post(u("restore", made.name), data)
         assert refused.status_code == 200 and "Type the backup" in refused.content.decode()
-    assert not BackupJob.objects.exists() and table_state() == changed
+    assert not admin_jobs().exists() and table_state() == changed
 
     response = admin_client.post(u("restore", made.name), {"confirm_name": made.name})
     job = job_from(response)
@@ -243,24 +248,26 @@ def test_failed_restore_leaves_the_database_unchanged_and_the_job_shows_why(admi
     before = table_state()
     response = admin_client.post(u("restore", "corrupt.jsonl.gz"), {"confirm_name": "corrupt.jsonl.gz"})
     job = job_from(response)
-    assert job.status == "failed"
-    assert job.error
+    assert job.status == "invalid" and job.result["refused"] is True
+    assert job.error.startswith("The file is not a valid backup: ")
     assert table_state() == before
+    # Validated before anything else: no safety backup was taken for a file that fails its checks.
+    assert sorted(BackupStorage().names()) == sorted([made.name, "corrupt.jsonl.gz"])
     page = admin_client.get(response["Location"]).content.decode()
-    assert 'id="job-error"' in page and "Failed" in page
+    assert 'id="job-error"' in page and 'id="restore-refused"' in page
     listing = admin_client.get(u("changelist")).content.decode()
-    assert "Failed:" in listing
+    assert "Invalid: The file is not a valid backup" in listing
 
 
 def test_only_one_restore_at_a_time_and_no_backup_during_a_restore(admin_client, admin_db, backup_env):
     made = services.backup_create(compression="gzip")
-    running = BackupJob.objects.create(kind="restore", status="running", backup_name=made.name)
+    running = BackupJob.objects.create(kind="restore", status="running", backup_name=made.name, origin="admin")
     before = table_state()
     refused = admin_client.post(u("restore", made.name), {"confirm_name": made.name}, follow=True)
     assert f"A restore of {made.name} (job {running.pk}) is running" in refused.content.decode()
     refused = admin_client.post(u("create"), {"compression": "gzip"}, follow=True)
     assert "is running" in refused.content.decode()
-    assert list(BackupJob.objects.values_list("pk", flat=True)) == [running.pk]
+    assert list(admin_jobs().values_list("pk", flat=True)) == [running.pk]
     assert table_state() == before and BackupStorage().names() == [made.name]
     page = admin_client.get(u("restore", made.name)).content.decode()
     assert "another one cannot start" in page
@@ -269,10 +276,10 @@ def test_only_one_restore_at_a_time_and_no_backup_during_a_restore(admin_client,
 
 def test_a_restore_is_refused_while_a_backup_runs(admin_client, admin_db, backup_env):
     made = services.backup_create(compression="gzip")
-    running = BackupJob.objects.create(kind="create", status="running")
+    running = BackupJob.objects.create(kind="create", status="running", origin="admin")
     refused = admin_client.post(u("restore", made.name), {"confirm_name": made.name}, follow=True)
     assert "A backup (job" in refused.content.decode()
-    assert BackupJob.objects.count() == 1
+    assert admin_jobs().count() == 1
     running.delete()
 
 
@@ -294,7 +301,7 @@ def test_delete_asks_then_deletes_and_records_it(admin_client, admin_db, backup_
     done = admin_client.post(u("delete", made.name), follow=True)
     assert f"The backup {made.name} was deleted." in done.content.decode()
     assert BackupStorage().names() == []
-    job = BackupJob.objects.get()
+    job = admin_jobs().get()
     assert (job.kind, job.status, job.backup_name, job.user) == ("delete", "succeeded", made.name, admin_user)
     assert admin_client.post(u("delete", made.name)).status_code == 404
 
@@ -326,7 +333,7 @@ def test_corrupt_upload_is_not_kept_and_the_user_learns_why(admin_client, admin_
     for content in ((backup_env / "corrupt.jsonl.gz").read_bytes(), b"\x00\x01 random bytes"):
         response = upload(admin_client, content, "corrupt.jsonl.gz")
         job = job_from(response)
-        assert job.status == "failed"
+        assert job.status == "invalid"
         assert "not a valid backup and was not kept" in job.error
         page = admin_client.get(response["Location"]).content.decode()
         assert "not a valid backup and was not kept" in page
@@ -341,20 +348,20 @@ def test_upload_over_the_size_limit_is_refused(admin_client, admin_db, backup_en
     assert response.status_code == 302 and response["Location"] == u("upload")
     follow = admin_client.get(u("upload"))
     assert "larger than the upload limit of 100 bytes" in follow.content.decode()
-    assert BackupStorage().names() == [made.name] and not BackupJob.objects.exists()
+    assert BackupStorage().names() == [made.name] and not admin_jobs().exists()
     assert not any((backup_dir(backup_env) / ".incoming").iterdir())
     # Declared larger than the limit: refused before the body is read.
     early = upload(admin_client, b"\0" * (200 * 1024), "huge.jsonl.gz")
     assert early.status_code == 302 and early["Location"] == u("upload")
     assert "larger than the upload limit" in admin_client.get(u("upload")).content.decode()
-    assert BackupStorage().names() == [made.name] and not BackupJob.objects.exists()
+    assert BackupStorage().names() == [made.name] and not admin_jobs().exists()
     assert not any((backup_dir(backup_env) / ".incoming").iterdir())
 
 
 def test_upload_needs_a_file(admin_client, admin_db, backup_env):
     response = admin_client.post(u("upload"), {}, follow=True)
     assert "Choose one non-empty backup file" in response.content.decode()
-    assert not BackupJob.objects.exists()
+    assert not admin_jobs().exists()
 
 
 # -- permissions -----------------------------------------------------------------------------------------------
@@ -375,7 +382,7 @@ def test_view_only_user_sees_the_list_without_buttons_and_gets_403_on_actions(vi
     assert view_only_client.post(u("delete", made.name)).status_code == 403
     assert view_only_client.get(u("upload")).status_code == 403
     assert view_only_client.post(u("upload"), {"file": io.BytesIO(b"x")}).status_code == 403
-    assert not BackupJob.objects.exists() and BackupStorage().names() == [made.name] and table_state() == before
+    assert not admin_jobs().exists() and BackupStorage().names() == [made.name] and table_state() == before
     assert view_only_client.get(reverse("admin:adcp_backup_backupjob_changelist")).status_code == 403
 
 
@@ -406,7 +413,7 @@ def test_non_staff_user_is_sent_to_the_login_page_everywhere(outsider_client, ad
                            ("get", u("upload")), ("get", u("job", 1)), ("get", u("job_progress", 1))):
         response = getattr(outsider_client, method)(target)
         assert response.status_code == 302 and response["Location"].startswith(reverse("admin:login")), target
-    assert not BackupJob.objects.exists() and BackupStorage().names() == [made.name] and table_state() == before
+    assert not admin_jobs().exists() and BackupStorage().names() == [made.name] and table_state() == before
 
 
 def test_restore_and_upload_disappear_when_the_setting_is_off(admin_client, admin_db, backup_env, settings):
@@ -418,7 +425,7 @@ def test_restore_and_upload_disappear_when_the_setting_is_off(admin_client, admi
     assert admin_client.post(u("restore", made.name), {"confirm_name": made.name}).status_code == 404
     assert admin_client.get(u("upload")).status_code == 404
     assert admin_client.post(u("upload"), {"file": io.BytesIO(Path(made.path).read_bytes())}).status_code == 404
-    assert not BackupJob.objects.exists()
+    assert not admin_jobs().exists()
 
 
 # -- names from URLs ------------------------------------------------------------------------------------------
@@ -444,7 +451,7 @@ def test_names_outside_the_storage_are_refused(admin_client, admin_db, backup_en
                            ("delete", "get"), ("delete", "post")):
         response = getattr(admin_client, method)(f"{base}{name}/{action}/", {"confirm_name": name})
         assert response.status_code == 404, (action, method, response.status_code)
-    assert not BackupJob.objects.exists()
+    assert not admin_jobs().exists()
     assert BackupStorage().names() == [made.name] and (backup_env / "outside.jsonl.gz").is_file()
     assert table_state() == before
 
@@ -458,9 +465,9 @@ def test_progress_endpoint_reports_live_progress_of_a_running_job(admin_client, 
     assert data["status"] == "running" and data["finished"] is False
     assert (data["table"], data["done"], data["total"], data["percent"]) == ("product", 40, 60, 66)
     page = admin_client.get(u("job", job.pk)).content.decode()
-    assert "data-job-progress" in page and "restore product 40/60 rows" in page
+    assert "data-job-progress" in page and "restore product 40 of 60 rows" in page
     listing = admin_client.get(u("changelist")).content.decode()
-    assert 'id="running-jobs"' in listing and "restore product 40/60 rows" in listing
+    assert 'id="running-jobs"' in listing and "restore product 40 of 60 rows" in listing
     recorder.clear()
     job.delete()
 
@@ -482,7 +489,7 @@ def test_unknown_job_is_a_404(admin_client, admin_db):
 def test_job_history_is_read_only_for_everyone(admin_client, admin_db, backup_env):
     made = services.backup_create(compression="gzip")
     job_from(admin_client.post(u("validate", made.name)))
-    job = BackupJob.objects.get()
+    job = admin_jobs().get()
     history = reverse("admin:adcp_backup_backupjob_changelist")
     page = admin_client.get(history)
     assert page.status_code == 200 and made.name in page.content.decode()
@@ -518,7 +525,7 @@ def test_delete_that_fails_is_recorded_as_failed(admin_client, admin_db, backup_
     assert response.status_code == 200
     assert "was not deleted" in response.content.decode()
     assert (folder / "inside").read_bytes() == b"kept"
-    job = BackupJob.objects.get()
+    job = admin_jobs().get()
     assert (job.kind, job.status, job.backup_name) == ("delete", "failed", folder.name) and job.error
 
 
@@ -599,7 +606,7 @@ def test_a_misconfigured_runner_is_a_clear_message_and_a_failed_job(admin_client
     settings.ADCP_BACKUP_JOB_RUNNER = "cron"
     response = admin_client.post(u("create"), {"compression": "gzip"}, follow=True)
     assert "ADCP_BACKUP_JOB_RUNNER must be auto, thread or celery" in response.content.decode()
-    job = BackupJob.objects.get()
+    job = admin_jobs().get()
     assert job.status == "failed" and "ADCP_BACKUP_JOB_RUNNER" in job.error
 
 
