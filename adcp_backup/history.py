@@ -26,6 +26,7 @@ from django.core.cache.backends.db import DatabaseCache
 from django.db import DatabaseError, transaction
 
 from .conf import backup_settings
+from .db import without_waiting
 from .models import BackupJob
 
 logger = logging.getLogger(__name__)
@@ -130,8 +131,7 @@ class Heartbeat:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+        self._stop.set()  # not joined: the job's end never waits for a beat stuck behind a writer
         if _shared_cache_usable():
             cache.delete(heartbeat_key(self.job_id))
 
@@ -146,9 +146,10 @@ class Heartbeat:
             while not self._stop.wait(self.interval):
                 self.beat_cache()
                 try:
-                    BackupJob.objects.filter(pk=self.job_id, status__in=ACTIVE).update(
-                        heartbeat_at=datetime.now(UTC))
-                except DatabaseError:
+                    with without_waiting(BackupJob.objects.db):
+                        BackupJob.objects.filter(pk=self.job_id, status__in=ACTIVE).update(
+                            heartbeat_at=datetime.now(UTC))
+                except Exception:  # noqa: BLE001
                     pass  # write-locked for now; the cache has the beat
         finally:
             connections.close_all()  # this thread's connections only
@@ -230,10 +231,11 @@ def mark_failed(job_id: int, reason: str) -> bool:
 # -- recording the operations of every front end ----------------------------------------------------------
 def _safe(write: Callable[[], Any]) -> Any:
     """Run one write to the job table; a missing table or a refusing database only loses the record."""
+    alias = BackupJob.objects.db
     try:
-        with transaction.atomic(using=BackupJob.objects.db):
+        with without_waiting(alias), transaction.atomic(using=alias):
             return write()
-    except DatabaseError as exc:
+    except Exception as exc:  # the record is a by-product: whatever stops it must not stop the operation
         logger.warning("The job history could not be written (%s); the operation itself is not affected.", exc)
         return None
 
