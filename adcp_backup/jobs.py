@@ -142,8 +142,8 @@ def start_job(*, kind: str, backup_name: str = "", options: dict[str, Any] | Non
             transaction.on_commit(lambda: _dispatch(job.pk), using=BackupJob.objects.db)
     except DatabaseError as exc:  # two submissions at once on a busy database: one of them waits its turn
         logger.warning("A job could not be recorded: %s", exc)
-        raise BackupLocked("Another job was being started at the same moment; look at the running jobs, "
-                           "then try again.") from exc
+        raise BackupLocked("The job could not be recorded: another one was being started at the same moment, or "
+                           "a restore is writing to the database. Look at the running jobs, then try again.") from exc
     return job
 
 

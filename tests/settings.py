@@ -30,6 +30,8 @@ if POSTGRES_URL:
 if MYSQL_URL:
     DATABASES["mysql"] = _database(MYSQL_URL)
 
+STATIC_ROOT = str(_WORK / "static")
+Path(STATIC_ROOT).mkdir(exist_ok=True)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOG_FILE = str(_WORK / "backup_operations.log")
 LOGGING["handlers"]["operations_file"]["filename"] = LOG_FILE  # noqa: F405

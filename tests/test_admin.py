@@ -637,3 +637,235 @@ def test_restore_confirmation_offers_the_tenants_in_the_file_and_restores_only_t
 
     refused = admin_client.post(u("restore", made.name), {"confirm_name": made.name, "tenants": ["nobody"]})
     assert refused.status_code == 200 and "not one of the available choices" in refused.content.decode()
+
+
+# -- the history, verdicts and operator tools -------------------------------------------------------------
+def test_every_admin_action_is_in_the_history_and_in_django_recent_actions(admin_client, admin_db, backup_env):
+    from django.contrib.admin.models import LogEntry
+
+    job = job_from(admin_client.post(u("create"), {"compression": "gzip"}))
+    admin_client.get(u("download", job.backup_name))
+    download = admin_jobs().get(kind="download")
+    assert download.status == "succeeded" and download.backup_name == job.backup_name and download.user
+    messages = set(LogEntry.objects.values_list("change_message", flat=True))
+    assert f"Create of a new backup started" in messages
+    assert f"Downloaded {job.backup_name}" in messages
+    index = admin_client.get(reverse("admin:index")).content.decode()
+    assert 'class="actionlist"' in index and "Download " in index  # Django's "Recent actions"
+
+
+def test_job_page_shows_duration_and_staff_who_may_restore_can_mark_a_stuck_job_failed(
+        admin_client, view_only_client, restorer_client, admin_db):
+    stuck = BackupJob.objects.create(kind="restore", status="running", backup_name="b.jsonl.gz", origin="admin")
+    page = view_only_client.get(u("job", stuck.pk)).content.decode()
+    assert 'id="job-duration"' in page and "Mark this job failed" not in page
+    assert view_only_client.post(u("job_fail", stuck.pk)).status_code == 403
+    assert BackupJob.objects.get(pk=stuck.pk).status == "running"
+    page = restorer_client.get(u("job", stuck.pk)).content.decode()
+    assert "Mark this job failed" in page
+    done = restorer_client.post(u("job_fail", stuck.pk), follow=True).content.decode()
+    stuck.refresh_from_db()
+    assert stuck.status == "failed" and "Marked failed by restorer" in stuck.error and stuck.finished_at
+    assert "no longer blocks" in done
+    # and a restore can start again
+    made = services.backup_create(compression="gzip")
+    assert job_from(restorer_client.post(u("restore", made.name), {"dry_run": "on"})).status == "succeeded"
+
+
+def test_a_restore_job_of_a_dead_server_process_stops_blocking(admin_client, admin_db, backup_env):
+    import platform
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    made = services.backup_create(compression="gzip")
+    dead = BackupJob.objects.create(kind="restore", status="running", backup_name=made.name, origin="admin",
+                                    runner=f"{proc.pid}@{platform.node()}")
+    job = job_from(admin_client.post(u("restore", made.name), {"dry_run": "on"}))
+    assert job.status == "succeeded"
+    dead.refresh_from_db()
+    assert dead.status == "failed" and "server restarted" in dead.error
+
+
+def test_dry_runs_and_invalid_verdicts_are_marked_in_the_list(admin_client, admin_db, backup_env):
+    made = services.backup_create(compression="gzip")
+    job_from(admin_client.post(u("restore", made.name), {"dry_run": "on"}))
+    corrupt_copy(Path(made.path), backup_dir(backup_env) / "corrupt.jsonl.gz")
+    job_from(admin_client.post(u("validate", "corrupt.jsonl.gz")))
+    listing = admin_client.get(u("changelist")).content.decode()
+    assert "Restore (dry run)" in listing and ">Invalid: The file is not a valid backup" in listing
+
+
+def test_a_file_known_to_be_invalid_is_not_offered_for_restore(admin_client, admin_db, backup_env):
+    made = services.backup_create(compression="gzip")
+    corrupt_copy(Path(made.path), backup_dir(backup_env) / "corrupt.jsonl.gz")
+    verdict = job_from(admin_client.post(u("validate", "corrupt.jsonl.gz")))
+    listing = admin_client.get(u("changelist")).content.decode()
+    row = listing[listing.index('data-name="corrupt.jsonl.gz"'):]
+    row = row[:row.index("</tr>")]
+    assert u("restore", "corrupt.jsonl.gz") not in row and "invalid (1 problem)" in row
+    page = admin_client.get(u("restore", "corrupt.jsonl.gz")).content.decode()
+    assert 'id="restore-refused"' in page and 'id="restore-form"' not in page
+    assert u("job", verdict.pk) in page
+    before = table_state()
+    refused = admin_client.post(u("restore", "corrupt.jsonl.gz"), {"confirm_name": "corrupt.jsonl.gz"})
+    assert refused.status_code == 409
+    assert not admin_jobs().filter(kind="restore").exists() and table_state() == before
+    assert sorted(BackupStorage().names()) == sorted([made.name, "corrupt.jsonl.gz"])  # no safety backup
+
+
+def test_restore_page_knows_the_verdict_and_the_encryption(admin_client, admin_db, backup_env):
+    made = services.backup_create(compression="gzip")
+    page = admin_client.get(u("restore", made.name)).content.decode()
+    assert "never validated" in page and "not encrypted" in page
+    job_from(admin_client.post(u("validate", made.name)))
+    page = admin_client.get(u("restore", made.name)).content.decode()
+    assert '<span class="adcp-good">valid</span>' in page
+
+
+def test_restore_form_keeps_the_tenant_list_after_an_error(admin_client, admin_db, backup_env):
+    made = services.backup_create(compression="gzip")
+    page = admin_client.post(u("restore", made.name), {"confirm_name": "wrong"}).content.decode()
+    assert "Type the backup" in page and 'id="tenant-scope"' in page
+
+
+def test_create_offers_encryption_only_when_recipients_are_configured(admin_client, admin_db, backup_env,
+                                                                      settings):
+    pyrage = pytest.importorskip("pyrage")
+    assert 'name="encrypt"' not in admin_client.get(u("changelist")).content.decode()
+    identity = pyrage.x25519.Identity.generate()
+    settings.ADCP_BACKUP_AGE_RECIPIENTS = [str(identity.to_public())]
+    assert 'name="encrypt"' in admin_client.get(u("changelist")).content.decode()
+    job = job_from(admin_client.post(u("create"), {"compression": "gzip", "encrypt": "on"}))
+    assert job.status == "succeeded" and job.result["encrypted"] is True and job.backup_name.endswith(".age")
+    # without an identity the browser gets no command-line advice
+    page = admin_client.get(u("restore", job.backup_name), follow=True).content.decode()
+    assert "--identity" not in page and "encrypted" in page
+
+
+def test_filters_and_sorting(admin_client, admin_db, backup_env):
+    regular = services.backup_create(compression="gzip")
+    safety = services.backup_create(compression="none", purpose="safety")
+    shutil.copy(regular.path, backup_dir(backup_env) / "adcp-upload-20250101-000000-abcd1234.jsonl.gz")
+
+    def names(**params: str) -> list[str]:
+        page = admin_client.get(u("changelist"), params).content.decode()
+        return re.findall(r'<tr class="backup-row" data-name="([^"]+)"', page)
+
+    assert names(show="safety") == [safety.name]
+    assert names(show="uploaded") == ["adcp-upload-20250101-000000-abcd1234.jsonl.gz"]
+    assert set(names(show="regular")) == {regular.name}
+    assert names(o="-size")[0] == safety.name and names(o="size")[-1] == safety.name
+    assert names(o="name") == sorted(names(o="name"))
+    assert names(o="-name") == sorted(names(o="name"), reverse=True)
+
+
+def test_list_uses_the_command_line_units_thousands_separators_and_local_time(admin_client, admin_db,
+                                                                                backup_env, settings):
+    from adcp_backup.templatetags.adcp_backup_admin import size, thousands
+
+    assert (thousands(1234567), size(2048), size(5 * 1024**2)) == ("1,234,567", "2.0 KiB", "5.0 MiB")
+    settings.TIME_ZONE = "Europe/Paris"
+    services.backup_create(compression="gzip")
+    page = admin_client.get(u("changelist")).content.decode()
+    assert "KiB" in page and " KB" not in page
+    assert re.search(r"\b(CET|CEST)\b", page)
+
+
+def test_bulk_delete_goes_through_django_confirmation_page(admin_client, admin_db, backup_env):
+    first = services.backup_create(compression="gzip")
+    second = services.backup_create(compression="gzip")
+    third = services.backup_create(compression="gzip")
+    data = {"action": "delete_selected", "_selected_action": [first.name, second.name]}
+    confirm = admin_client.post(u("changelist"), data)
+    assert confirm.status_code == 200 and "admin/delete_selected_confirmation.html" in [
+        t.name for t in confirm.templates]
+    assert len(BackupStorage().names()) == 3
+    done = admin_client.post(u("changelist"), {**data, "post": "yes"}, follow=True).content.decode()
+    assert "2 backups deleted." in done
+    assert BackupStorage().names() == [third.name]
+    assert admin_jobs().filter(kind="delete", status="succeeded").count() == 2
+
+
+def test_bulk_delete_needs_the_delete_permission(view_only_client, admin_db, backup_env):
+    made = services.backup_create(compression="gzip")
+    data = {"action": "delete_selected", "_selected_action": [made.name], "post": "yes"}
+    assert view_only_client.post(u("changelist"), data).status_code == 403
+    assert BackupStorage().names() == [made.name]
+
+
+def test_prune_previews_then_removes_after_confirmation(admin_client, admin_db, backup_env):
+    made = [services.backup_create(compression="gzip") for _ in range(3)]
+    policy = {"keep_last": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0, "keep_safety": 0}
+    preview = admin_client.get(u("prune"), policy).content.decode()
+    assert "2 backups would be removed" in preview and 'id="prune-form"' in preview
+    assert len(BackupStorage().names()) == 3
+    assert BackupJob.objects.filter(kind="prune", dry_run=True).exists()
+    done = admin_client.post(u("prune"), {**policy, "confirm": "yes"}, follow=True).content.decode()
+    assert "2 backups removed" in done
+    assert BackupStorage().names() == [made[-1].name]
+    assert admin_jobs().filter(kind="prune", dry_run=False, status="succeeded").exists()
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_database_choice_when_the_admin_manages_several(admin_client, admin_db, backup_env, settings):
+    other = next((alias for alias in ("postgresql", "mysql") if alias in settings.DATABASES), None)
+    if other is None:
+        pytest.skip("needs a second database (ADCP_TEST_POSTGRES_URL or ADCP_TEST_MYSQL_URL)")
+    assert '<select name="database"' not in admin_client.get(u("changelist")).content.decode()
+    settings.ADCP_BACKUP_ADMIN_DATABASES = ["default", other]
+    page = admin_client.get(u("changelist")).content.decode()
+    assert f'<option value="{other}">{other}</option>' in page
+    job = job_from(admin_client.post(u("create"), {"compression": "gzip", "database": other}))
+    assert job.database == other
+    made = services.backup_create(compression="gzip")
+    plan = admin_client.get(u("restore", made.name), {"database": other}).content.decode()
+    assert f"into the database <strong>{other}</strong>" in plan
+    assert admin_client.post(u("create"), {"compression": "gzip", "database": "nope"}).status_code == 302
+    assert not admin_jobs().filter(database="nope").exists()
+
+
+def test_two_restores_submitted_at_once_get_a_message_never_a_500(admin_client, admin_db, backup_env):
+    made = services.backup_create(compression="gzip")
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def submit() -> None:
+        barrier.wait()
+        response = admin_client.post(u("restore", made.name), {"dry_run": "on"})
+        statuses.append(response.status_code)
+        connections.close_all()
+
+    threads = [threading.Thread(target=submit) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert statuses == [302, 302]
+    for job in admin_jobs().filter(kind="restore"):
+        finish(job.pk)
+
+
+@pytest.mark.parametrize("site, has_history", [("ops", True), ("bare", False)])
+def test_the_page_on_a_custom_admin_site_links_only_within_that_site(site, has_history, admin_user, admin_db,
+                                                                   backup_env, settings):
+    settings.ROOT_URLCONF = "tests.custom_admin_urls"
+    client = client_for(admin_user)
+    base = f"/{site}/adcp_backup/backupfile/"
+    made = services.backup_create(compression="gzip")
+    page = client.get(base)
+    assert page.status_code == 200
+    html = page.content.decode()
+    hrefs = set(re.findall(r'(?:href|action|formaction)="(/[^"]*)"', html))
+    hrefs.discard("/")  # the admin's own "View site" link
+    assert hrefs and all(h.startswith(f"/{site}/") or h.startswith("/static/") for h in hrefs), hrefs
+    assert (f'href="/{site}/adcp_backup/backupjob/"' in html) is has_history
+    assert f"{base}file/{made.name}/restore/" in hrefs
+    created = client.post(f"{base}create/", {"compression": "gzip"})
+    assert created.status_code == 302 and created["Location"].startswith(f"{base}jobs/")
+    job = finish(int(created["Location"].rstrip("/").split("/")[-1]))
+    detail = client.get(created["Location"]).content.decode()
+    assert job.status == "succeeded" and f'href="{base}"' in detail
+    assert client.get(f"{base}file/{made.name}/restore/").status_code == 200
+    assert client.get(f"{base}jobs/{job.pk}/progress/").json()["url"] == f"{base}jobs/{job.pk}/"
