@@ -648,7 +648,7 @@ def test_every_admin_action_is_in_the_history_and_in_django_recent_actions(admin
     download = admin_jobs().get(kind="download")
     assert download.status == "succeeded" and download.backup_name == job.backup_name and download.user
     messages = set(LogEntry.objects.values_list("change_message", flat=True))
-    assert f"Create of a new backup started" in messages
+    assert "Create of a new backup started" in messages
     assert f"Downloaded {job.backup_name}" in messages
     index = admin_client.get(reverse("admin:index")).content.decode()
     assert 'class="actionlist"' in index and "Download " in index  # Django's "Recent actions"

@@ -1,4 +1,5 @@
 """The job history: every origin recorded, heartbeats, stale jobs marked failed, and recording never in the way."""
+# ruff: noqa: F811  (pytest fixtures are imported by name and requested as arguments)
 from __future__ import annotations
 
 import io
@@ -10,10 +11,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection, connections
 
 from adcp_backup import history, services
+from adcp_backup.exceptions import BackupNotFound
 from adcp_backup.models import BackupJob
 
 from .admin_fixtures import admin_db, thread_jobs  # noqa: F401 (fixtures)
@@ -44,7 +46,7 @@ def test_an_invalid_verdict_is_its_own_status(admin_db, backup_env):
     path = backup_env / "backups" / "junk.jsonl"
     assert made.name != path.name
     path.write_bytes(b'{"kind": "header"}\nnot json\n')
-    with pytest.raises(Exception):
+    with pytest.raises(CommandError):
         call_command("backup_validate", "junk.jsonl", stdout=io.StringIO())
     job = BackupJob.objects.get(kind="validate", backup_name="junk.jsonl")
     assert job.status == "invalid" and job.result["problems_total"] >= 1
@@ -70,7 +72,7 @@ def test_nested_operations_belong_to_the_outer_job(admin_db, backup_env):
 def test_dry_runs_and_failures_are_marked(admin_db, backup_env):
     made = services.backup_create(compression="gzip")
     services.backup_restore(file=made.name, dry_run=True)
-    with pytest.raises(Exception):
+    with pytest.raises(BackupNotFound):
         services.backup_restore(file="missing.jsonl.gz")
     dry = BackupJob.objects.get(kind="restore", dry_run=True)
     failed = BackupJob.objects.get(kind="restore", dry_run=False)
