@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import history, jobs, services, uploads
 from .conf import backup_settings
-from .display import format_size
+from .display import ENCRYPTED_WITHOUT_KEY, for_browser, format_size
 from .exceptions import BackupError, EncryptionKeyError
 from .format import codecs, crypto
 from .models import BackupJob
@@ -86,9 +86,8 @@ def history_url(request: HttpRequest, model_admin: ModelAdmin) -> str | None:
 def browser_message(exc: BaseException) -> str:
     """A service's error as a sentence for the browser: no command-line options in it."""
     if isinstance(exc, EncryptionKeyError):
-        return ("The backup is encrypted and this server has no age identity that opens it "
-                "(the site's ADCP_BACKUP_AGE_IDENTITY setting names the identity file).")
-    return str(exc)
+        return ENCRYPTED_WITHOUT_KEY
+    return for_browser(str(exc))
 
 
 def existing_name(name: str) -> str:
@@ -590,7 +589,7 @@ def job_detail(request: HttpRequest, model_admin: ModelAdmin, job_id: int) -> Ht
         in_storage=in_storage, active=job.status in jobs.ACTIVE,
         counts=_counts_table(result), changes=result.get("changes") or {},
         can_mark_failed=has_perm(request, "restore_backups") and job.status in jobs.ACTIVE,
-        error=job.error,
+        error=for_browser(job.error) if job.error else "",
     ))
 
 

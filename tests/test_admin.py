@@ -869,3 +869,15 @@ def test_the_page_on_a_custom_admin_site_links_only_within_that_site(site, has_h
     assert job.status == "succeeded" and f'href="{base}"' in detail
     assert client.get(f"{base}file/{made.name}/restore/").status_code == 200
     assert client.get(f"{base}jobs/{job.pk}/progress/").json()["url"] == f"{base}jobs/{job.pk}/"
+
+
+def test_messages_in_the_browser_carry_no_command_line_advice(admin_client, admin_db, backup_env):
+    from adcp_backup.display import for_browser
+
+    assert for_browser("table product is missing (use --create-schema on an empty database)") == \
+        "table product is missing"
+    assert "--" not in for_browser("pass --identity PATH or set ADCP_BACKUP_AGE_IDENTITY")
+    services.backup_create(compression="gzip")
+    zero = {"keep_last": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0, "keep_safety": 0}
+    page = admin_client.get(u("prune"), zero).content.decode()
+    assert "every keep count is 0" in page and "--keep" not in page

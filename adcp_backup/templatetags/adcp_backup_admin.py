@@ -7,7 +7,7 @@ from typing import Any
 from django import template
 from django.utils import formats, timezone
 
-from ..display import format_size
+from ..display import for_browser, format_size
 
 register = template.Library()
 
@@ -61,3 +61,9 @@ def parse_moment(value: str | None) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@register.filter
+def plain(value: str | None) -> str:
+    """A service's message without command-line advice."""
+    return for_browser(str(value or ""))
