@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db import DatabaseError, transaction
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -19,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import history, jobs, services, uploads
 from .conf import backup_settings
+from .db import without_waiting
 from .display import ENCRYPTED_WITHOUT_KEY, for_browser, format_size
 from .exceptions import BackupError, EncryptionKeyError
 from .format import codecs, crypto
@@ -108,9 +110,15 @@ def admin_origin(request: HttpRequest) -> history.Origin:
 
 def log_action(request: HttpRequest, model_admin: ModelAdmin, job_id: int | None, message: str) -> None:
     """The admin's "Recent actions" entry for a job started or done from this page."""
-    job = BackupJob.objects.filter(pk=job_id).first() if job_id else None
-    if job is not None:
-        model_admin.log_addition(request, job, message)
+    if not job_id:
+        return
+    try:
+        with without_waiting(BackupJob.objects.db), transaction.atomic(using=BackupJob.objects.db):
+            job = BackupJob.objects.filter(pk=job_id).first()
+            if job is not None:
+                model_admin.log_addition(request, job, message)
+    except DatabaseError as exc:  # SQLite write-locked by a restore: the job history has it anyway
+        logger.warning("The admin log entry %r was not written: %s", message, exc)
 
 
 def databases() -> list[str]:
@@ -144,14 +152,17 @@ def context(model_admin: ModelAdmin, request: HttpRequest, title: str, **extra: 
 
 def start(request: HttpRequest, model_admin: ModelAdmin, *, back: str | None = None, **kwargs: Any) -> HttpResponse:
     """Start a job and show its page, or go back with the reason it could not start."""
+
+    def log(job: BackupJob) -> None:
+        label = BackupJob.Kind(job.kind).label + (" (dry run)" if job.dry_run else "")
+        log_action(request, model_admin, job.pk, f"{label} of {job.backup_name or 'a new backup'} started")
+
     try:
-        job = jobs.start_job(user=request.user, remote_addr=client_address(request), **kwargs)
+        job = jobs.start_job(user=request.user, remote_addr=client_address(request), recorded=log, **kwargs)
     except BackupError as exc:
         messages.error(request, browser_message(exc))
         return HttpResponseRedirect(back or url(request, "changelist"))
-    label = BackupJob.Kind(job.kind).label + (" (dry run)" if job.dry_run else "")
-    log_action(request, model_admin, job.pk, f"{label} of {job.backup_name or 'a new backup'} started")
-    messages.info(request, f"{label} job {job.pk} started.")
+    # No "started" message: the job's page says it, and a message would show in whichever tab loads next.
     return HttpResponseRedirect(url(request, "job", job.pk))
 
 
@@ -339,6 +350,8 @@ def bulk_action(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
             objects_name="backups", deletable_objects=[[o.label for o in objects]], queryset=objects,
             model_count=[("backups", len(objects))], perms_lacking=set(), protected=[],
             action_checkbox_name=ACTION_CHECKBOX_NAME, media=model_admin.media,
+            # Django 6.1's template reads it (None: list every object)
+            delete_confirmation_max_display=getattr(model_admin, "delete_confirmation_max_display", None),
         ))
     deleted, failed = [], []
     with history.origin(admin_origin(request)):
@@ -548,17 +561,16 @@ def _upload_checked(request: HttpRequest, model_admin: ModelAdmin, limit: int) -
         name = uploads.generated_name(quarantined.original_name)
         options = {"original_name": quarantined.original_name[:255], "size": quarantined.size,
                    "quarantine": str(quarantined.path)}
+        note = f"Uploaded {quarantined.original_name[:100]} as {name}"
         try:
             job = jobs.start_job(kind=BackupJob.Kind.UPLOAD, backup_name=name, options=options,
                                  user=request.user, remote_addr=client_address(request),
-                                 database=chosen_database(request))
+                                 database=chosen_database(request),
+                                 recorded=lambda job: log_action(request, model_admin, job.pk, note))
         except BackupError as exc:
             quarantined.discard()
             messages.error(request, browser_message(exc))
             return HttpResponseRedirect(url(request, "upload"))
-        log_action(request, model_admin, job.pk, f"Uploaded {quarantined.original_name[:100]} as {name}")
-        messages.info(request, f"The file {quarantined.original_name} was received; it is listed as {name} once it "
-                               "has been validated.")
         return HttpResponseRedirect(url(request, "job", job.pk))
     return TemplateResponse(request, "admin/adcp_backup/upload.html", context(
         model_admin, request, "Upload a backup", form=UploadForm(), limit=format_size(limit),
@@ -602,6 +614,8 @@ def job_mark_failed(request: HttpRequest, model_admin: ModelAdmin, job_id: int) 
     if history.mark_failed(job.pk, f"Marked failed by {request.user} from the admin."):
         log_action(request, model_admin, job.pk, "Marked failed")
         messages.success(request, f"Job {job.pk} was marked failed; it no longer blocks other jobs.")
+    elif BackupJob.objects.filter(pk=job.pk, status__in=jobs.ACTIVE).exists():
+        messages.error(request, f"Job {job.pk} could not be marked now: the database is busy. Try again in a moment.")
     else:
         messages.info(request, f"Job {job.pk} had already finished.")
     return HttpResponseRedirect(url(request, "job", job.pk))

@@ -221,8 +221,8 @@ def mark_stale_jobs() -> list[int]:
 def mark_failed(job_id: int, reason: str) -> bool:
     """Record an unfinished job as failed (a stale job, or one staff marked failed); False if it had ended."""
     now = datetime.now(UTC)
-    updated = BackupJob.objects.filter(pk=job_id, status__in=ACTIVE).update(
-        status=BackupJob.Status.FAILED, error=reason[:2000], finished_at=now)
+    updated = _safe(lambda: BackupJob.objects.filter(pk=job_id, status__in=ACTIVE).update(
+        status=BackupJob.Status.FAILED, error=reason[:2000], finished_at=now))
     if updated:
         logger.warning("Job %s marked failed: %s", job_id, reason)
     return bool(updated)

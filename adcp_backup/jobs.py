@@ -120,8 +120,12 @@ def restore_running() -> BackupJob | None:
 
 
 def start_job(*, kind: str, backup_name: str = "", options: dict[str, Any] | None = None, user: Any = None,
-              remote_addr: str | None = None, database: str = "default", origin: str = "admin") -> BackupJob:
-    """Record a job and hand it to a runner; refuses a second restore and any backup during a restore."""
+              remote_addr: str | None = None, database: str = "default", origin: str = "admin",
+              recorded: Callable[[BackupJob], None] | None = None) -> BackupJob:
+    """Record a job and hand it to a runner; refuses a second restore and any backup during a restore.
+
+    ``recorded(job)`` runs in the transaction that records the job, before any runner can start it (the
+    admin writes its log entry there: once a restore runs, SQLite takes no other writes)."""
     try:
         with transaction.atomic(using=BackupJob.objects.db):
             running = restore_running()
@@ -139,6 +143,8 @@ def start_job(*, kind: str, backup_name: str = "", options: dict[str, Any] | Non
                 user=user if getattr(user, "is_authenticated", False) else None, remote_addr=remote_addr or None,
                 dry_run=bool((options or {}).get("dry_run")),
             )
+            if recorded is not None:
+                recorded(job)
             transaction.on_commit(lambda: _dispatch(job.pk), using=BackupJob.objects.db)
     except DatabaseError as exc:  # two submissions at once on a busy database: one of them waits its turn
         logger.warning("A job could not be recorded: %s", exc)

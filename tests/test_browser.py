@@ -249,7 +249,7 @@ def test_at_production_size_the_site_stays_up_and_nothing_sticks(page: Page, bro
     # The restore plan: 200 tenants in a list that scrolls inside the form.
     page.goto(f"{listing}file/{made.name}/restore/")
     expect(page.locator("#restore-plan")).to_contain_text("200,000")
-    tenants = page.locator("#tenant-scope .tenant-choices ul")
+    tenants = page.locator("#tenant-scope .tenant-choices > div")
     assert tenants.evaluate("e => e.scrollHeight > e.clientHeight + 100")
     screenshot(page, "restore-confirmation.png", backup_env)
 
