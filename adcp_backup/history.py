@@ -199,8 +199,10 @@ def stale_reason(job: BackupJob, now: datetime | None = None) -> str | None:
     window = timedelta(seconds=float(backup_settings.JOB_STALE_AFTER))
     if last is not None and now - last > window:
         minutes = int((now - last).total_seconds() // 60)
-        what = "started" if job.status == BackupJob.Status.PENDING else "running"
-        return (f"No sign of life for {minutes} minute{'s' if minutes != 1 else ''} while {what}: "
+        if job.status == BackupJob.Status.PENDING:
+            return (f"No runner took it up in {minutes} minute{'s' if minutes != 1 else ''}: the worker or the "
+                    "server that was to run it is probably stopped.")
+        return (f"No sign of life for {minutes} minute{'s' if minutes != 1 else ''} while running: "
                 "its process was probably stopped or restarted.")
     return None
 

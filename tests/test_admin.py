@@ -881,3 +881,18 @@ def test_messages_in_the_browser_carry_no_command_line_advice(admin_client, admi
     zero = {"keep_last": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0, "keep_safety": 0}
     page = admin_client.get(u("prune"), zero).content.decode()
     assert "every keep count is 0" in page and "--keep" not in page
+
+
+def test_a_command_line_validation_and_a_scheduled_backup_appear_in_the_admin(admin_client, admin_db, backup_env):
+    from django.core.management import call_command
+
+    tasks = pytest.importorskip("adcp_backup.tasks")
+    scheduled = tasks.create_backup.run()
+    call_command("backup_validate", scheduled["name"], stdout=io.StringIO())
+    page = admin_client.get(u("changelist")).content.decode()
+    history = page[page.index('id="history"'):]
+    assert re.search(r">Create \d+</a>.*?Celery", history, re.S)
+    assert re.search(r">Validate \d+</a>.*?Cron or script", history, re.S)
+    row = page[page.index(f'data-name="{scheduled["name"]}"'):]
+    assert '<span class="adcp-good">valid</span>' in row[:row.index("</tr>")]  # no longer "never"
+    assert "scheduled" in row[:row.index("</tr>")]
