@@ -292,6 +292,9 @@ def test_at_production_size_the_site_stays_up_and_nothing_sticks(page: Page, bro
     # No page waited for the restore's lock (SQLite's 5 s timeout would have answered 500, not 200).
     assert max(timings["list"] + timings["job page"]) < 5, timings
     expect(page.locator("#restore-outcome")).to_contain_text("The data was replaced.", timeout=TIMEOUT)
+    page.goto(listing)
+    page.locator("#history").scroll_into_view_if_needed()
+    screenshot(page, "job-history.png", backup_env)
 
     # At phone width the page keeps the screen's width: the table scrolls in its box.
     phone = browser.new_context(viewport={"width": 390, "height": 844}, storage_state=page.context.storage_state())
@@ -385,5 +388,3 @@ def test_at_production_size_the_site_stays_up_and_nothing_sticks(page: Page, bro
     screenshot(page, "restore-dry-run.png", backup_env)
     page.goto(listing)
     expect(page.locator("#history")).to_contain_text("Restore (dry run)")
-    page.locator("#history").scroll_into_view_if_needed()
-    screenshot(page, "job-history.png", backup_env)
