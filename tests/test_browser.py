@@ -56,7 +56,8 @@ def screenshot(page: Page, name: str, folder: Path) -> None:
     ordinary test run leaves the committed images alone."""
     image = page.screenshot(path=str(folder / name), full_page=True)
     assert image.startswith(b"\x89PNG")
-    if os.environ.get("ADCP_UPDATE_SCREENSHOTS"):
+    wanted = os.environ.get("ADCP_UPDATE_SCREENSHOTS", "")
+    if wanted and (wanted == "1" or name in wanted.split(",")):  # 1: every image; else a list of names
         IMAGES.mkdir(parents=True, exist_ok=True)
         (IMAGES / name).write_bytes(image)
 
