@@ -217,6 +217,14 @@ def _fail(job_id: int, error: str) -> None:
 
 
 # -- running ---------------------------------------------------------------------------------------------
+class JobFailed(BackupError):
+    """A job that ran to the end with a negative outcome, keeping what it found for the job page."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+
 def run_job(job_id: int) -> None:
     """Carry out a recorded job once; the Celery task and the thread runner both call this."""
     claimed = BackupJob.objects.filter(pk=job_id, status=BackupJob.Status.PENDING).update(
@@ -240,6 +248,8 @@ def run_job(job_id: int) -> None:
     except InvalidBackup as exc:
         status, error = BackupJob.Status.INVALID, str(exc)
         result = {"problems": [p.as_dict() for p in exc.problems], "problems_total": exc.total}
+    except JobFailed as exc:
+        error, result = str(exc), exc.result
     except BackupError as exc:
         error = str(exc)
     except Exception as exc:
@@ -320,9 +330,16 @@ def record_download(*, name: str, user: Any, remote_addr: str | None, database: 
     history.end(job, status=BackupJob.Status.SUCCEEDED)
 
 
+def _run_drill(job: BackupJob, progress: JobProgressRecorder) -> Outcome:
+    from .admin_drill import run_drill_job
+
+    return BackupJob.Status.SUCCEEDED, run_drill_job(job, progress)
+
+
 _RUNNERS: dict[str, Callable[[BackupJob, JobProgressRecorder], Outcome]] = {
     BackupJob.Kind.CREATE: _run_create,
     BackupJob.Kind.VALIDATE: _run_validate,
     BackupJob.Kind.RESTORE: _run_restore,
     BackupJob.Kind.UPLOAD: _run_upload,
+    BackupJob.Kind.DRILL: _run_drill,
 }

@@ -103,6 +103,7 @@ class BackupFile(models.Model):
             ("download_backups", "Can download backups"),
             ("delete_backups", "Can delete backups"),
             ("upload_backups", "Can upload backups"),
+            ("drill_backups", "Can test-restore backups into a scratch database"),
         ]
 
 
@@ -117,6 +118,7 @@ class BackupJob(models.Model):
         UPLOAD = "upload", "Upload"
         DELETE = "delete", "Delete"
         DOWNLOAD = "download", "Download"
+        DRILL = "drill", "Test restore"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
