@@ -9,7 +9,7 @@ import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -22,6 +22,7 @@ from . import (
     __version__,
     dataset,
     drill,
+    history,
     locking,
     monitoring,
     restore,
@@ -49,7 +50,7 @@ from .progress import ProgressCallback, ProgressEvent, silent
 from .restore import TableChange
 from .sources import Source
 from .sources import resolve as resolve_source
-from .storage import BackupStorage, HashingWriter
+from .storage import BackupStorage, HashingWriter, stream_file
 from .validation import KeyIndex, RowChecker
 
 logger = logging.getLogger(__name__)
@@ -220,6 +221,7 @@ def _capture_schema(engine: Engine, tables: Sequence[dataset.TableSpec]) -> dict
 
 
 # -- create ----------------------------------------------------------------------------------------------
+@history.recorded("create")
 @signals.reported(signals.backup_created, signals.backup_failed)
 @locking.locked("backup")
 def backup_create(
@@ -378,6 +380,11 @@ def _latest_name(identity: str | os.PathLike[str] | None = None) -> str | None:
 
 
 # -- validate --------------------------------------------------------------------------------------------
+def _validation_outcome(report: ValidationReport) -> tuple[str, dict[str, Any], str]:
+    return ("succeeded" if report.valid else "invalid"), report.as_dict(), report.name
+
+
+@history.recorded("validate", outcome=_validation_outcome)
 def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None,
                     progress: ProgressCallback = silent) -> ValidationReport:
     """Read the whole file once: structure, checksums, counts, types, NOT NULL, unique and foreign keys.
@@ -510,6 +517,12 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None,
                 identity: str | os.PathLike[str] | None = None,
                 max_drill_age: timedelta | None = None) -> InfoResult:
     """The state of the database, the storage and the backups, for people and for monitoring."""
+    with history.quiet():  # the validations behind "newest valid backup" are reads, not operations
+        return _backup_info(database=database, max_age=max_age, identity=identity, max_drill_age=max_drill_age)
+
+
+def _backup_info(*, database: str, max_age: timedelta | None, identity: str | os.PathLike[str] | None,
+                 max_drill_age: timedelta | None) -> InfoResult:
     engine = get_engine(database)
     existing = engine.existing_tables()
     tables = {}
@@ -607,6 +620,7 @@ class PruneResult:
         return asdict(self)
 
 
+@history.recorded("prune")
 @signals.reported(signals.backup_pruned, signals.prune_failed)
 @locking.locked("prune")
 def backup_prune(
@@ -683,6 +697,7 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
     )
 
 
+@history.recorded("restore")
 @signals.reported(signals.restore_finished, signals.restore_failed)
 @locking.locked("restore")
 def backup_restore(
@@ -801,6 +816,63 @@ def backup_file_tenants(*, file: str, identity: Any = None) -> list[dict[str, An
     source = _resolve(file, identity)
     with _opened(source, strict=True, identity=identity) as reader:
         return tenant_scope.file_tenants(reader)
+
+
+# -- delete and upload -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeleteResult:
+    name: str
+    size: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@history.recorded("delete")
+@signals.reported(signals.backup_deleted, signals.delete_failed)
+@locking.locked("prune")
+def backup_delete(*, name: str, database: str = "default") -> DeleteResult:
+    """Delete one backup from the storage, under the same lock as a prune (never during a restore)."""
+    storage = _storage()
+    name = storage.require(name)
+    size = storage.size(name)
+    try:
+        storage.delete(name)
+    except OSError as exc:
+        raise BackupError(f"The backup {name} could not be deleted: {exc.strerror or exc}.") from exc
+    logger.info("Deleted %s (%s bytes)", name, size)
+    return DeleteResult(name=name, size=size)
+
+
+def _upload_outcome(report: ValidationReport) -> tuple[str, dict[str, Any], str]:
+    return ("succeeded" if report.valid else "invalid"), report.as_dict(), report.name
+
+
+@history.recorded("upload", outcome=_upload_outcome)
+@signals.reported(signals.upload_accepted, signals.upload_refused)
+@locking.locked("backup")
+def backup_accept_upload(*, quarantined: str | os.PathLike[str], name: str, database: str = "default",
+                         progress: ProgressCallback = silent) -> ValidationReport:
+    """Validate an uploaded file waiting in quarantine and, when valid, store it under ``name``.
+
+    The quarantined file is removed in every case; an invalid one is reported, never stored."""
+    path = Path(quarantined)
+    try:
+        storage = _storage()
+        if storage.exists(name):
+            raise BackupError(f"A backup named {name} exists already; the upload was not kept.")
+        with history.quiet():
+            report = backup_validate(file=str(path), progress=progress)
+        report = replace(report, name=name, path=None)
+        if report.valid:
+            progress(ProgressEvent("upload", message="Valid; storing it with the backups."))
+            with path.open("rb") as handle:
+                storage.save_upload(name, stream_file(handle))
+            report = replace(report, path=storage.path(name))
+            logger.info("Upload stored as %s", name)
+        return report
+    finally:
+        path.unlink(missing_ok=True)
 
 
 # -- drill -----------------------------------------------------------------------------------------------
