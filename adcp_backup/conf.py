@@ -64,8 +64,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("JOB_STALE_AFTER", 300, "Seconds without a heartbeat after which an unfinished job is marked failed "
                                         "and stops blocking (a job whose process is gone is marked at once)."),
         Setting("JOB_HEARTBEAT", 15.0, "Seconds between the heartbeats a running job records."),
-        Setting("ADMIN_DATABASES", ["default"], "Database aliases the admin's Backups page manages; with several, "
-                                                "the page offers a choice."),
+        Setting("ADMIN_DATABASES", [], "Database aliases the admin's Backups page manages (default: "
+                                       "ADCP_BACKUP_DATABASES); with several, the page offers a choice."),
         Setting("JOB_RUNNER", "auto", "Where admin jobs run: auto (Celery when a broker is set), celery or thread."),
         Setting("SCHEDULE", "0 2 * * *",
                 "When Celery beat runs a backup: a crontab line, @daily-style alias, @every 6h, or empty for never."),
