@@ -578,7 +578,11 @@ def _passes_validation(name: str, identity: str | os.PathLike[str] | None = None
         return True
 
 
-# -- prune -----------------------------------------------------------------------------------------------
+# -- prune ---------------------------------------------------------------------------------------------
+POLICY_FROM_FLAGS = "flags"
+POLICY_FROM_SETTINGS = "settings"
+
+
 @dataclass(frozen=True)
 class PruneResult:
     dry_run: bool
@@ -588,9 +592,23 @@ class PruneResult:
     skipped: list[retention.PrunedFile]
     freed_bytes: int
     notes: list[str]
+    policy_source: str = POLICY_FROM_SETTINGS  # "flags": only the rules given apply; "settings": ADCP_BACKUP_KEEP_*
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def retention_policy(*, keep_last: int | None = None, keep_daily: int | None = None,
+                     keep_weekly: int | None = None, keep_monthly: int | None = None) -> tuple[retention.Policy, str]:
+    """The rules for regular backups, as restic reads its flags: when any count is given, exactly the counts
+    given apply and the others keep nothing; when none is, the ADCP_BACKUP_KEEP_* settings apply."""
+    given = (keep_last, keep_daily, keep_weekly, keep_monthly)
+    if any(count is not None for count in given):
+        last, daily, weekly, monthly = (0 if count is None else count for count in given)
+        return retention.Policy(last=last, daily=daily, weekly=weekly, monthly=monthly), POLICY_FROM_FLAGS
+    configured = retention.Policy(last=backup_settings.KEEP_LAST, daily=backup_settings.KEEP_DAILY,
+                                  weekly=backup_settings.KEEP_WEEKLY, monthly=backup_settings.KEEP_MONTHLY)
+    return configured, POLICY_FROM_SETTINGS
 
 
 @signals.reported(signals.backup_pruned, signals.prune_failed)
@@ -605,13 +623,13 @@ def backup_prune(
     dry_run: bool = False,
     database: str = "default",
 ) -> PruneResult:
-    """Apply the retention rules (restic's) to the backups in storage; ``None`` takes the setting's value."""
-    policy = retention.Policy(
-        last=backup_settings.KEEP_LAST if keep_last is None else keep_last,
-        daily=backup_settings.KEEP_DAILY if keep_daily is None else keep_daily,
-        weekly=backup_settings.KEEP_WEEKLY if keep_weekly is None else keep_weekly,
-        monthly=backup_settings.KEEP_MONTHLY if keep_monthly is None else keep_monthly,
-    )
+    """Apply the retention rules (restic's) to the backups in storage.
+
+    The four regular rules follow restic's flags: given any of them, only those given apply (``None`` keeps
+    nothing by that rule); given none, the ADCP_BACKUP_KEEP_* settings do. ``keep_safety`` is separate: safety
+    backups have their own rule, ADCP_BACKUP_KEEP_SAFETY when it is ``None``."""
+    policy, policy_source = retention_policy(keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly,
+                                             keep_monthly=keep_monthly)
     safety = int(backup_settings.KEEP_SAFETY if keep_safety is None else keep_safety)
     plan = retention.plan_prune(backup_list(), policy, keep_safety=safety, tz=django_timezone.get_default_timezone(),
                                 is_valid=lambda entry: _passes_validation(entry.name))
@@ -626,7 +644,7 @@ def backup_prune(
             logger.info("Pruned %s (created %s)", pruned.name, pruned.created_at)
     result = PruneResult(dry_run=dry_run, policy={**policy.as_dict(), "keep_safety": safety}, kept=plan.kept,
                          removed=plan.removed, skipped=plan.skipped,
-                         freed_bytes=sum(p.size for p in plan.removed), notes=notes)
+                         freed_bytes=sum(p.size for p in plan.removed), notes=notes, policy_source=policy_source)
     logger.info("%s: %s kept, %s removed, %s skipped", "Prune dry run" if dry_run else "Pruned",
                 len(result.kept), len(result.removed), len(result.skipped))
     return result
