@@ -30,8 +30,8 @@ class Command(BackupCommand):
                            ("monthly", "the newest backup of each of the last N months that have one")):
             parser.add_argument(f"--keep-{rule}", type=count, metavar="N",
                                 help=f"Keep {what}; 'unlimited' for all. As with restic, once any of --keep-last, "
-                                     f"--keep-daily, --keep-weekly and --keep-monthly is given, only those given apply; "
-                                     f"with none, ADCP_BACKUP_KEEP_{rule.upper()} does.")
+                                     "--keep-daily, --keep-weekly and --keep-monthly is given, only those given "
+                                     f"apply; with none, ADCP_BACKUP_KEEP_{rule.upper()} does.")
         parser.add_argument("--keep-safety", type=count, metavar="N",
                             help="Keep the newest N safety backups taken before restores "
                                  "(default: ADCP_BACKUP_KEEP_SAFETY; it leaves the other rules as they are).")
