@@ -1,6 +1,7 @@
 """age encryption: round trips, interoperability with the age CLI, and every key or file problem refused."""
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import json
@@ -549,3 +550,42 @@ def test_an_abandoned_decrypting_reader_stops_its_worker(keys, tmp_path):
         del reader
         gc.collect()
         assert threading.active_count() == threads
+
+
+# -- passphrase files ----------------------------------------------------------------------------------------
+def armor(data: bytes) -> bytes:
+    """age's ASCII armor: base64 in lines of 64 columns between its BEGIN and END lines."""
+    text = base64.b64encode(data)
+    lines = [text[i:i + 64] for i in range(0, len(text), 64)]
+    return b"-----BEGIN AGE ENCRYPTED FILE-----\n" + b"\n".join(lines) + b"\n-----END AGE ENCRYPTED FILE-----\n"
+
+
+@pytest.mark.parametrize("armored", [False, True], ids=["binary", "armored"])
+def test_a_passphrase_encrypted_file_is_recognised_and_refused_with_the_database_unchanged(
+        seeded, keys, tmp_path, settings, armored):
+    seeded()
+    plain = services.backup_create(compression="gzip")
+    sealed = pyrage.passphrase.encrypt(Path(plain.path).read_bytes(), "correct horse battery staple")
+    target = tmp_path / "by-passphrase.jsonl.gz.age"
+    target.write_bytes(armor(sealed) if armored else sealed)
+    assert crypto.is_passphrase_encrypted(target.read_bytes()[:256])
+    settings.ADCP_BACKUP_AGE_IDENTITY = str(keys["identity"])
+    with pytest.raises(EncryptionKeyError, match=r"encrypted with a passphrase \(age -p\)"):
+        services.backup_validate(file=str(target))
+    code, _out, message = run_command("backup_validate", str(target))
+    assert code == 1 and "passphrase" in message and "age -d FILE | age -r" in message
+    modify_database()
+    state = table_state()
+    code, _out, message = run_command("backup_restore", str(target), "--force")
+    assert code == 1 and "passphrase" in message
+    assert table_state() == state
+    entry = next(e for e in services.backup_list() if e.name == plain.name)
+    assert not crypto.is_passphrase_encrypted(Path(entry.path).read_bytes()[:256])
+
+
+def test_a_file_encrypted_to_a_key_is_not_taken_for_a_passphrase_file(seeded, keys):
+    seeded()
+    for compression in ("none", "gzip"):
+        head = Path(services.backup_create(compression=compression, encrypt=True).path).read_bytes()[:256]
+        assert head.startswith(AGE_MAGIC)
+        assert not crypto.is_passphrase_encrypted(head) and not crypto.is_passphrase_encrypted(armor(head)[:256])
