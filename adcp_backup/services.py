@@ -20,7 +20,7 @@ from django.utils import timezone as django_timezone
 from . import __version__, dataset, locking, monitoring, restore, retention, settings_files, signals
 from . import scope as tenant_scope
 from .conf import backup_settings
-from .db import get_engine
+from .db import get_engine, limits
 from .db.base import Engine, fingerprint
 from .exceptions import (
     BackupError,
@@ -28,6 +28,7 @@ from .exceptions import (
     InvalidBackup,
     Problem,
     RestoreError,
+    ValuesRefused,
 )
 from .format import codecs, crypto
 from .format.detect import open_reader
@@ -98,6 +99,7 @@ class ValidationReport:
     problems: list[Problem]
     problems_total: int
     duration: float
+    target_engine: str | None = None  # whose limits the values were checked against, besides the file's own
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -366,12 +368,20 @@ def _latest_name(identity: str | os.PathLike[str] | None = None) -> str | None:
 
 # -- validate --------------------------------------------------------------------------------------------
 def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None,
+                    target_engine: str | None = None, database: str | None = None,
                     progress: ProgressCallback = silent) -> ValidationReport:
     """Read the whole file once: structure, checksums, counts, types, NOT NULL, unique and foreign keys.
 
+    With ``target_engine`` (sqlite, postgresql or mysql), also every value that engine would refuse (an
+    infinity on MariaDB, text longer than its column, ...), judged by the columns of ``database`` when that
+    alias is such a database holding the tables, else by the schema this app ships for the engine.
     An encrypted file needs an age identity (``identity``, else ADCP_BACKUP_AGE_IDENTITY); without a
     fitting one this raises EncryptionKeyError: the file's validity is then unknown, not disproved."""
     started = time.monotonic()
+    if target_engine is not None and target_engine not in limits.ENGINES:
+        raise BackupError(f"Unknown target engine {target_engine!r}: use {', '.join(limits.ENGINES)}.")
+    live = get_engine(database) if target_engine is not None and database is not None else None
+    target_limits: dict[str, limits.ValueLimits | None] = {}
     source = _resolve(file, identity)
     limit = backup_settings.MAX_PROBLEMS
     problems: list[Problem] = []
@@ -394,6 +404,9 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
                     if unknown:
                         problems.append(Problem(event.name, f"unknown columns {', '.join(unknown)}"))
                     checkers[event.name] = RowChecker(spec, event.columns, event.families)
+                    if target_engine is not None:
+                        target_limits[event.name] = limits.for_target(target_engine, spec.name, event.columns,
+                                                                      live=live)
                     keys.start_table(spec, event.columns)
                     progress(ProgressEvent("validate", event.name, 0, expected.get(event.name)))
                 elif isinstance(event, RowBatch):
@@ -401,6 +414,9 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
                     if checker is not None:
                         if len(problems) < limit:
                             problems.extend(checker.check(event.rows, event.first_row))
+                        target = target_limits.get(event.table)
+                        if target is not None and len(problems) < limit:
+                            problems.extend(target.check(event.rows, event.first_row))
                         keys.add(event.table, event.rows, event.first_row)
                     progress(ProgressEvent("validate", event.table, event.first_row + len(event.rows) - 1,
                                            expected.get(event.table)))
@@ -430,6 +446,7 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
         problems=problems[:limit],
         problems_total=total,
         duration=time.monotonic() - started,
+        target_engine=target_engine,
     )
     logger.info("Validated %s: %s", source.display, "valid" if report.valid else f"{total} problem(s)")
     return report
@@ -712,9 +729,13 @@ def backup_restore(
     with _opened(source, strict=True, identity=identity) as reader:
         header = reader.header
         if tenants or tenant_scope.is_tenant_backup(header):
-            return _restore_tenants(source, engine, reader, tenants=tenants, skip_validation=skip_validation,
-                                    dry_run=dry_run, create_schema=create_schema, safety_backup=safety_backup,
-                                    restore_settings=restore_settings, progress=progress, started=started)
+            try:
+                return _restore_tenants(source, engine, reader, tenants=tenants, skip_validation=skip_validation,
+                                        dry_run=dry_run, create_schema=create_schema, safety_backup=safety_backup,
+                                        restore_settings=restore_settings, progress=progress, started=started)
+            except ValuesRefused as exc:
+                raise _every_value_refused(exc, file=file, identity=identity, engine=engine,
+                                           dry_run=dry_run) from exc
         plan = restore.plan_schema(engine, header, create_schema=create_schema)
         notes = list(plan.notes)
 
@@ -729,6 +750,8 @@ def backup_restore(
         try:
             outcome = restore.restore_data(engine, reader, header, plan, dry_run=dry_run,
                                            validate=not skip_validation, progress=progress)
+        except ValuesRefused as exc:
+            raise _every_value_refused(exc, file=file, identity=identity, engine=engine, dry_run=dry_run) from exc
         except DatabaseError as exc:
             raise RestoreError(f"The restore failed and was rolled back; the database is unchanged. ({exc})") from exc
         notes.extend(outcome.notes)
@@ -753,6 +776,17 @@ def backup_restore(
     logger.info("%s %s into %r: %s", "Dry run of" if dry_run else "Restored", source.display, database,
                 result.restored)
     return result
+
+
+def _every_value_refused(exc: ValuesRefused, *, file: str, identity: str | os.PathLike[str] | None,
+                         engine: Engine, dry_run: bool) -> ValuesRefused:
+    """A real restore names the first value the database refused; a dry run reads on and names every one."""
+    if not dry_run:
+        return exc
+    report = backup_validate(file=file, identity=identity, target_engine=engine.vendor, database=engine.alias)
+    if not report.problems:
+        return exc
+    return limits.every_refusal(report.problems, engine.vendor, total=report.problems_total)
 
 
 def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Sequence[str] | None,

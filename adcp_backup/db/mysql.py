@@ -30,6 +30,19 @@ class MySQLEngine(Engine):
             return [LiveColumn(name=name, family=family_of(declared), nullable=nullable == "YES")
                     for name, declared, nullable in cursor.fetchall()]
 
+    def declared_types(self, table: str) -> dict[str, str]:
+        """The live COLUMN_TYPEs (varchar(100), longtext, int(11), double, datetime(6)...): a database made from
+        the AdCP application's own DDL has narrower columns than the schema this app ships."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
+                           "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s", [table])
+            return {name: declared for name, declared in cursor.fetchall()}
+
+    def max_row_bytes(self) -> int | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT @@max_allowed_packet")
+            return int(cursor.fetchone()[0])
+
     def capture_ddl(self, tables: Sequence[str]) -> list[str]:
         """SHOW CREATE TABLE of each table, parents first, without the current AUTO_INCREMENT counter."""
         statements = []
