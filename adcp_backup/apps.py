@@ -1,6 +1,8 @@
 """The Django application configuration of adcp_backup."""
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -10,8 +12,15 @@ class AdcpBackupConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, notifications, signals
+        # Only what every command needs is imported here; the rest waits until it is used, so a command that
+        # touches neither the admin nor Celery starts quickly.
+        from . import checks, signals
 
         checks.register()
-        signals.backup_failed.connect(notifications.mail_admins_on_scheduled_failure,
-                                      dispatch_uid="adcp_backup.notify_admins")
+        signals.backup_failed.connect(_notify_admins, dispatch_uid="adcp_backup.notify_admins")
+
+
+def _notify_admins(sender: Any, **kwargs: Any) -> None:
+    from .notifications import mail_admins_on_scheduled_failure
+
+    mail_admins_on_scheduled_failure(sender, **kwargs)

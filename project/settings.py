@@ -9,16 +9,6 @@ from pathlib import Path
 
 import environ
 
-try:  # MariaDB/MySQL through PyMySQL (pure Python, no client headers to build against) unless mysqlclient is there
-    import MySQLdb  # noqa: F401
-except ImportError:
-    try:
-        import pymysql
-
-        pymysql.install_as_MySQLdb()
-    except ImportError:
-        pass
-
 BASE_DIR = Path(__file__).resolve().parent.parent
 CWD = Path.cwd()
 
@@ -32,6 +22,20 @@ def _cwd_path(value: str) -> str:
     return str((CWD / Path(value).expanduser()).resolve())
 
 
+def _mysql_driver() -> None:
+    """MariaDB/MySQL through PyMySQL (pure Python, no client headers to build against) unless mysqlclient is
+    there; imported only when a database is MariaDB/MySQL, so that other commands start without it."""
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:
+        try:
+            import pymysql
+
+            pymysql.install_as_MySQLdb()
+        except ImportError:
+            pass
+
+
 def _database(url: str) -> dict:
     config = env.db_url_config(url)
     if config["ENGINE"] == "django.db.backends.sqlite3" and config["NAME"] not in ("", ":memory:"):
@@ -39,6 +43,7 @@ def _database(url: str) -> dict:
         Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)  # SQLite cannot create the folder
         config.setdefault("TEST", {})["NAME"] = str(Path(config["NAME"]).with_suffix(".test.sqlite3"))
     if config["ENGINE"] == "django.db.backends.mysql":
+        _mysql_driver()
         config.setdefault("OPTIONS", {}).setdefault("charset", "utf8mb4")
         config.setdefault("TEST", {}).update({"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_bin"})
     return config
