@@ -41,9 +41,10 @@ _TEXTUAL = ("char", "varchar", "character", "text", "tinytext", "mediumtext", "l
             "mediumblob", "longblob", "binary", "varbinary", "bytea")
 _SIZE = re.compile(r"\(\s*(\d+)")
 # What MariaDB's DATETIME takes from a backup: "YYYY-MM-DD[ hh:mm:ss[.ffffff]]", "T" or " " between, and a UTC
-# offset only as +00:00 (the restore drops it). _SURELY_DATETIME accepts a subset that is valid on every day.
+# offset only as +00:00 (the restore drops it). _SURELY_DATETIME accepts all of them but 29 February.
 _MARIADB_DATETIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?(?:\+00:00)?)?")
-_SURELY_DATETIME = re.compile(r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])"
+_SURELY_DATETIME = re.compile(r"\d{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
+                              r"|(?:0[13578]|1[02])-31)"
                               r"(?:[ T](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:\+00:00)?)?")
 _COLUMN_LINE = re.compile(r"[`\"]?(\w+)[`\"]?\s+([A-Za-z]+(?:\s+(?:PRECISION|VARYING))*(?:\(\d+(?:,\s*\d+)?\))?"
                           r"(?:\s+UNSIGNED)?)")
