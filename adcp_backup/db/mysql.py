@@ -180,6 +180,20 @@ class MySQLEngine(Engine):
             return None if not row or row[0] is None else int(row[0]) - 1
 
     # -- writing -----------------------------------------------------------------------------------
+    @contextmanager
+    def restore_transaction(self) -> Iterator[None]:
+        """The restore's transaction, with InnoDB's row-by-row foreign-key checks off for this session while it
+        deletes and inserts (as mysqldump's files do): every restore checks the foreign keys of the tables it
+        wrote with one join each before it commits, and rolls back on an orphan."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SET SESSION foreign_key_checks = 0")
+        try:
+            with transaction.atomic(using=self.alias):
+                yield
+        finally:  # after the transaction, which a dry run marks for rollback: no query may run inside it then
+            with self.connection.cursor() as cursor:
+                cursor.execute("SET SESSION foreign_key_checks = 1")
+
     def drop_temporary_sql(self, name: str) -> str:
         # Plain DROP TABLE commits the transaction on MariaDB, even for a temporary table.
         return f"DROP TEMPORARY TABLE IF EXISTS {self.quote(name)}"
