@@ -595,7 +595,7 @@ def _passes_validation(name: str, identity: str | os.PathLike[str] | None = None
         return True
 
 
-# -- prune ---------------------------------------------------------------------------------------------
+# -- prune -----------------------------------------------------------------------------------------------
 POLICY_FROM_FLAGS = "flags"
 POLICY_FROM_SETTINGS = "settings"
 
