@@ -18,9 +18,16 @@ class AdcpBackupConfig(AppConfig):
 
         checks.register()
         signals.backup_failed.connect(_notify_admins, dispatch_uid="adcp_backup.notify_admins")
+        signals.drill_failed.connect(_notify_admins_of_drill, dispatch_uid="adcp_backup.notify_admins_drill")
 
 
 def _notify_admins(sender: Any, **kwargs: Any) -> None:
     from .notifications import mail_admins_on_scheduled_failure
 
     mail_admins_on_scheduled_failure(sender, **kwargs)
+
+
+def _notify_admins_of_drill(sender: Any, **kwargs: Any) -> None:
+    from .notifications import mail_admins_on_drill_failure
+
+    mail_admins_on_drill_failure(sender, **kwargs)

@@ -58,7 +58,11 @@ SETTINGS: dict[str, Setting] = {
         Setting("MAX_PROBLEMS", 100, "Problems a validation lists before it stops counting them one by one."),
         Setting("ADMIN_RESTORE", True, "Offer restore and upload in the admin; False leaves restores to the shell."),
         Setting("UPLOAD_MAX_SIZE", 2 * 1024**3, "Largest backup file, in bytes, the admin accepts as an upload."),
-        Setting("JOB_STALE_AFTER", 24 * 3600, "Seconds after which an unfinished admin job stops blocking restores."),
+        Setting("JOB_STALE_AFTER", 300, "Seconds without a heartbeat after which an unfinished job is marked failed "
+                                        "and stops blocking (a job whose process is gone is marked at once)."),
+        Setting("JOB_HEARTBEAT", 15.0, "Seconds between the heartbeats a running job records."),
+        Setting("ADMIN_DATABASES", ["default"], "Database aliases the admin's Backups page manages; with several, "
+                                                "the page offers a choice."),
         Setting("JOB_RUNNER", "auto", "Where admin jobs run: auto (Celery when a broker is set), celery or thread."),
         Setting("SCHEDULE", "0 2 * * *",
                 "When Celery beat runs a backup: a crontab line, @daily-style alias, @every 6h, or empty for never."),
@@ -77,6 +81,13 @@ SETTINGS: dict[str, Setting] = {
         Setting("ENCRYPT", False, "Encrypt every new backup, safety backups included, with age (as --encrypt)."),
         Setting("AGE_RECIPIENTS", [], "age public keys (age1...) new encrypted backups are readable by."),
         Setting("AGE_IDENTITY", "", "Path of the age identity file (age-keygen) that decrypts backups."),
+        Setting("DRILL_SCHEDULE", "0 4 * * 0",
+                "When Celery beat runs a restore drill of the newest backup (default weekly); same syntax."),
+        Setting("DRILL_POSTGRESQL_SCRATCH", "database",
+                "A drill's scratch on PostgreSQL: database (falls back to schema without CREATEDB), or schema (a "
+                "temporary schema in the live database: no CREATE/DROP DATABASE and their checkpoints)."),
+        Setting("DRILL_DIR", "", "Folder of a drill's scratch SQLite database (default: the system's temporary "
+                                 "folder)."),
         Setting("TEMP_DIR", "",
                 "Folder of the temporary file of a backup bound for remote storage (default: the system's)."),
     )

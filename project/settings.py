@@ -22,6 +22,9 @@ def _cwd_path(value: str) -> str:
     return str((CWD / Path(value).expanduser()).resolve())
 
 
+SQLITE_INIT_COMMAND = "PRAGMA journal_mode=wal"
+
+
 def _mysql_driver() -> None:
     """MariaDB/MySQL through PyMySQL (pure Python, no client headers to build against) unless mysqlclient is
     there; imported only when a database is MariaDB/MySQL, so that other commands start without it."""
@@ -42,6 +45,9 @@ def _database(url: str) -> dict:
         config["NAME"] = _cwd_path(config["NAME"])
         Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)  # SQLite cannot create the folder
         config.setdefault("TEST", {})["NAME"] = str(Path(config["NAME"]).with_suffix(".test.sqlite3"))
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # WAL: readers never wait for a writer, so the site and the admin keep answering during a restore.
+        config.setdefault("OPTIONS", {}).setdefault("init_command", SQLITE_INIT_COMMAND)
     if config["ENGINE"] == "django.db.backends.mysql":
         _mysql_driver()
         config.setdefault("OPTIONS", {}).setdefault("charset", "utf8mb4")
@@ -65,6 +71,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The demo serves its own static files (the admin's CSS and JS), with DEBUG off and no web server in front.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -100,6 +108,9 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = _cwd_path(env.str("STATIC_ROOT", default="data/static"))
+# Straight from the apps' static folders, so `runserver` needs no collectstatic first; a production site runs
+# collectstatic and may turn this off.
+WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 
 # adcp-backup: every ADCP_BACKUP_* setting is documented in adcp_backup/conf.py.
 ADCP_BACKUP_DIR = _cwd_path(env.str("ADCP_BACKUP_DIR", default="data/backups"))
@@ -168,6 +179,10 @@ CELERY_TIMEZONE = TIME_ZONE
 # Scheduling, retention, locking and notifications (docs/operations.md).
 ADCP_BACKUP_SCHEDULE = env.str("ADCP_BACKUP_SCHEDULE", default="0 2 * * *")
 ADCP_BACKUP_PRUNE_SCHEDULE = env.str("ADCP_BACKUP_PRUNE_SCHEDULE", default="30 3 * * *")
+ADCP_BACKUP_DRILL_SCHEDULE = env.str("ADCP_BACKUP_DRILL_SCHEDULE", default="0 4 * * 0")
+ADCP_BACKUP_DRILL_POSTGRESQL_SCRATCH = env.str("ADCP_BACKUP_DRILL_POSTGRESQL_SCRATCH", default="database")
+if env.str("ADCP_BACKUP_DRILL_DIR", default=""):
+    ADCP_BACKUP_DRILL_DIR = _cwd_path(env.str("ADCP_BACKUP_DRILL_DIR"))
 ADCP_BACKUP_KEEP_LAST = env.int("ADCP_BACKUP_KEEP_LAST", default=7)
 ADCP_BACKUP_KEEP_DAILY = env.int("ADCP_BACKUP_KEEP_DAILY", default=14)
 ADCP_BACKUP_KEEP_WEEKLY = env.int("ADCP_BACKUP_KEEP_WEEKLY", default=8)
