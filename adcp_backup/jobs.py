@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 from . import services
 from .conf import backup_settings
 from .exceptions import BackupConfigurationError, BackupError, BackupLocked, InvalidBackup
+from .interrupts import describe, signals_interrupt
 from .models import BackupJob
 from .progress import ProgressEvent
 from .storage import BackupStorage, stream_file
@@ -243,7 +244,8 @@ def run_job(job_id: int) -> None:
     recorder = JobProgressRecorder(job_id)
     status, result, error = BackupJob.Status.FAILED, None, ""
     try:
-        result = _RUNNERS[job.kind](job, recorder)
+        with signals_interrupt():
+            result = _RUNNERS[job.kind](job, recorder)
         status = BackupJob.Status.SUCCEEDED
     except InvalidBackup as exc:
         error = str(exc)
@@ -255,6 +257,10 @@ def run_job(job_id: int) -> None:
     except Exception as exc:
         logger.exception("Job %s (%s) failed unexpectedly", job_id, job.kind)
         error = f"Unexpected error: {type(exc).__name__}: {exc}"
+    except BaseException as exc:  # SIGTERM, SIGHUP, SIGINT, worker shutdown: record the failure, then stop
+        error = f"{describe(exc) if isinstance(exc, KeyboardInterrupt) else type(exc).__name__}: the job stopped " \
+                "before it finished; nothing half-written was kept."
+        raise
     finally:
         state = recorder.state
         BackupJob.objects.filter(pk=job_id).update(

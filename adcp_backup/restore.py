@@ -307,6 +307,10 @@ def restore_files(records: list[FileRecord], *, dry_run: bool) -> list[dict[str,
         if target is None:
             report.append({"path": record.path, "action": "skipped: not a configured settings file"})
             continue
+        if record.withheld is not None:
+            report.append({"path": str(target), "action": "left alone: withheld from the backup, as "
+                                                          f"{record.withheld}"})
+            continue
         if record.content is None:
             report.append({"path": str(target), "action": "left alone: the file did not exist at backup time"})
             continue

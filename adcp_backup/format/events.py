@@ -38,6 +38,7 @@ class FileRecord:
     content: bytes | None  # None: the file did not exist when the backup was taken
     sha256: str | None = None
     mode: int | None = None
+    withheld: str | None = None  # why the backup holds no content for it (secrets kept out of a clear backup)
 
 
 @dataclass
