@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import jobs, services, uploads
+from . import jobs, services, signing, uploads
 from .conf import backup_settings
 from .display import format_size
 from .exceptions import BackupError
@@ -206,19 +206,27 @@ def restore(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpRes
             pass  # an unreadable file: the plan below says why
     form = RestoreForm(request.POST if request.method == "POST" else None, backup_name=name,
                        tenant_choices=choices, initial={"dry_run": True})
-    if request.method == "POST" and form.is_valid():
-        options = form.service_options()
-        return start(request, kind=BackupJob.Kind.RESTORE, backup_name=name, options=options)
     try:
         plan = services.backup_restore_plan(file=name)
     except BackupError as exc:
         messages.error(request, f"The backup {name} cannot be restored: {exc}")
         return HttpResponseRedirect(url("changelist"))
+    can_restore_unsigned = has_perm(request, "restore_unsigned_backups")
+    if request.method == "POST" and form.is_valid():
+        options = form.service_options()
+        if not options.get("dry_run", True) and plan.provenance not in signing.TRUSTED and not can_restore_unsigned:
+            messages.error(request, f"{name} is not signed by this installation ({plan.provenance_note}); restoring "
+                                    "it needs the permission to restore unsigned backups. A dry run is allowed.")
+            return HttpResponseRedirect(url("restore", name))
+        if plan.provenance not in signing.TRUSTED and can_restore_unsigned:
+            options["allow_unsigned"] = True  # a signed header's trailer is checked by the job itself
+        return start(request, kind=BackupJob.Kind.RESTORE, backup_name=name, options=options)
     tables = [{"name": table, "current": plan.current_counts.get(table), "file": plan.file_counts.get(table),
                "replaced": table in plan.file_counts} for table in plan.current_counts]
     return TemplateResponse(request, "admin/adcp_backup/restore_confirm.html", context(
         model_admin, request, f"Restore {name}",
         name=name, plan=plan, tables=tables, form=form, running=jobs.restore_running(),
+        can_restore_unsigned=can_restore_unsigned,
     ))
 
 
@@ -268,8 +276,12 @@ def upload(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
             messages.error(request,
                            f"The file is larger than the upload limit of {format_size(limit)}; nothing was kept.")
             return HttpResponseRedirect(url("upload"))
-        request.upload_handlers = [uploads.QuarantineUploadHandler(request, max_size=limit,
-                                                                   folder=uploads.quarantine_dir())]
+        try:
+            folder = uploads.quarantine_dir()
+        except BackupError as exc:
+            messages.error(request, str(exc))
+            return HttpResponseRedirect(url("upload"))
+        request.upload_handlers = [uploads.QuarantineUploadHandler(request, max_size=limit, folder=folder)]
     response = _upload_checked(request, model_admin, limit)
     if request.method == "POST" and response.status_code == 403:  # refused by the CSRF check: keep nothing
         for received in request.FILES.values():

@@ -145,6 +145,10 @@ class BackupEntry:
         return parse_time(self.created_at)
 
     @property
+    def provenance_label(self) -> str:
+        return signing.LABELS.get(self.provenance, self.provenance)
+
+    @property
     def trusted(self) -> bool:
         """Whether this backup may steer anything automatic (``latest``, monitoring, retention): a readable
         file whose header this installation signed, for this very name, dated no later than a few minutes

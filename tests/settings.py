@@ -9,7 +9,7 @@ import environ
 
 # One key for the test process and every manage.py it starts (they inherit the environment), so that backups
 # signed on one side verify on the other; set before the project's settings, which would otherwise generate one.
-os.environ.setdefault("DJANGO_SECRET_KEY", "adcp-backup-tests-signing-secret")
+os.environ.setdefault("DJANGO_SECRET_KEY", "adcp-backup-tests-signing-secret-of-this-test-run")
 
 from project.settings import *  # noqa: E402, F403
 from project.settings import _database  # noqa: E402
