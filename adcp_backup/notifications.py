@@ -9,6 +9,7 @@ from typing import Any
 from django.core.mail import mail_admins
 
 from .conf import backup_settings
+from .settings_files import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -30,5 +31,5 @@ def mail_admins_on_scheduled_failure(sender: Any, *, arguments: dict[str, Any], 
         "No new backup was written. Run `python manage.py backup_info` to see the newest backup and its age,\n"
         "and `python manage.py backup_create` to try again by hand.\n"
     )
-    mail_admins(subject, message)
+    mail_admins(redact_url(subject), redact_url(message))  # an error can quote a URL with its credentials
     logger.info("Mailed the site's admins about the failed scheduled backup of %r.", database)

@@ -891,15 +891,15 @@ def _require_signature(reader: Any, source: Source, identity: str | os.PathLike[
     """Refuse, before anything is written, a file that cannot be signed here; have the reader refuse one whose
     trailer MAC fails (the restore's transaction then rolls back). ``allowed``: --allow-unsigned or a dry run.
 
-    An unsigned file that is also invalid is reported as invalid (exit 2), so it is read through first."""
+    An unsigned file that is also invalid is reported as invalid (exit 2), so it is validated first."""
     if allowed:
         return
     if isinstance(reader, NativeReader) and reader.header.get("signature") is not None:
         reader.require_signature = True
         return
-    with _opened(source, strict=True, identity=identity) as check:
-        for _event in check.events():
-            pass
+    report = backup_validate(file=source.path or source.name, identity=identity)
+    if not report.valid:
+        raise InvalidBackup(report.problems, total=report.problems_total)
     if not isinstance(reader, NativeReader):
         raise UnsignedBackup(f"This is a {reader.format} file: the legacy backup code signed nothing, so nothing "
                              "proves where it came from. Nothing was changed; check the file, then restore it "

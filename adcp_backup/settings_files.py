@@ -107,6 +107,7 @@ def is_secret_name(name: str) -> bool:
 # optional port, then the end of the URL or ``/ ? #``. A userinfo without a colon is a token: all of it goes.
 _URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<rest>[^\s]+)")
 _HOST_AFTER_AT = re.compile(r"@(?:\[[0-9A-Fa-f:.%A-Za-z]+\]|[A-Za-z0-9._~%!$&'()*+,;=\-]*)(?::\d*)?(?=[/?#]|$)")
+_HOST_PORT = re.compile(r"\[[0-9A-Fa-f:.%A-Za-z]*\](?::\d*)?|[A-Za-z0-9._\-]+:\d+")
 # Query-string values (``?api_key=...&sig=...``): every value, since their names prove nothing.
 _QUERY_VALUE = re.compile(r"(?P<key>[?&;][^=&#\s]*=)(?P<value>[^&#\s]*)")
 # libpq key/value connection strings: ``host=db password=s3cret`` or ``password='with spaces'``.
@@ -137,7 +138,10 @@ def _redact_one_url(match: re.Match[str]) -> str:
 def _looks_like_userinfo(text: str) -> bool:
     """Text before an ``@`` that can be credentials: no ``/`` (a path), or ``user:`` before the first one, as a
     password may hold ``/``. When in doubt the text is taken for credentials: masking too much is the safe way."""
-    return "/" not in text or ":" in text.split("/", 1)[0]
+    if "/" not in text:
+        return True
+    first = text.split("/", 1)[0]
+    return ":" in first and not _HOST_PORT.fullmatch(first)
 
 
 def _redact_query_value(match: re.Match[str]) -> str:
