@@ -253,6 +253,8 @@ def test_corrupted_v2_file_is_invalid_and_refused_with_the_database_unchanged(le
 
     # The database's unique index refuses a duplicate slug during the restore; the rest is refused by the checks.
     with pytest.raises(RestoreError if case == "duplicate slug" else InvalidBackup):
+        services.backup_restore(file=str(path), safety_backup=False, allow_unsigned=True)
+    with pytest.raises(InvalidBackup):  # without --allow-unsigned it is validated first: invalid, not unsigned
         services.backup_restore(file=str(path), safety_backup=False)
     assert table_state() == legacy_source
     assert (backup_env / "data" / "app_settings.json").read_bytes() == app_before
