@@ -154,6 +154,10 @@ ADCP_BACKUP_ENCRYPT = env.bool("ADCP_BACKUP_ENCRYPT", default=False)
 ADCP_BACKUP_AGE_RECIPIENTS = env.list("ADCP_BACKUP_AGE_RECIPIENTS", default=[])
 ADCP_BACKUP_AGE_IDENTITY = _cwd_path(env.str("ADCP_BACKUP_AGE_IDENTITY")) if env.str(
     "ADCP_BACKUP_AGE_IDENTITY", default="") else ""
+# Backups are signed (docs/security.md); empty: a key derived from SECRET_KEY, SECRET_KEY_FALLBACKS honoured.
+ADCP_BACKUP_SIGNING_KEY = env.str("ADCP_BACKUP_SIGNING_KEY", default="")
+ADCP_BACKUP_SIGNING_KEY_FALLBACKS = env.list("ADCP_BACKUP_SIGNING_KEY_FALLBACKS", default=[])
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 ADCP_BACKUP_TEMP_DIR = _cwd_path(env.str("ADCP_BACKUP_TEMP_DIR")) if env.str("ADCP_BACKUP_TEMP_DIR", default="") else ""
 
 # Backups in S3-compatible object storage through django-storages (docs/storage.md). Credentials are not
