@@ -116,6 +116,7 @@ class ValidationReport:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["problems"] = [p.as_dict() for p in self.problems]
+        data["trusted"] = self.trusted
         return data
 
 
