@@ -4,6 +4,7 @@ SIGTERM and SIGHUP unwind like SIGINT: the command exits 1, its temporary file i
 is aborted, the lock is free. SIGKILL cannot be handled: it leaves a partial file, which backup_info reports
 and backup_prune removes once it is a day old (and, on S3, an unfinished upload for the bucket's lifecycle rule).
 """
+# ruff: noqa: F811  (pytest fixtures are imported by name and requested as arguments)
 from __future__ import annotations
 
 import os

@@ -118,7 +118,8 @@ def test_v2_with_no_embeddings_empties_the_table(legacy_source, backup_env):
     document["product_embeddings"] = []
     document["backup_metadata"]["data_counts"]["embeddings"] = 0
     path = write_v2(backup_env / "comprehensive_backup_20250902_000000.json", document, compress=False)
-    services.backup_restore(file=str(path), allow_unsigned=True, safety_backup=False)  # into the seeded database, replacing it
+    # into the seeded database, replacing it
+    services.backup_restore(file=str(path), allow_unsigned=True, safety_backup=False)
     state = table_state()
     assert state["product_embeddings"] == []
     assert state["product"] == legacy_source["product"]

@@ -1,4 +1,5 @@
 """Secrets stay masked in every output: a table of secret shapes, each compared as a whole redacted value."""
+# ruff: noqa: F811  (pytest fixtures are imported by name and requested as arguments)
 from __future__ import annotations
 
 import io
