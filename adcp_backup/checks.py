@@ -20,7 +20,7 @@ E003_SCHEDULE = "adcp_backup.E003"
 E004_ENCRYPTION = "adcp_backup.E004"
 W003_AGE_IDENTITY = "adcp_backup.W003"
 W004_SECRET_SETTINGS = "adcp_backup.W004"
-E005_SIGNING_KEY = "adcp_backup.E005"
+W005_SIGNING_KEY = "adcp_backup.W005"
 
 
 def check_backup_dir(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -97,9 +97,10 @@ def check_signing_key(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
 
     key = str(backup_settings.SIGNING_KEY or "") or str(getattr(settings, "SECRET_KEY", "") or "")
     if len(key) < 32:
-        return [checks.Error("The backup signing key (ADCP_BACKUP_SIGNING_KEY, else SECRET_KEY) is shorter than "
-                             "32 characters: anyone who guesses it can sign backups as this installation.",
-                             id=E005_SIGNING_KEY)]
+        return [checks.Warning("The backup signing key (ADCP_BACKUP_SIGNING_KEY, else SECRET_KEY) is shorter than "
+                               "32 characters: anyone who guesses it can sign backups as this installation.",
+                               hint="Set a long random ADCP_BACKUP_SIGNING_KEY (or SECRET_KEY); keep the old one in "
+                                    "the fallbacks so existing backups stay recognised.", id=W005_SIGNING_KEY)]
     return []
 
 

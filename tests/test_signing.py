@@ -262,3 +262,12 @@ def test_encrypted_backups_are_recognised_by_their_signed_name_without_the_ident
     assert entries[renamed.name].provenance == "unsigned" and not entries[renamed.name].trusted
     info = services.backup_info(max_age=timedelta(hours=1))
     assert info.newest is not None and info.newest["name"] == result.name and not info.stale
+
+
+def test_check_warns_about_a_short_signing_key(settings):
+    from adcp_backup import checks
+
+    assert checks.check_signing_key() == []
+    settings.ADCP_BACKUP_SIGNING_KEY = "short"
+    [warning] = checks.check_signing_key()
+    assert warning.id == checks.W005_SIGNING_KEY
