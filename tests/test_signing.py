@@ -1,4 +1,5 @@
 """Provenance: backups this installation writes are signed, and only they steer latest, monitoring and retention."""
+# ruff: noqa: F811  (pytest fixtures are imported by name and requested as arguments)
 from __future__ import annotations
 
 import io
@@ -19,6 +20,7 @@ from . import forge
 from .conftest import table_state
 from .legacy_fixtures import v2_document, write_v2
 from .scheduling_fixtures import write_backup
+from .test_s3 import s3, s3_endpoint  # noqa: F401 (fixtures)
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -271,3 +273,22 @@ def test_check_warns_about_a_short_signing_key(settings):
     settings.ADCP_BACKUP_SIGNING_KEY = "short"
     [warning] = checks.check_signing_key()
     assert warning.id == checks.W005_SIGNING_KEY
+
+
+def test_forged_files_dropped_into_the_bucket_steer_nothing_and_survive_prune(seeded, s3, backup_env):
+    seeded()
+    real = [services.backup_create(compression="gzip").name for _ in range(3)]
+    local = backup_env / "forgeries"
+    forged = [write_backup(local, datetime(2099, 1, 1, tzinfo=UTC) + timedelta(hours=h), signed=False)
+              for h in range(5)]
+    forged.append(write_backup(local, datetime.now(UTC) + timedelta(days=2)))  # signed, but dated ahead
+    for name in forged:
+        s3.client.put_object(Bucket=s3.name, Key=f"{s3.prefix}/{name}", Body=(local / name).read_bytes())
+
+    assert services._latest_name() == real[-1]
+    info = services.backup_info(max_age=timedelta(hours=1))
+    assert info.newest is not None and info.newest["name"] == real[-1] and not info.stale
+    assert sorted(u["name"] for u in info.backups["untrusted"]) == sorted(forged)
+    result = services.backup_prune(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
+    assert {p.name for p in result.removed} == set(real[:-1])
+    assert sorted(s3.keys()) == sorted(f"{s3.prefix}/{n}" for n in [real[-1], *forged])
