@@ -13,6 +13,7 @@ from celery.schedules import crontab, schedule
 from . import services
 from .conf import backup_settings
 from .exceptions import BackupConfigurationError
+from .interrupts import signals_interrupt
 from .schedules import parse_schedule
 
 CREATE = "adcp_backup.create"
@@ -23,14 +24,18 @@ RUN_JOB = "adcp_backup.run_job"
 @shared_task(name=CREATE)
 def create_backup(*, database: str = "default", compression: str | None = None,
                   purpose: str = "scheduled") -> dict[str, Any]:
-    """Write a backup; ``purpose="scheduled"`` makes a failure e-mail the admins when that is enabled."""
-    return services.backup_create(database=database, compression=compression, purpose=purpose).as_dict()
+    """Write a backup; ``purpose="scheduled"`` makes a failure e-mail the admins when that is enabled.
+
+    SIGTERM or SIGHUP to the process running it unwinds the backup like SIGINT: nothing half-written is left."""
+    with signals_interrupt():
+        return services.backup_create(database=database, compression=compression, purpose=purpose).as_dict()
 
 
 @shared_task(name=PRUNE)
 def prune_backups(*, dry_run: bool = False, database: str = "default") -> dict[str, Any]:
     """Apply the retention settings (ADCP_BACKUP_KEEP_*) to the backups in storage."""
-    return services.backup_prune(dry_run=dry_run, database=database).as_dict()
+    with signals_interrupt():
+        return services.backup_prune(dry_run=dry_run, database=database).as_dict()
 
 
 @shared_task(name=RUN_JOB)
