@@ -83,7 +83,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("SIGNING_KEY_FALLBACKS", [],
                 "Older signing keys still accepted when verifying (SECRET_KEY_FALLBACKS too, for a derived key)."),
         Setting("FUTURE_TOLERANCE", 300, "Seconds a backup's creation time may lie ahead of now before it is flagged."),
-        Setting("PARTIAL_MAX_AGE", 24 * 3600,
+        Setting("PARTIAL_EXPIRY", 24 * 3600,
                 "Seconds after which backup_prune removes a .partial file a killed backup left behind."),
         Setting("TEMP_DIR", "",
                 "Folder of the temporary file of a backup bound for remote storage (default: the system's)."),

@@ -750,7 +750,7 @@ def backup_prune(
                  if e.error is None and not e.trusted]
     notes = ["every --keep-* count is 0: no regular backup is removed"] if policy.empty else []
     storage = _storage()
-    partials = [p for p in storage.partial_files() if p.age > float(backup_settings.PARTIAL_MAX_AGE)]
+    partials = [p for p in storage.partial_files() if p.age > float(backup_settings.PARTIAL_EXPIRY)]
     if not dry_run:
         for pruned in plan.removed:
             try:
