@@ -202,3 +202,11 @@ def test_the_demo_project_generates_its_secret_key_and_refuses_the_published_one
     key_file.chmod(0o644)
     widened = project(tmp_path, "check")
     assert widened.returncode != 0 and "mode 0600" in widened.stderr
+
+
+def test_a_symlink_planted_at_the_generated_key_path_is_refused(tmp_path, victim):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / ".secret_key").symlink_to(victim)
+    refused = project(tmp_path, "check")
+    assert refused.returncode != 0 and "must be a regular file of this user" in refused.stderr
+    assert victim.read_bytes() == VICTIM
