@@ -131,13 +131,20 @@ def _verify(signature: Any, context: bytes, payload: bytes, what: str) -> Proven
 
 def verify_header(header: dict[str, Any], name: str) -> Provenance:
     """Whether ``header`` was signed here for a file called ``name`` (the name a copy keeps)."""
-    return _verify(header.get("signature"), _HEADER_CONTEXT, _header_payload(header, name), "header")
+    try:
+        payload = _header_payload(header, name)
+    except (orjson.JSONEncodeError, TypeError):  # nested deeper than any header this tool writes
+        return Provenance(UNSIGNED, "its header cannot be signed: it is not one this tool writes")
+    return _verify(header.get("signature"), _HEADER_CONTEXT, payload, "header")
 
 
 def verify_trailer(trailer: dict[str, Any]) -> Provenance:
     """Whether a trailer was signed here; meaningful only once every checksum before it was verified."""
-    return _verify(trailer.get("signature"), _TRAILER_CONTEXT,
-                   _trailer_payload(trailer.get("sha256") or "", trailer.get("counts")), "trailer")
+    try:
+        payload = _trailer_payload(trailer.get("sha256") or "", trailer.get("counts"))
+    except (orjson.JSONEncodeError, TypeError):
+        return Provenance(UNSIGNED, "its trailer cannot be signed: it is not one this tool writes")
+    return _verify(trailer.get("signature"), _TRAILER_CONTEXT, payload, "trailer")
 
 
 def legacy() -> Provenance:

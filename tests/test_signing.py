@@ -292,3 +292,14 @@ def test_forged_files_dropped_into_the_bucket_steer_nothing_and_survive_prune(se
     result = services.backup_prune(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)
     assert {p.name for p in result.removed} == set(real[:-1])
     assert sorted(s3.keys()) == sorted(f"{s3.prefix}/{n}" for n in [real[-1], *forged])
+
+
+def test_a_header_nested_too_deep_to_sign_is_listed_as_unsigned(seeded, backup_env):
+    seeded()
+    folder = backup_env / "backups"
+    name = write_backup(folder, datetime.now(UTC) - timedelta(days=1), signed=False)
+    lines = (folder / name).read_bytes().split(b"\n")
+    lines[0] = lines[0][:-1] + b',"x":' + b"[" * 600 + b"]" * 600 + b"}"
+    (folder / name).write_bytes(b"\n".join(lines))
+    [entry] = services.backup_list()
+    assert entry.provenance == "unsigned" and not entry.trusted and "cannot be signed" in entry.provenance_note
