@@ -85,6 +85,13 @@ SETTINGS: dict[str, Setting] = {
         Setting("FUTURE_TOLERANCE", 300, "Seconds a backup's creation time may lie ahead of now before it is flagged."),
         Setting("PARTIAL_EXPIRY", 24 * 3600,
                 "Seconds after which backup_prune removes a .partial file a killed backup left behind."),
+        Setting("DRILL_SCHEDULE", "0 4 * * 0",
+                "When Celery beat runs a restore drill of the newest backup (default weekly); same syntax."),
+        Setting("DRILL_POSTGRESQL_SCRATCH", "database",
+                "A drill's scratch on PostgreSQL: database (falls back to schema without CREATEDB), or schema (a "
+                "temporary schema in the live database: no CREATE/DROP DATABASE and their checkpoints)."),
+        Setting("DRILL_DIR", "", "Folder of a drill's scratch SQLite database (default: the system's temporary "
+                                 "folder)."),
         Setting("TEMP_DIR", "",
                 "Folder of the temporary file of a backup bound for remote storage (default: the system's)."),
     )

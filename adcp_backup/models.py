@@ -102,6 +102,7 @@ class BackupFile(models.Model):
             ("download_backups", "Can download backups"),
             ("delete_backups", "Can delete backups"),
             ("upload_backups", "Can upload backups"),
+            ("drill_backups", "Can test-restore backups into a scratch database"),
         ]
 
 
@@ -115,6 +116,7 @@ class BackupJob(models.Model):
         PRUNE = "prune", "Prune"
         UPLOAD = "upload", "Upload"
         DELETE = "delete", "Delete"
+        DRILL = "drill", "Test restore"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
