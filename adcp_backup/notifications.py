@@ -58,5 +58,5 @@ def mail_admins_on_drill_failure(sender: Any, *, arguments: dict[str, Any], resu
             f"The restore drill for database {database!r} on {platform.node()} could not run at {when}.\n\n"
             f"{type(exception).__name__}: {exception}\n\nRun `python manage.py backup_drill` by hand to see why.\n"
         )
-    mail_admins(subject[:200], message)
+    mail_admins(redact_url(subject[:200]), redact_url(message))
     logger.info("Mailed the site's admins about the failed restore drill for %r.", database)

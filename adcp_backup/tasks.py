@@ -43,7 +43,8 @@ def prune_backups(*, dry_run: bool = False, database: str = "default") -> dict[s
 def drill_backup(*, file: str = "latest", database: str = "default") -> dict[str, Any]:
     """Restore drill of a backup (the newest by default) into a scratch database; the verdict is recorded and a
     failure sends ``drill_failed`` (which e-mails the admins when that is enabled)."""
-    return services.backup_drill(file=file, database=database).as_dict()
+    with signals_interrupt():
+        return services.backup_drill(file=file, database=database).as_dict()
 
 
 @shared_task(name=RUN_JOB)
