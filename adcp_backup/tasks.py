@@ -10,7 +10,7 @@ from typing import Any
 from celery import shared_task
 from celery.schedules import crontab, schedule
 
-from . import services
+from . import history, services
 from .conf import backup_settings
 from .exceptions import BackupConfigurationError
 from .interrupts import signals_interrupt
@@ -28,15 +28,19 @@ def create_backup(*, database: str = "default", compression: str | None = None,
     """Write a backup; ``purpose="scheduled"`` makes a failure e-mail the admins when that is enabled.
 
     SIGTERM or SIGHUP to the process running it unwinds the backup like SIGINT: nothing half-written is left."""
-    with signals_interrupt():
+    with signals_interrupt(), history.origin(_celery_origin()):
         return services.backup_create(database=database, compression=compression, purpose=purpose).as_dict()
 
 
 @shared_task(name=PRUNE)
 def prune_backups(*, dry_run: bool = False, database: str = "default") -> dict[str, Any]:
     """Apply the retention settings (ADCP_BACKUP_KEEP_*) to the backups in storage."""
-    with signals_interrupt():
+    with signals_interrupt(), history.origin(_celery_origin()):
         return services.backup_prune(dry_run=dry_run, database=database).as_dict()
+
+
+def _celery_origin() -> history.Origin:
+    return history.Origin("celery", history.process_actor("celery: "))
 
 
 @shared_task(name=DRILL)

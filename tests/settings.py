@@ -12,7 +12,7 @@ import environ
 os.environ.setdefault("DJANGO_SECRET_KEY", "adcp-backup-tests-signing-secret-of-this-test-run")
 
 from project.settings import *  # noqa: E402, F403
-from project.settings import _database  # noqa: E402
+from project.settings import SQLITE_INIT_COMMAND, _database  # noqa: E402
 
 _WORK = Path(os.environ.get("ADCP_TEST_WORKDIR") or tempfile.gettempdir()) / f"adcp-backup-tests-{os.getpid()}"
 _WORK.mkdir(parents=True, exist_ok=True)
@@ -22,6 +22,7 @@ DATABASES = {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(_WORK / "default.sqlite3"),
         "TEST": {"NAME": str(_WORK / "test_default.sqlite3")},
+        "OPTIONS": {"init_command": SQLITE_INIT_COMMAND},
     }
 }
 
@@ -33,6 +34,8 @@ if POSTGRES_URL:
 if MYSQL_URL:
     DATABASES["mysql"] = _database(MYSQL_URL)
 
+STATIC_ROOT = str(_WORK / "static")
+Path(STATIC_ROOT).mkdir(exist_ok=True)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOG_FILE = str(_WORK / "backup_operations.log")
 LOGGING["handlers"]["operations_file"]["filename"] = LOG_FILE  # noqa: F405
