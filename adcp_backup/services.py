@@ -27,11 +27,13 @@ from .exceptions import (
     EncryptionKeyError,
     InvalidBackup,
     Problem,
+    ProblemLog,
     RestoreError,
 )
 from .format import codecs, crypto
 from .format.detect import open_reader
-from .format.events import RowBatch, TableEnd, TableStart
+from .format.events import FileRecord, RowBatch, TableEnd, TableStart
+from .format.reader import NativeReader
 from .format.writer import BackupWriter
 from .progress import ProgressCallback, ProgressEvent, silent
 from .restore import TableChange
@@ -374,11 +376,12 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
     started = time.monotonic()
     source = _resolve(file, identity)
     limit = backup_settings.MAX_PROBLEMS
-    problems: list[Problem] = []
+    problems = ProblemLog(limit)  # capped: a file of a billion bad lines keeps `limit` problems and a count
     counts: dict[str, int] = {}
     checksums: dict[str, str | None] = {}
     header: dict[str, Any] = {}
     reader: Any = None
+    files = settings_files.RecordChecker()
     try:
         with _opened(source, strict=False, identity=identity) as reader, KeyIndex() as keys:
             header = reader.header
@@ -388,18 +391,18 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
                 if isinstance(event, TableStart):
                     spec = restore.spec_or_none(event.name)
                     if spec is None:
-                        problems.append(Problem(event.name, "this table is not one adcp-backup knows"))
+                        problems.add(Problem(event.name, "this table is not one adcp-backup knows"))
                         continue
                     unknown = [c for c in event.columns if c not in spec.column_names]
                     if unknown:
-                        problems.append(Problem(event.name, f"unknown columns {', '.join(unknown)}"))
+                        problems.add(Problem(event.name, f"unknown columns {', '.join(unknown)}"))
                     checkers[event.name] = RowChecker(spec, event.columns, event.families)
                     keys.start_table(spec, event.columns)
                     progress(ProgressEvent("validate", event.name, 0, expected.get(event.name)))
                 elif isinstance(event, RowBatch):
                     checker = checkers.get(event.table)
                     if checker is not None:
-                        if len(problems) < limit:
+                        if not problems.full:
                             problems.extend(checker.check(event.rows, event.first_row))
                         keys.add(event.table, event.rows, event.first_row)
                     progress(ProgressEvent("validate", event.table, event.first_row + len(event.rows) - 1,
@@ -408,29 +411,34 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
                     counts[event.name] = event.rows
                     checksums[event.name] = event.sha256
                     if expected.get(event.name) is not None and expected[event.name] != event.rows:
-                        problems.append(Problem(event.name, f"the header announces {expected[event.name]} rows, "
-                                                            f"the file holds {event.rows}"))
+                        problems.add(Problem(event.name, f"the header announces {expected[event.name]} rows, "
+                                                         f"the file holds {event.rows}"))
                     progress(ProgressEvent("validate", event.name, event.rows, event.rows, finished=True))
-            problems = reader.problems + problems
+                elif isinstance(event, FileRecord):
+                    problems.extend(files.check(event))
             if not any(p.section == "trailer" for p in reader.problems):
                 problems.extend(keys.problems(limit))
     except InvalidBackup as exc:
-        problems = (reader.problems if reader is not None else []) + problems + exc.problems
-    total = len(problems)
+        problems.extend(exc.problems)
+    found = ProblemLog(limit)
+    if reader is not None:
+        found.absorb(reader.problems)
+    found.absorb(problems)
     report = ValidationReport(
         name=source.name,
         path=source.path,
-        valid=not problems,
+        valid=not found,
         format=getattr(reader, "format", None),
         compression=getattr(reader, "compression", None),
-        encrypted=bool(getattr(reader, "encrypted", False)) or any(p.section == "encryption" for p in problems),
+        encrypted=bool(getattr(reader, "encrypted", False)) or any(p.section == "encryption" for p in found),
         created_at=header.get("created_at"),
         counts=counts,
         checksums=checksums,
-        problems=problems[:limit],
-        problems_total=total,
+        problems=list(found.items),
+        problems_total=found.total,
         duration=time.monotonic() - started,
     )
+    total = found.total
     logger.info("Validated %s: %s", source.display, "valid" if report.valid else f"{total} problem(s)")
     return report
 
@@ -456,8 +464,9 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
         with crypto.layer_scope():
             reader = open_reader(handle, strict=True, identity=identity)
             counts = reader.header.get("counts")
-            if not counts or None in counts.values():
+            if not isinstance(reader, NativeReader) and (not counts or None in counts.values()):
                 counts = _count_rows(reader)  # legacy v1 files announce no counts: read them
+            # A native header's shape was checked when it was read (an invalid one raised InvalidBackup).
         header = reader.header
         return BackupEntry(
             name=name,
@@ -691,7 +700,9 @@ def backup_restore(
     started = time.monotonic()
     source = _resolve(file, identity)
     engine = get_engine(database)
-    with _opened(source, strict=True, identity=identity) as reader:
+    with _opened(source, strict=True, identity=identity) as opened:
+        # Settings-file records are checked as they stream past, inside the transaction: a bad one rolls it back.
+        reader = settings_files.CheckedRecords(opened) if restore_settings else opened
         header = reader.header
         if tenants or tenant_scope.is_tenant_backup(header):
             return _restore_tenants(source, engine, reader, tenants=tenants, skip_validation=skip_validation,
@@ -717,7 +728,7 @@ def backup_restore(
 
     files: list[dict[str, str]] = []
     if restore_settings:
-        files = restore.restore_files(outcome.files, dry_run=dry_run)
+        files = restore.restore_files(outcome.files, dry_run=dry_run, name=source.name, restored=outcome.restored)
     result = RestoreResult(
         name=source.name,
         format=reader.format,
@@ -764,7 +775,8 @@ def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Se
                                                progress=progress)
     except DatabaseError as exc:
         raise RestoreError(f"The restore failed and was rolled back; the database is unchanged. ({exc})") from exc
-    files = restore.restore_files(outcome.files, dry_run=dry_run) if restore_settings else []
+    files = (restore.restore_files(outcome.files, dry_run=dry_run, name=source.name, restored=outcome.restored)
+             if restore_settings else [])
     result = RestoreResult(
         name=source.name,
         format=reader.format,
