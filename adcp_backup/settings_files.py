@@ -34,7 +34,7 @@ def capture_files(paths: Iterable[Path] | None = None) -> list[CapturedFile]:
             with path.open("rb") as f:
                 content = f.read()
                 mode: int | None = os.fstat(f.fileno()).st_mode & 0o777
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             content, mode = None, None
         except OSError as exc:
             raise BackupError(f"Cannot read the settings file {path}: {exc.strerror or exc}.") from exc
