@@ -347,24 +347,28 @@ def test_a_full_disk_after_the_commit_exits_3_and_names_the_file(made, backup_en
 def test_a_flood_of_problems_keeps_a_hundred_and_counts_the_rest(made, backup_env, tmp_path, settings):
     settings.ADCP_BACKUP_MAX_PROBLEMS = 100
     source = made()
-    empty, garbage = 300_000, 5_000
+    empty, garbage, pairs = 300_000, 5_000, 20_000
+    total = empty + garbage + 2 * pairs
 
     def flood() -> Iterator[forge.Line]:
-        yield from [b""] * empty
-        yield from [b"x"] * garbage
+        yield from [b""] * empty  # one run: kept once, counted 300,000 times
+        yield from [b"x"] * garbage  # one run as well
+        for _ in range(pairs):  # runs of one line each: 40,000 problems of which 98 are kept
+            yield b"x"
+            yield b""
 
     hostile = forge.write(tmp_path / "flood.jsonl.gz", forge.before_trailer(source["lines"], flood()), compress=True)
     report = services.backup_validate(file=str(hostile))
     assert not report.valid
     assert len(report.problems) == 100
-    assert report.problems_total == empty + garbage  # each empty line counted, though one run is kept once
+    assert report.problems_total == total  # each line counted, though a run is kept once
     assert report.problems[0].message == f"{empty:,} empty lines"
-    assert report.problems[1].message == "a line is not valid JSON"
+    assert report.problems[1].message == f"{garbage + 1:,} lines are not valid JSON"  # the first pair's joins
     assert not any("checksum" in p.message for p in report.problems)  # the checksums are valid
 
     code, out, _ = run("backup_validate", str(hostile))
-    assert code == 2 and f"INVALID, {empty + garbage} problem(s)" in out
-    assert f"... and {empty + garbage - 100} more" in out
+    assert code == 2 and f"INVALID, {total} problem(s)" in out
+    assert f"... and {total - 100} more" in out
     assert_refused(backup_env, "default", hostile, "empty lines")
 
 

@@ -18,7 +18,8 @@ from .writer import FORMAT_NAME, FORMAT_VERSION
 
 CHUNK_SIZE = 1 << 20
 HEADER_LIMIT = 16 << 20
-_BLANK_LINES = re.compile(rb"(?:[ \t\r]*\n)+")
+_WHITESPACE = re.compile(rb"[ \t\r\n]+")  # one character class: matched without a backtracking stack
+_LINE_THAT_MAY_BE_JSON = re.compile(rb"\n[\[{ \t\r\n]")  # a line starting as a row, a record or blank
 
 
 def looks_native(head: bytes) -> bool:
@@ -158,13 +159,24 @@ class NativeReader:
                         self._problem("trailer", "data follows the trailer")
                     pos = size
                     break
-                blank = _BLANK_LINES.match(block, pos)
-                if blank is not None:
+                space = _WHITESPACE.match(block, pos)
+                blank_end = block.rfind(b"\n", pos, space.end()) + 1 if space is not None else 0
+                if blank_end > pos:
                     # Runs of empty lines are counted in one step: a file of nothing but newlines costs no time.
-                    count = block.count(b"\n", pos, blank.end())
+                    count = block.count(b"\n", pos, blank_end)
                     self._problem(table.name if table is not None else "file",
                                   "an empty line" if count == 1 else f"{count:,} empty lines", None, count)
-                    pos = blank.end()
+                    pos = blank_end
+                    continue
+                if block[pos] not in b"[{ \t\r":
+                    # Lines that cannot start a row or a record are counted as one run, not parsed one by one.
+                    nxt = _LINE_THAT_MAY_BE_JSON.search(block, pos)
+                    end = nxt.start() + 1 if nxt is not None else size
+                    count = block.count(b"\n", pos, end) + (0 if block[end - 1] == 0x0A else 1)
+                    self._problem(table.name if table is not None else "file",
+                                  "a line is not valid JSON" if count == 1 else f"{count:,} lines are not valid JSON",
+                                  rows_seen + 1 if table is not None and count == 1 else None, count)
+                    pos = end
                     continue
                 if block[pos] == 0x5B:  # "[": a run of row lines
                     end = block.find(b"\n{", pos)
