@@ -505,3 +505,32 @@ def test_a_native_file_is_listed_from_its_header_alone(made, backup_env):
     assert entry.error is None and entry.counts == {} and entry.format == "adcp-backup v3"
     report = services.backup_validate(file=name)
     assert not report.valid and any("follows the trailer" in p.message for p in report.problems)
+
+
+def _flood(lines: list[forge.Line], _root: Path) -> list[forge.Line]:
+    return list(forge.before_trailer(lines, [b"x", b""] * 5_000))
+
+
+def _deep_row(lines: list[forge.Line], _root: Path) -> list[forge.Line]:
+    return [b"[1" + b",[" * 5_000 + b"]" * 5_000 + b"]" if isinstance(line, list) and line[0] == 1 else line
+            for line in lines]
+
+
+def _bad_counts(lines: list[forge.Line], _root: Path) -> list[forge.Line]:
+    return [{**forge.header(lines), "counts": {"tenant": None, "items": 1}}, *lines[1:]]
+
+
+BOUNDS: dict[str, tuple[Callable[[list[forge.Line], Path], list[forge.Line]], str]] = {
+    "a flood of problems": (_flood, "a line is not valid JSON"),
+    "deep nesting in a row": (_deep_row, "not valid JSON"),
+    "counts with a null and an unknown key": (_bad_counts, "counts names tables this tool does not know"),
+}
+
+
+@pytest.mark.parametrize("alias", ENGINES)
+@pytest.mark.parametrize("case", list(BOUNDS))
+def test_unbounded_files_are_refused_on_every_engine(made, backup_env, tmp_path, alias, case):
+    source = made(alias)
+    edit, words = BOUNDS[case]
+    hostile = forge.write(tmp_path / "hostile.jsonl.gz", edit(source["lines"], tmp_path), compress=True)
+    assert_refused(backup_env, alias, hostile, words)
