@@ -700,6 +700,8 @@ def backup_restore(
     started = time.monotonic()
     source = _resolve(file, identity)
     engine = get_engine(database)
+    if restore_settings:
+        _check_settings_records(source, identity)
     with _opened(source, strict=True, identity=identity) as opened:
         # Settings-file records are checked as they stream past, inside the transaction: a bad one rolls it back.
         reader = settings_files.CheckedRecords(opened) if restore_settings else opened
@@ -746,6 +748,26 @@ def backup_restore(
     logger.info("%s %s into %r: %s", "Dry run of" if dry_run else "Restored", source.display, database,
                 result.restored)
     return result
+
+
+def _check_settings_records(source: Source, identity: str | os.PathLike[str] | None) -> None:
+    """Refuse a file with an unsound settings-file record, or a target that cannot be written, before anything
+    is written (the safety backup included). A native file's records are found by a quick pass that skips its
+    rows; a legacy file's are made by its reader from fixed paths, and are checked on the real pass only."""
+    with _opened(source, strict=False, identity=identity) as reader:
+        if not isinstance(reader, NativeReader):
+            return
+
+        def readable_records() -> Iterator[Any]:
+            try:
+                yield from reader.file_records()
+            except InvalidBackup:
+                return  # a damaged stream or an endless line: the real pass reports it where it is
+
+        settings_files.refuse_unsound(readable_records())
+        damaged = [p for p in reader.problems if p.section.startswith("file")]  # bad base64 or checksum
+        if damaged:
+            raise InvalidBackup(damaged)
 
 
 def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Sequence[str] | None,

@@ -252,6 +252,21 @@ def unwritable_targets(records: Iterable[Any], configured: Sequence[Path] | None
     return failed
 
 
+def refuse_unsound(records: Iterable[Any], checker: RecordChecker | None = None) -> None:
+    """Raise at the first record that is unsound (InvalidBackup) or whose target cannot be written (RestoreError).
+
+    Nothing is kept: a file of a million records costs one record's memory."""
+    checker = checker if checker is not None else RecordChecker()
+    for record in records:
+        problems = checker.check(record)
+        if problems:
+            raise InvalidBackup(problems)
+        failed = unwritable_targets([record], checker.configured)
+        if failed:
+            raise RestoreError("The settings files cannot be written, so nothing was restored: "
+                               + "; ".join(f"{path}: {why}" for path, why in failed.items()) + ".")
+
+
 class CheckedRecords:
     """A reader whose settings-file records are checked as they stream past: inside a restore's transaction, a
     bad record raises InvalidBackup (or RestoreError for a target that cannot be written) before the commit."""
@@ -267,13 +282,7 @@ class CheckedRecords:
         checker = RecordChecker(self._configured)
         for event in self._reader.events():
             if isinstance(event, FileRecord):
-                problems = checker.check(event)
-                if problems:
-                    raise InvalidBackup(problems)
-                failed = unwritable_targets([event], self._configured)
-                if failed:
-                    raise RestoreError("The settings files cannot be written, so nothing was restored: "
-                                       + "; ".join(f"{path}: {why}" for path, why in failed.items()) + ".")
+                refuse_unsound([event], checker)
             yield event
 
 

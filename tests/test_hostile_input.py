@@ -51,12 +51,13 @@ def run(*args: str, stderr: io.StringIO | None = None) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def tree(root: Path) -> dict[str, tuple[bytes | None, int]]:
-    """Every file and folder below ``root`` except the backup folder: content and full st_mode."""
+def tree(root: Path, *, backups: bool = True) -> dict[str, tuple[bytes | None, int]]:
+    """Every file and folder below ``root``, with the backup folder unless ``backups`` is false: content and
+    full st_mode."""
     state: dict[str, tuple[bytes | None, int]] = {}
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if relative.parts[0] == "backups":
+        if not backups and relative.parts[0] == "backups":
             continue
         info = path.lstat()
         state[str(relative)] = (path.read_bytes() if stat.S_ISREG(info.st_mode) else None, info.st_mode)
@@ -97,9 +98,14 @@ def edit_app_record(lines: list[forge.Line], **changes: Any) -> list[forge.Line]
     return forge.with_records(lines, "file", edit)
 
 
-def assert_refused(backup_env: Path, alias: str, file: Path, words: str, *, restore_code: int = 2) -> None:
-    """backup_validate exits 2 naming the problem; the restore and its dry run refuse; nothing changed."""
-    state, django, files = table_state(alias), django_state(), tree(backup_env)
+def assert_refused(backup_env: Path, alias: str, file: Path, words: str, *, restore_code: int = 2,
+                   before_safety_backup: bool = True) -> None:
+    """backup_validate exits 2 naming the problem; the restore and its dry run refuse; nothing changed.
+
+    ``before_safety_backup``: the refusal comes before the safety backup, so even the backup folder is as it
+    was; otherwise (a problem found while the rows are read) the restore's safety backup may be there."""
+    state, django = table_state(alias), django_state()
+    files = tree(backup_env, backups=before_safety_backup)
 
     code, out, err = run("backup_validate", str(file), "--json")
     assert code == 2, (out, err)
@@ -114,7 +120,7 @@ def assert_refused(backup_env: Path, alias: str, file: Path, words: str, *, rest
         assert "Traceback" not in out + err
         assert table_state(alias) == state
         assert django_state() == django
-        assert tree(backup_env) == files
+        assert tree(backup_env, backups=before_safety_backup) == files
 
 
 # -- settings-file records -----------------------------------------------------------------------------------
@@ -369,7 +375,7 @@ def test_a_flood_of_problems_keeps_a_hundred_and_counts_the_rest(made, backup_en
     code, out, _ = run("backup_validate", str(hostile))
     assert code == 2 and f"INVALID, {total} problem(s)" in out
     assert f"... and {total - 100} more" in out
-    assert_refused(backup_env, "default", hostile, "empty lines")
+    assert_refused(backup_env, "default", hostile, "empty lines", before_safety_backup=False)
 
 
 @pytest.mark.parametrize("alias", ENGINES)
@@ -389,7 +395,7 @@ def test_one_line_longer_than_the_limit_is_refused_with_a_clear_error(made, back
             yield line
 
     hostile = forge.write(tmp_path / "long.jsonl", huge_description(source["lines"]))
-    assert_refused(backup_env, alias, hostile, "longer than 1,048,576 bytes")
+    assert_refused(backup_env, alias, hostile, "longer than 1,048,576 bytes", before_safety_backup=False)
 
     # The same line under the default limit (64 MiB) reads, and the file is valid.
     settings.ADCP_BACKUP_MAX_LINE_LENGTH = 64 << 20
@@ -430,7 +436,7 @@ def test_deep_nesting_in_a_legacy_file_is_refused_without_a_traceback(made, back
     text = json.dumps(document).replace('"__DEEP__"', "[" * depth + "]" * depth)
     hostile = tmp_path / "adcp_backup_deep.json.gz"
     hostile.write_bytes(gzip.compress(text.encode()))
-    assert_refused(backup_env, source["alias"], hostile, "more than 100 levels deep")
+    assert_refused(backup_env, source["alias"], hostile, "more than 100 levels deep", before_safety_backup=False)
 
 
 def test_deep_nesting_in_a_native_row_is_refused(made, backup_env, tmp_path):
@@ -444,7 +450,7 @@ def test_deep_nesting_in_a_native_row_is_refused(made, backup_env, tmp_path):
             yield line
 
     hostile = forge.write(tmp_path / "deep.jsonl", deep(source["lines"]))
-    assert_refused(backup_env, "default", hostile, "not valid JSON")
+    assert_refused(backup_env, "default", hostile, "not valid JSON", before_safety_backup=False)
 
 
 # -- header fields of the wrong shape ------------------------------------------------------------------------
@@ -533,4 +539,4 @@ def test_unbounded_files_are_refused_on_every_engine(made, backup_env, tmp_path,
     source = made(alias)
     edit, words = BOUNDS[case]
     hostile = forge.write(tmp_path / "hostile.jsonl.gz", edit(source["lines"], tmp_path), compress=True)
-    assert_refused(backup_env, alias, hostile, words)
+    assert_refused(backup_env, alias, hostile, words, before_safety_backup=case.startswith("counts"))

@@ -20,6 +20,7 @@ CHUNK_SIZE = 1 << 20
 HEADER_LIMIT = 16 << 20
 _WHITESPACE = re.compile(rb"[ \t\r\n]+")  # one character class: matched without a backtracking stack
 _LINE_THAT_MAY_BE_JSON = re.compile(rb"\n[\[{ \t\r\n]")  # a line starting as a row, a record or blank
+_NOT_A_ROW = re.compile(rb"\n[^\[]")
 
 
 def looks_native(head: bytes) -> bool:
@@ -302,6 +303,27 @@ class NativeReader:
                 return None
         self._problem(table, "the rows are not valid JSON", rows_before + 1)
         return None
+
+    def file_records(self) -> Iterator[FileRecord]:
+        """Only the settings-file records, found without parsing rows or checking checksums: the quick first
+        look a restore takes before it writes anything. Every line that is not a row is parsed, as events()
+        does, so no record escapes it; events() still checks everything on the real pass."""
+        for block in self._blocks():
+            pos, size = 0, len(block)
+            while pos < size:
+                end = block.find(b"\n", pos)
+                end = size if end == -1 else end
+                if block[pos] != 0x5B:  # "[": a row
+                    try:
+                        record = orjson.loads(block[pos:end])
+                    except orjson.JSONDecodeError:
+                        record = None
+                    if isinstance(record, dict) and record.get("kind") == "file":
+                        yield from self._file(record)
+                    pos = end + 1
+                    continue
+                nxt = _NOT_A_ROW.search(block, end)  # skip the run of rows in one step
+                pos = size if nxt is None else nxt.start() + 1
 
     def _file(self, record: dict[str, Any]) -> Iterator[FileRecord]:
         path = record.get("path")
