@@ -180,8 +180,8 @@ class RecordChecker:
                                      "another control character)")]
         target = target_for(path, self.configured)
         if target is None:
-            return [Problem(section, "not one of the configured settings files (ADCP_BACKUP_SETTINGS_FILES): "
-                                     + ", ".join(str(p) for p in self.configured))]
+            return [Problem(section, "not one of the configured settings files (ADCP_BACKUP_SETTINGS_FILES: "
+                                     + ", ".join(p.name for p in self.configured) + ")")]
         problems = []
         if target in self.targets:
             problems.append(Problem(section, f"a second record for {target} (the first was {self.targets[target]})"))
