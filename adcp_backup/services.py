@@ -700,11 +700,11 @@ def backup_restore(
     started = time.monotonic()
     source = _resolve(file, identity)
     engine = get_engine(database)
-    if restore_settings:
-        _check_settings_records(source, identity)
+    _check_settings_records(source, identity, restore_settings=restore_settings, tenants=tenants)
     with _opened(source, strict=True, identity=identity) as opened:
         # Settings-file records are checked as they stream past, inside the transaction: a bad one rolls it back.
-        reader = settings_files.CheckedRecords(opened) if restore_settings else opened
+        reader = settings_files.CheckedRecords(
+            opened, targets=_writes_settings(opened.header, restore_settings=restore_settings, tenants=tenants))
         header = reader.header
         if tenants or tenant_scope.is_tenant_backup(header):
             return _restore_tenants(source, engine, reader, tenants=tenants, skip_validation=skip_validation,
@@ -750,7 +750,18 @@ def backup_restore(
     return result
 
 
-def _check_settings_records(source: Source, identity: str | os.PathLike[str] | None) -> None:
+def _writes_settings(header: dict[str, Any], *, restore_settings: bool, tenants: Sequence[str] | None) -> bool:
+    """Whether this restore writes the settings files (and so needs their folders writable): a full restore does,
+    a tenant restore only of a whole tenant backup that holds them."""
+    if not restore_settings or tenants:
+        return False
+    if not tenant_scope.is_tenant_backup(header):
+        return True
+    return tenant_scope.SETTINGS in ((header.get("scope") or {}).get("global") or [])
+
+
+def _check_settings_records(source: Source, identity: str | os.PathLike[str] | None, *, restore_settings: bool,
+                            tenants: Sequence[str] | None) -> None:
     """Refuse a file with an unsound settings-file record, or a target that cannot be written, before anything
     is written (the safety backup included). A native file's records are found by a quick pass that skips its
     rows; a legacy file's are made by its reader from fixed paths, and are checked on the real pass only."""
@@ -764,7 +775,8 @@ def _check_settings_records(source: Source, identity: str | os.PathLike[str] | N
             except InvalidBackup:
                 return  # a damaged stream or an endless line: the real pass reports it where it is
 
-        settings_files.refuse_unsound(readable_records())
+        targets = _writes_settings(reader.header, restore_settings=restore_settings, tenants=tenants)
+        settings_files.refuse_unsound(readable_records(), targets=targets)
         damaged = [p for p in reader.problems if p.section.startswith("file")]  # bad base64 or checksum
         if damaged:
             raise InvalidBackup(damaged)

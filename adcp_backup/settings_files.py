@@ -252,16 +252,15 @@ def unwritable_targets(records: Iterable[Any], configured: Sequence[Path] | None
     return failed
 
 
-def refuse_unsound(records: Iterable[Any], checker: RecordChecker | None = None) -> None:
-    """Raise at the first record that is unsound (InvalidBackup) or whose target cannot be written (RestoreError).
-
-    Nothing is kept: a file of a million records costs one record's memory."""
+def refuse_unsound(records: Iterable[Any], checker: RecordChecker | None = None, *, targets: bool = True) -> None:
+    """Raise at the first record that is unsound (InvalidBackup) or, with ``targets``, whose target cannot be
+    written (RestoreError). Nothing is kept: a file of a million records costs one record's memory."""
     checker = checker if checker is not None else RecordChecker()
     for record in records:
         problems = checker.check(record)
         if problems:
             raise InvalidBackup(problems)
-        failed = unwritable_targets([record], checker.configured)
+        failed = unwritable_targets([record], checker.configured) if targets else {}
         if failed:
             raise RestoreError("The settings files cannot be written, so nothing was restored: "
                                + "; ".join(f"{path}: {why}" for path, why in failed.items()) + ".")
@@ -271,9 +270,10 @@ class CheckedRecords:
     """A reader whose settings-file records are checked as they stream past: inside a restore's transaction, a
     bad record raises InvalidBackup (or RestoreError for a target that cannot be written) before the commit."""
 
-    def __init__(self, reader: Any, configured: Sequence[Path] | None = None) -> None:
+    def __init__(self, reader: Any, configured: Sequence[Path] | None = None, *, targets: bool = True) -> None:
         self._reader = reader
         self._configured = configured
+        self._targets = targets  # False when the restore leaves the settings files alone: records still checked
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reader, name)
@@ -282,7 +282,7 @@ class CheckedRecords:
         checker = RecordChecker(self._configured)
         for event in self._reader.events():
             if isinstance(event, FileRecord):
-                refuse_unsound([event], checker)
+                refuse_unsound([event], checker, targets=self._targets)
             yield event
 
 

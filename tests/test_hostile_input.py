@@ -540,3 +540,20 @@ def test_unbounded_files_are_refused_on_every_engine(made, backup_env, tmp_path,
     edit, words = BOUNDS[case]
     hostile = forge.write(tmp_path / "hostile.jsonl.gz", edit(source["lines"], tmp_path), compress=True)
     assert_refused(backup_env, alias, hostile, words, before_safety_backup=case.startswith("counts"))
+
+
+def test_a_tenant_restore_checks_records_but_needs_no_writable_settings_folder(made, backup_env, tmp_path):
+    """A tenant restore of a full backup writes no settings file: its folder may be unwritable, but a hostile
+    record still makes the file invalid, as validation says."""
+    source = made()
+    data = backup_env / "data"
+    data.rename(tmp_path / "data.moved")
+    data.write_bytes(b"not a folder")
+    result = services.backup_restore(file=str(source["path"]), tenants=["publisher-3"], safety_backup=False)
+    assert result.restored["tenant"] == 1 and result.files == []
+
+    hostile = forge.write(tmp_path / "hostile.jsonl", edit_app_record(source["lines"], mode=0o4755))
+    state, files = table_state(), tree(backup_env)
+    code, out, err = run("backup_restore", str(hostile), "--tenant", "publisher-3", "--force", "--json")
+    assert code == 2 and "is not permission bits" in out, (out, err)
+    assert table_state() == state and tree(backup_env) == files
