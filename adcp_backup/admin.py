@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import URLPattern, path
 
-from . import admin_views
+from . import admin_drill, admin_views
 from .models import BackupFile, BackupJob
 
 
@@ -54,6 +54,7 @@ class BackupFileAdmin(NothingToAddChangeOrDelete, admin.ModelAdmin):
             path("file/<path:name>/restore/", wrap(admin_views.restore), name=f"{prefix}_restore"),
             path("file/<path:name>/download/", wrap(admin_views.download), name=f"{prefix}_download"),
             path("file/<path:name>/delete/", wrap(admin_views.delete), name=f"{prefix}_delete"),
+            path("file/<path:name>/drill/", wrap(admin_drill.start_drill), name=f"{prefix}_drill"),
         ]
 
 

@@ -15,3 +15,5 @@ class AdcpBackupConfig(AppConfig):
         checks.register()
         signals.backup_failed.connect(notifications.mail_admins_on_scheduled_failure,
                                       dispatch_uid="adcp_backup.notify_admins")
+        signals.drill_failed.connect(notifications.mail_admins_on_drill_failure,
+                                     dispatch_uid="adcp_backup.notify_admins_drill")

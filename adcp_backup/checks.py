@@ -52,7 +52,7 @@ def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
     from .schedules import parse_schedule
 
     messages: list[checks.CheckMessage] = []
-    for name in ("SCHEDULE", "PRUNE_SCHEDULE"):
+    for name in ("SCHEDULE", "PRUNE_SCHEDULE", "DRILL_SCHEDULE"):
         try:
             parse_schedule(getattr(backup_settings, name), setting=f"ADCP_BACKUP_{name}")
         except BackupConfigurationError as exc:

@@ -79,6 +79,13 @@ SETTINGS: dict[str, Setting] = {
         Setting("ENCRYPT", False, "Encrypt every new backup, safety backups included, with age (as --encrypt)."),
         Setting("AGE_RECIPIENTS", [], "age public keys (age1...) new encrypted backups are readable by."),
         Setting("AGE_IDENTITY", "", "Path of the age identity file (age-keygen) that decrypts backups."),
+        Setting("DRILL_SCHEDULE", "0 4 * * 0",
+                "When Celery beat runs a restore drill of the newest backup (default weekly); same syntax."),
+        Setting("DRILL_POSTGRESQL_SCRATCH", "database",
+                "A drill's scratch on PostgreSQL: database (falls back to schema without CREATEDB), or schema (a "
+                "temporary schema in the live database: no CREATE/DROP DATABASE and their checkpoints)."),
+        Setting("DRILL_DIR", "", "Folder of a drill's scratch SQLite database (default: the system's temporary "
+                                 "folder)."),
         Setting("TEMP_DIR", "",
                 "Folder of the temporary file of a backup bound for remote storage (default: the system's)."),
     )

@@ -317,9 +317,16 @@ def _run_upload(job: BackupJob, progress: JobProgressRecorder) -> dict[str, Any]
         quarantined.unlink(missing_ok=True)
 
 
+def _run_drill(job: BackupJob, progress: JobProgressRecorder) -> dict[str, Any]:
+    from .admin_drill import run_drill_job
+
+    return run_drill_job(job, progress)
+
+
 _RUNNERS: dict[str, Callable[[BackupJob, JobProgressRecorder], dict[str, Any]]] = {
     BackupJob.Kind.CREATE: _run_create,
     BackupJob.Kind.VALIDATE: _run_validate,
     BackupJob.Kind.RESTORE: _run_restore,
     BackupJob.Kind.UPLOAD: _run_upload,
+    BackupJob.Kind.DRILL: _run_drill,
 }

@@ -101,6 +101,7 @@ class BackupFile(models.Model):
             ("download_backups", "Can download backups"),
             ("delete_backups", "Can delete backups"),
             ("upload_backups", "Can upload backups"),
+            ("drill_backups", "Can test-restore backups into a scratch database"),
         ]
 
 
@@ -114,6 +115,7 @@ class BackupJob(models.Model):
         PRUNE = "prune", "Prune"
         UPLOAD = "upload", "Upload"
         DELETE = "delete", "Delete"
+        DRILL = "drill", "Test restore"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

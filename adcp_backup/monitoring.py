@@ -17,7 +17,7 @@ _ENCRYPTION_WORDS = re.compile(r"ENCRYPT\w*|RECIPIENTS?|IDENTIT(Y|IES)|PASSPHRAS
 def schedule_info() -> dict[str, Any]:
     """The backup and prune schedules as configured, whether Celery is set up, and any parsing error."""
     info: dict[str, Any] = {"celery_broker": bool(getattr(settings, "CELERY_BROKER_URL", ""))}
-    for key, setting in (("backup", "SCHEDULE"), ("prune", "PRUNE_SCHEDULE")):
+    for key, setting in (("backup", "SCHEDULE"), ("prune", "PRUNE_SCHEDULE"), ("drill", "DRILL_SCHEDULE")):
         text = getattr(backup_settings, setting)
         try:
             parsed = parse_schedule(text, setting=f"ADCP_BACKUP_{setting}")

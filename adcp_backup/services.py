@@ -1,6 +1,7 @@
 """The one API of adcp-backup: every command, admin view and task calls these functions."""
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import platform
@@ -17,7 +18,7 @@ import django
 from django.db import DatabaseError, connections
 from django.utils import timezone as django_timezone
 
-from . import __version__, dataset, locking, monitoring, restore, retention, settings_files, signals
+from . import __version__, dataset, drill, locking, monitoring, restore, retention, settings_files, signals
 from . import scope as tenant_scope
 from .conf import backup_settings
 from .db import get_engine
@@ -149,6 +150,7 @@ class InfoResult:
     settings: dict[str, Any]
     max_age: float | None = None
     stale: bool = False
+    drill: dict[str, Any] | None = None  # the last drill and the last successful one (drill.info)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -504,7 +506,8 @@ def _count_rows(reader: Any) -> dict[str, int]:
 
 
 def backup_info(*, database: str = "default", max_age: timedelta | None = None,
-                identity: str | os.PathLike[str] | None = None) -> InfoResult:
+                identity: str | os.PathLike[str] | None = None,
+                max_drill_age: timedelta | None = None) -> InfoResult:
     """The state of the database, the storage and the backups, for people and for monitoring."""
     engine = get_engine(database)
     existing = engine.existing_tables()
@@ -561,6 +564,7 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None,
         },
         max_age=max_age.total_seconds() if max_age is not None else None,
         stale=stale,
+        drill=drill.info(max_drill_age.total_seconds() if max_drill_age is not None else None),
     )
 
 
@@ -835,3 +839,38 @@ def backup_file_tenants(*, file: str, identity: Any = None) -> list[dict[str, An
     source = _resolve(file, identity)
     with _opened(source, strict=True, identity=identity) as reader:
         return tenant_scope.file_tenants(reader)
+
+
+# -- drill -----------------------------------------------------------------------------------------------
+def backup_drill(*, file: str = "latest", database: str = "default",
+                 identity: str | os.PathLike[str] | None = None,
+                 progress: ProgressCallback = silent) -> drill.DrillResult:
+    """Prove that a backup restores: restore it into a scratch database of ``database``'s engine with the real
+    restore pipeline, read it back and compare it with the file, remove the scratch database (see drill.py).
+
+    Returns a result whose ``restorable`` says whether it did; raises BackupError when the drill cannot run.
+    Sends ``drill_finished`` or ``drill_failed``. The live database is neither written nor locked: the restore
+    runs without the live lock and without the restore signals, which belong to real restores."""
+    arguments = {"file": file, "database": database}
+    try:
+        source = _resolve(file, identity)
+        result = drill.run(
+            name=source.name,
+            file=source.name if source.in_storage else str(source.path),
+            database=database,
+            identity=identity,
+            restore_into=inspect.unwrap(backup_restore),
+            open_backup=lambda: _opened(source, strict=False, identity=identity),
+            progress=progress,
+        )
+    except Exception as exc:
+        if isinstance(exc, BackupError):
+            drill.record({"name": file, "restorable": False, "database": database,
+                          "finished_at": datetime.now(UTC).isoformat(), "error": str(exc)})
+        signals.send(signals.drill_failed, backup_drill, arguments=arguments, result=None, exception=exc)
+        raise
+    if result.restorable:
+        signals.send(signals.drill_finished, backup_drill, arguments=arguments, result=result)
+    else:
+        signals.send(signals.drill_failed, backup_drill, arguments=arguments, result=result, exception=None)
+    return result

@@ -21,6 +21,10 @@ restore_finished = Signal()
 restore_failed = Signal()
 backup_pruned = Signal()
 prune_failed = Signal()
+# A restore drill: ``drill_finished`` carries ``result`` (restorable); ``drill_failed`` carries ``result`` when the
+# backup did not restore, or ``exception`` (and ``result=None``) when the drill could not run.
+drill_finished = Signal()
+drill_failed = Signal()
 
 F = TypeVar("F", bound=Callable[..., Any])
 

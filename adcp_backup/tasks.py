@@ -17,6 +17,7 @@ from .schedules import parse_schedule
 
 CREATE = "adcp_backup.create"
 PRUNE = "adcp_backup.prune"
+DRILL = "adcp_backup.drill"
 RUN_JOB = "adcp_backup.run_job"
 
 
@@ -31,6 +32,13 @@ def create_backup(*, database: str = "default", compression: str | None = None,
 def prune_backups(*, dry_run: bool = False, database: str = "default") -> dict[str, Any]:
     """Apply the retention settings (ADCP_BACKUP_KEEP_*) to the backups in storage."""
     return services.backup_prune(dry_run=dry_run, database=database).as_dict()
+
+
+@shared_task(name=DRILL)
+def drill_backup(*, file: str = "latest", database: str = "default") -> dict[str, Any]:
+    """Restore drill of a backup (the newest by default) into a scratch database; the verdict is recorded and a
+    failure sends ``drill_failed`` (which e-mails the admins when that is enabled)."""
+    return services.backup_drill(file=file, database=database).as_dict()
 
 
 @shared_task(name=RUN_JOB)
@@ -62,10 +70,12 @@ def celery_schedule(text: str | None, *, setting: str) -> crontab | schedule | N
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
-    """The beat entries the settings ask for: a backup and a prune, each left out when its setting is empty."""
+    """The beat entries the settings ask for: a backup, a prune and a restore drill, each left out when its
+    setting is empty."""
     entries: dict[str, dict[str, Any]] = {}
     for key, task, setting in (("adcp-backup-create", CREATE, "SCHEDULE"),
-                               ("adcp-backup-prune", PRUNE, "PRUNE_SCHEDULE")):
+                               ("adcp-backup-prune", PRUNE, "PRUNE_SCHEDULE"),
+                               ("adcp-backup-drill", DRILL, "DRILL_SCHEDULE")):
         when = celery_schedule(getattr(backup_settings, setting), setting=f"ADCP_BACKUP_{setting}")
         if when is not None:
             entries[key] = {"task": task, "schedule": when}

@@ -22,7 +22,7 @@ app.autodiscover_tasks()
 
 @app.on_after_finalize.connect
 def add_backup_schedule(sender: Celery, **kwargs: Any) -> None:
-    """Beat entries from ADCP_BACKUP_SCHEDULE and ADCP_BACKUP_PRUNE_SCHEDULE, read once the app is set up."""
+    """Beat entries from ADCP_BACKUP_SCHEDULE, _PRUNE_SCHEDULE and _DRILL_SCHEDULE, read once the app is set up."""
     from adcp_backup.tasks import beat_schedule
 
     for name, entry in beat_schedule().items():

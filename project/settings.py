@@ -164,6 +164,10 @@ CELERY_TIMEZONE = TIME_ZONE
 # Scheduling, retention, locking and notifications (docs/operations.md).
 ADCP_BACKUP_SCHEDULE = env.str("ADCP_BACKUP_SCHEDULE", default="0 2 * * *")
 ADCP_BACKUP_PRUNE_SCHEDULE = env.str("ADCP_BACKUP_PRUNE_SCHEDULE", default="30 3 * * *")
+ADCP_BACKUP_DRILL_SCHEDULE = env.str("ADCP_BACKUP_DRILL_SCHEDULE", default="0 4 * * 0")
+ADCP_BACKUP_DRILL_POSTGRESQL_SCRATCH = env.str("ADCP_BACKUP_DRILL_POSTGRESQL_SCRATCH", default="database")
+if env.str("ADCP_BACKUP_DRILL_DIR", default=""):
+    ADCP_BACKUP_DRILL_DIR = _cwd_path(env.str("ADCP_BACKUP_DRILL_DIR"))
 ADCP_BACKUP_KEEP_LAST = env.int("ADCP_BACKUP_KEEP_LAST", default=7)
 ADCP_BACKUP_KEEP_DAILY = env.int("ADCP_BACKUP_KEEP_DAILY", default=14)
 ADCP_BACKUP_KEEP_WEEKLY = env.int("ADCP_BACKUP_KEEP_WEEKLY", default=8)

@@ -141,6 +141,29 @@ class NativeReader:
             self._pending, self._pending_size = [], 0
             yield tail  # an unterminated last line: a truncated file, reported by the parser
 
+    def structure(self) -> Iterator[TableStart | TableEnd]:
+        """The file's table and table end records (columns; rows and checksum), found without parsing a single
+        row: what a restore drill compares a restored table's recomputed checksum with. Checks nothing (use
+        events() for that) and consumes the stream, like events()."""
+        for block in self._blocks():
+            at = block.find(b'{"kind":"table')
+            while at != -1:
+                end = block.find(b"\n", at)
+                try:
+                    record = orjson.loads(block[at:end if end != -1 else len(block)])
+                except orjson.JSONDecodeError:
+                    record = None
+                if isinstance(record, dict) and isinstance(record.get("name"), str):
+                    if record.get("kind") == "table":
+                        start = self._start_table(record)
+                        if start is not None:
+                            yield start
+                    elif record.get("kind") == "table_end":
+                        rows = record.get("rows")
+                        yield TableEnd(record["name"], rows if isinstance(rows, int) else -1, record.get("sha256"),
+                                       record.get("sequence"))
+                at = block.find(b'{"kind":"table', at + 1)
+
     # -- events ------------------------------------------------------------------------------------
     def events(self) -> Iterator[Any]:
         table: TableStart | None = None

@@ -17,17 +17,21 @@ class Command(BackupCommand):
         super().add_arguments(parser)
         parser.add_argument("--max-age", metavar="DURATION",
                             help="Exit 1 when the newest backup is older than this (26h, 2d, 90m...).")
+        parser.add_argument("--max-drill-age", metavar="DURATION",
+                            help="Exit 1 when no restore drill succeeded within this time (8d, 1w...).")
         parser.add_argument("--identity", metavar="PATH",
                             help="age identity file that decrypts encrypted backups "
                                  "(default: ADCP_BACKUP_AGE_IDENTITY).")
 
     def handle(self, *args: Any, database: str, max_age: str | None, identity: str | None, as_json: bool,
-               **options: Any) -> None:
+               max_drill_age: str | None = None, **options: Any) -> None:
         try:
             limit = parse_duration(max_age) if max_age else None
+            drill_limit = parse_duration(max_drill_age) if max_drill_age else None
         except ValueError as exc:
             raise CommandError(str(exc), returncode=EXIT_FAILED) from exc
-        info = self.run_service(lambda: services.backup_info(database=database, max_age=limit, identity=identity),
+        info = self.run_service(lambda: services.backup_info(database=database, max_age=limit, identity=identity,
+                                                             max_drill_age=drill_limit),
                                 as_json=as_json)
         if as_json:
             self.emit_json(info.as_dict())
@@ -51,13 +55,31 @@ class Command(BackupCommand):
             safety = "on" if s["safety_backup"] else "off"
             self.stdout.write(f"Compression: {s['compression']}; safety backups: {safety}")
             self.describe_operations(s)
+            self.describe_drill(info.drill or {})
+        failures = []
         if info.stale:
             what = "no backup" if info.newest is None else f"the newest backup is older than {max_age}"
-            raise CommandError(f"Backups are stale: {what}.", returncode=EXIT_FAILED)
+            failures.append(f"Backups are stale: {what}.")
+        if info.drill and info.drill.get("stale"):
+            failures.append(f"No restore drill succeeded in the last {max_drill_age}.")
+        if failures:
+            raise CommandError(" ".join(failures), returncode=EXIT_FAILED)
+
+    def describe_drill(self, drill: dict[str, Any]) -> None:
+        for key, label in (("last", "Last drill"), ("last_success", "Last successful drill")):
+            entry = drill.get(key)
+            if entry is None:
+                self.stdout.write(f"{label}: none")
+                continue
+            if entry.get("restorable"):
+                verdict = f"restorable, restore {entry.get('restore_seconds', 0):.2f} s"
+            else:
+                verdict = "NOT restorable: " + "; ".join(entry.get("problems") or [entry.get("error") or "?"])[:300]
+            self.stdout.write(f"{label}: {entry.get('name')} at {entry.get('finished_at')} ({verdict})")
 
     def describe_operations(self, s: dict[str, Any]) -> None:
         schedule = s["schedule"]
-        for key in ("backup", "prune"):
+        for key in ("backup", "prune", "drill"):
             entry = schedule[key]
             self.stdout.write(f"Schedule ({key}): {entry.get('description') or entry.get('error')}")
         broker = "configured" if schedule["celery_broker"] else "not configured (use cron or a systemd timer)"

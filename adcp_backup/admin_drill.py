@@ -1,0 +1,66 @@
+"""The admin's "Test restore": a restore drill of one backup, run as a job, and each backup's last verdict."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_POST
+
+from . import admin_views, drill, services
+from .models import BackupJob
+from .progress import ProgressCallback
+from .storage import BackupStorage
+
+if TYPE_CHECKING:
+    from django.contrib.admin import ModelAdmin
+
+PERMISSION = "drill_backups"
+
+
+def can_drill(request: HttpRequest) -> bool:
+    return admin_views.has_perm(request, PERMISSION)
+
+
+@require_POST
+def start_drill(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpResponse:
+    """Queue a drill of one backup in storage; its job page shows the progress and the verdict."""
+    if not can_drill(request):
+        raise PermissionDenied
+    name = admin_views.existing_name(name)
+    return admin_views.start(request, kind=BackupJob.Kind.DRILL, backup_name=name)
+
+
+def run_drill_job(job: BackupJob, progress: ProgressCallback) -> dict[str, Any]:
+    """The job runner's step for a drill: a backup that does not restore fails the job, keeping the report."""
+    from .jobs import JobFailed
+
+    name = BackupStorage().require(job.backup_name)
+    result = services.backup_drill(file=name, database=job.database, progress=progress)
+    data = result.as_dict()
+    if not result.restorable:
+        first = result.problems[0] if result.problems else "unknown problem"
+        raise JobFailed(f"{result.name} does not restore: {first}", data)
+    return data
+
+
+def last_verdicts(names: list[str]) -> dict[str, dict[str, Any]]:
+    """Each backup's newest drill verdict, from the admin's drill jobs and the drill state file (cron, Celery)."""
+    found: dict[str, dict[str, Any]] = {}
+    jobs = BackupJob.objects.filter(kind=BackupJob.Kind.DRILL, backup_name__in=names,
+                                    status__in=(BackupJob.Status.SUCCEEDED, BackupJob.Status.FAILED))
+    for job in jobs.order_by("-finished_at", "-id"):
+        if job.backup_name in found:
+            continue
+        result = job.result or {}
+        found[job.backup_name] = {"restorable": job.status == BackupJob.Status.SUCCEEDED, "job": job.pk,
+                                  "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+                                  "restore_seconds": result.get("restore_seconds"), "error": job.error}
+    for entry in drill.read_state().values():
+        name = entry.get("name")
+        if name in names and (name not in found or str(entry.get("finished_at") or "")
+                              > str(found[name].get("finished_at") or "")):
+            found[name] = {"restorable": bool(entry.get("restorable")), "job": None,
+                           "finished_at": entry.get("finished_at"), "restore_seconds": entry.get("restore_seconds"),
+                           "error": "; ".join(entry.get("problems") or []) or entry.get("error")}
+    return found
