@@ -348,3 +348,10 @@ def write_atomically(path: Path, content: bytes, mode: int | None = None) -> Non
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def record_problems(record: Any, checker: RecordChecker | None = None) -> list[Problem]:
+    """What is wrong with a settings-file record of a backup (validation and restore both ask, before the
+    database commits). Pass one RecordChecker for all the records of a file so that a second record for the
+    same settings file is caught too; without one, the record is judged on its own."""
+    return (checker if checker is not None else RecordChecker()).check(record)

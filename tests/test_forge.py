@@ -1,4 +1,5 @@
-"""The forging helper reproduces the writer's checksums: hostile files built with it are refused for their content."""
+"""The forging helper reproduces the writer's checksums, so hostile files built with it are refused for their
+content."""
 from __future__ import annotations
 
 from adcp_backup import services
