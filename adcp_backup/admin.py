@@ -11,6 +11,7 @@ from django.urls import URLPattern, path
 
 from . import admin_drill, admin_views
 from .models import BackupFile, BackupJob
+from .templatetags.adcp_backup_admin import duration
 
 
 class NothingToAddChangeOrDelete:
@@ -39,6 +40,7 @@ class BackupFileAdmin(NothingToAddChangeOrDelete, admin.ModelAdmin):
 
         def wrap(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
             def bound(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+                request.current_app = self.admin_site.name  # URLs reverse through the site serving the page
                 return view(request, self, *args, **kwargs)
 
             return self.admin_site.admin_view(update_wrapper(bound, view))
@@ -47,7 +49,9 @@ class BackupFileAdmin(NothingToAddChangeOrDelete, admin.ModelAdmin):
             path("", wrap(admin_views.backup_list), name=f"{prefix}_changelist"),
             path("create/", wrap(admin_views.create), name=f"{prefix}_create"),
             path("upload/", wrap(admin_views.upload), name=f"{prefix}_upload"),
+            path("prune/", wrap(admin_views.prune), name=f"{prefix}_prune"),
             path("jobs/<int:job_id>/", wrap(admin_views.job_detail), name=f"{prefix}_job"),
+            path("jobs/<int:job_id>/fail/", wrap(admin_views.job_mark_failed), name=f"{prefix}_job_fail"),
             path("jobs/<int:job_id>/progress/", wrap(admin_views.job_progress), name=f"{prefix}_job_progress"),
             # <path:> on purpose: every name, slashes and dots included, reaches BackupStorage.resolve().
             path("file/<path:name>/validate/", wrap(admin_views.validate), name=f"{prefix}_validate"),
@@ -62,13 +66,21 @@ class BackupFileAdmin(NothingToAddChangeOrDelete, admin.ModelAdmin):
 class BackupJobAdmin(NothingToAddChangeOrDelete, admin.ModelAdmin):
     """The audit trail: visible to those allowed to view it, changed by nobody from here."""
 
-    list_display = ("id", "kind", "backup_name", "status", "user", "remote_addr", "origin", "created_at",
-                    "finished_at")
-    list_filter = ("kind", "status", "origin")
+    list_display = ("id", "kind", "dry_run", "backup_name", "status", "who", "remote_addr", "origin", "database",
+                    "created_at", "took")
+    list_filter = ("kind", "status", "origin", "dry_run", "database")
     search_fields = ("backup_name", "error")
     date_hierarchy = "created_at"
     list_select_related = ("user",)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [field.name for field in self.model._meta.fields]
+
+    @admin.display(description="By")
+    def who(self, job: BackupJob) -> str:
+        return job.who
+
+    @admin.display(description="Duration")
+    def took(self, job: BackupJob) -> str:
+        return duration(job.duration)
 

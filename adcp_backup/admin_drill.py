@@ -28,7 +28,7 @@ def start_drill(request: HttpRequest, model_admin: ModelAdmin, name: str) -> Htt
     if not can_drill(request):
         raise PermissionDenied
     name = admin_views.existing_name(name)
-    return admin_views.start(request, kind=BackupJob.Kind.DRILL, backup_name=name)
+    return admin_views.start(request, model_admin, kind=BackupJob.Kind.DRILL, backup_name=name)
 
 
 def run_drill_job(job: BackupJob, progress: ProgressCallback) -> dict[str, Any]:

@@ -2,24 +2,28 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db import DatabaseError, transaction
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import jobs, services, uploads
+from . import history, jobs, services, uploads
 from .conf import backup_settings
-from .display import format_size
-from .exceptions import BackupError
-from .format import codecs
+from .db import without_waiting
+from .display import ENCRYPTED_WITHOUT_KEY, for_browser, format_size
+from .exceptions import BackupError, EncryptionKeyError
+from .format import codecs, crypto
 from .models import BackupJob
 from .storage import BackupStorage
 
@@ -31,10 +35,19 @@ logger = logging.getLogger(__name__)
 PER_PAGE = 25
 HISTORY_ROWS = 10
 PERMISSIONS = ("view", "create", "validate", "restore", "download", "delete", "upload")
+FILTERS = {
+    "regular": ("Regular", lambda e: e.purpose not in ("safety",) and not e.name.startswith(uploads.UPLOAD_PREFIX)),
+    "safety": ("Safety backups", lambda e: e.purpose == "safety"),
+    "uploaded": ("Uploaded", lambda e: e.name.startswith(uploads.UPLOAD_PREFIX)),
+    "encrypted": ("Encrypted", lambda e: e.encrypted),
+    "invalid": ("Invalid or unreadable", None),  # needs the validation verdicts: see filtered()
+}
+SORTS = {"created": "Created", "name": "Name", "size": "Size"}
 
 
-# -- helpers ---------------------------------------------------------------------------------------------
+# -- permissions, URLs, messages -------------------------------------------------------------------------
 def can(request: HttpRequest, action: str) -> bool:
+    """The one permission gate: ``action`` is one of PERMISSIONS; restore and upload also need the setting."""
     if action in ("restore", "upload") and not backup_settings.ADMIN_RESTORE:
         return False
     return has_perm(request, f"{action}_backups")
@@ -46,14 +59,37 @@ def has_perm(request: HttpRequest, codename: str) -> bool:
 
 
 def require(request: HttpRequest, action: str) -> None:
-    if action in ("restore", "upload") and not backup_settings.ADMIN_RESTORE:
-        raise Http404("Restores from the admin are turned off on this site (ADCP_BACKUP_ADMIN_RESTORE).")
-    if not has_perm(request, f"{action}_backups"):
+    if not can(request, action):
+        if action in ("restore", "upload") and not backup_settings.ADMIN_RESTORE:
+            raise Http404("Restores from the admin are turned off on this site (ADCP_BACKUP_ADMIN_RESTORE).")
         raise PermissionDenied
 
 
-def url(name: str, *args: Any) -> str:
-    return reverse(f"admin:adcp_backup_backupfile_{name}", args=args)
+def url(request: HttpRequest, name: str, *args: Any) -> str:
+    """A URL of this page, through the admin site that serves the request ("admin" is the application
+    namespace; request.current_app picks the site's instance, as the admin's own views do)."""
+    return reverse(f"admin:adcp_backup_backupfile_{name}", args=args, current_app=site_name(request))
+
+
+def site_name(request: HttpRequest) -> str:
+    return str(getattr(request, "current_app", None) or "admin")
+
+
+def history_url(request: HttpRequest, model_admin: ModelAdmin) -> str | None:
+    """The job history's change list on this site, or None when the job model is not registered here."""
+    if not model_admin.admin_site.is_registered(BackupJob) or not has_perm(request, "view_backupjob"):
+        return None
+    try:
+        return reverse("admin:adcp_backup_backupjob_changelist", current_app=site_name(request))
+    except NoReverseMatch:
+        return None
+
+
+def browser_message(exc: BaseException) -> str:
+    """A service's error as a sentence for the browser: no command-line options in it."""
+    if isinstance(exc, EncryptionKeyError):
+        return ENCRYPTED_WITHOUT_KEY
+    return for_browser(str(exc))
 
 
 def existing_name(name: str) -> str:
@@ -68,6 +104,38 @@ def client_address(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def admin_origin(request: HttpRequest) -> history.Origin:
+    return history.Origin(BackupJob.Origin.ADMIN, user=request.user, remote_addr=client_address(request))
+
+
+def log_action(request: HttpRequest, model_admin: ModelAdmin, job_id: int | None, message: str) -> None:
+    """The admin's "Recent actions" entry for a job started or done from this page."""
+    if not job_id:
+        return
+    try:
+        with without_waiting(BackupJob.objects.db), transaction.atomic(using=BackupJob.objects.db):
+            job = BackupJob.objects.filter(pk=job_id).first()
+            if job is not None:
+                model_admin.log_addition(request, job, message)
+    except DatabaseError as exc:  # SQLite write-locked by a restore: the job history has it anyway
+        logger.warning("The admin log entry %r was not written: %s", message, exc)
+
+
+def databases() -> list[str]:
+    from django.conf import settings
+
+    configured = backup_settings.ADMIN_DATABASES
+    aliases = [configured] if isinstance(configured, str) else list(configured or ["default"])
+    return [alias for alias in aliases if alias in settings.DATABASES] or ["default"]
+
+
+def chosen_database(request: HttpRequest) -> str:
+    """The database the page works on: ?database= (or the form's), among ADCP_BACKUP_ADMIN_DATABASES."""
+    wanted = request.POST.get("database") or request.GET.get("database") or ""
+    aliases = databases()
+    return wanted if wanted in aliases else aliases[0]
+
+
 def context(model_admin: ModelAdmin, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
     return {
         **model_admin.admin_site.each_context(request),
@@ -75,36 +143,78 @@ def context(model_admin: ModelAdmin, request: HttpRequest, title: str, **extra: 
         "opts": model_admin.model._meta,
         "app_label": model_admin.model._meta.app_label,
         "can": {action: can(request, action) for action in PERMISSIONS},
-        "list_url": url("changelist"),
+        "list_url": url(request, "changelist"),
+        "databases": databases(),
+        "database": chosen_database(request),
         **extra,
     }
 
 
-def start(request: HttpRequest, **kwargs: Any) -> HttpResponse:
-    """Start a job and show its page, or come back to the list with the reason it could not start."""
+def start(request: HttpRequest, model_admin: ModelAdmin, *, back: str | None = None, **kwargs: Any) -> HttpResponse:
+    """Start a job and show its page, or go back with the reason it could not start."""
+
+    def log(job: BackupJob) -> None:
+        label = BackupJob.Kind(job.kind).label + (" (dry run)" if job.dry_run else "")
+        log_action(request, model_admin, job.pk, f"{label} of {job.backup_name or 'a new backup'} started")
+
     try:
-        job = jobs.start_job(user=request.user, remote_addr=client_address(request), **kwargs)
+        job = jobs.start_job(user=request.user, remote_addr=client_address(request), recorded=log, **kwargs)
     except BackupError as exc:
-        messages.error(request, str(exc))
-        return HttpResponseRedirect(url("changelist"))
-    messages.info(request, f"{BackupJob.Kind(job.kind).label} job {job.pk} started.")
-    return HttpResponseRedirect(url("job", job.pk))
+        messages.error(request, browser_message(exc))
+        return HttpResponseRedirect(back or url(request, "changelist"))
+    # No "started" message: the job's page says it, and a message would show in whichever tab loads next.
+    return HttpResponseRedirect(url(request, "job", job.pk))
 
 
-def last_validations(names: list[str]) -> dict[str, BackupJob]:
-    found: dict[str, BackupJob] = {}
+@dataclass(frozen=True)
+class Verdict:
+    """The last validation verdict of a file, from the job history."""
+
+    job: BackupJob
+
+    @property
+    def valid(self) -> bool:
+        return self.job.status == BackupJob.Status.SUCCEEDED and bool((self.job.result or {}).get("valid"))
+
+    @property
+    def invalid(self) -> bool:
+        return self.job.status == BackupJob.Status.INVALID or (
+            self.job.status == BackupJob.Status.SUCCEEDED and (self.job.result or {}).get("valid") is False)
+
+    @property
+    def problems_total(self) -> int:
+        return int((self.job.result or {}).get("problems_total") or 0)
+
+
+def last_validations(names: list[str]) -> dict[str, Verdict]:
+    found: dict[str, Verdict] = {}
     finished = BackupJob.objects.filter(
         kind__in=(BackupJob.Kind.VALIDATE, BackupJob.Kind.UPLOAD), backup_name__in=names,
-        status__in=(BackupJob.Status.SUCCEEDED, BackupJob.Status.FAILED),
+        status__in=(BackupJob.Status.SUCCEEDED, BackupJob.Status.INVALID),
     ).order_by("-finished_at", "-id")
     for job in finished:
-        found.setdefault(job.backup_name, job)
+        found.setdefault(job.backup_name, Verdict(job))
     return found
 
 
 # -- forms -----------------------------------------------------------------------------------------------
 class CreateForm(forms.Form):
     compression = forms.ChoiceField(choices=[(c, c) for c in codecs.SUFFIXES], required=False)
+    encrypt = forms.BooleanField(required=False, label="Encrypt with age")
+    database = forms.ChoiceField(required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cast(forms.ChoiceField, self.fields["database"]).choices = [(a, a) for a in databases()]
+        if not encryption_available():
+            del self.fields["encrypt"]
+
+
+def encryption_available() -> bool:
+    try:
+        return bool(crypto.configured_recipients())
+    except BackupError:
+        return False
 
 
 class RestoreForm(forms.Form):
@@ -112,6 +222,7 @@ class RestoreForm(forms.Form):
 
     dry_run = forms.BooleanField(required=False, initial=True, label="Dry run: restore, report, then roll back")
     confirm_name = forms.CharField(required=False, label="Type the backup's name to restore for real")
+    database = forms.ChoiceField(required=False, label="Into the database")
     tenants = forms.MultipleChoiceField(
         required=False, widget=forms.CheckboxSelectMultiple, label="Restore only these tenants",
         help_text="Leave all unticked for a full restore. A tenant restore replaces only that tenant's rows "
@@ -123,6 +234,7 @@ class RestoreForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.backup_name = backup_name
         cast(forms.MultipleChoiceField, self.fields["tenants"]).choices = tenant_choices or []
+        cast(forms.ChoiceField, self.fields["database"]).choices = [(a, a) for a in databases()]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -139,7 +251,7 @@ class RestoreForm(forms.Form):
 
 def tenant_choices(name: str) -> list[tuple[str, str]]:
     """The tenants a backup holds, as form choices (one streaming read of the file)."""
-    return [(t["slug"], f"{t['slug']} ({t['name']}, {t['products']} products)")
+    return [(t["slug"], f"{t['slug']} ({t['name']}, {t['products']:,} products)")
             for t in services.backup_file_tenants(file=name)]
 
 
@@ -147,79 +259,206 @@ class UploadForm(forms.Form):
     file = forms.FileField(label="Backup file")
 
 
-# -- pages -----------------------------------------------------------------------------------------------
-@require_GET
+# -- the list --------------------------------------------------------------------------------------------
+def filtered(entries: list[Any], verdicts: dict[str, Verdict], show: str) -> list[Any]:
+    if show == "invalid":
+        return [e for e in entries if e.error or (e.name in verdicts and verdicts[e.name].invalid)]
+    test = FILTERS.get(show, (None, None))[1]
+    return [e for e in entries if test(e)] if test else entries
+
+
+def sorted_entries(entries: list[Any], order: str) -> list[Any]:
+    field, descending = order.lstrip("-"), order.startswith("-")
+    if field == "name":
+        return sorted(entries, key=lambda e: e.name, reverse=descending)
+    if field == "size":
+        return sorted(entries, key=lambda e: e.size, reverse=descending)
+    if descending:  # the service lists newest first
+        return entries
+    return list(reversed(entries))
+
+
+@require_http_methods(["GET", "POST"])
 def backup_list(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
     require(request, "view")
+    if request.method == "POST":
+        return bulk_action(request, model_admin)
     query = request.GET.get("q", "").strip()
+    show = request.GET.get("show", "")
+    show = show if show in FILTERS else ""
+    order = request.GET.get("o", "-created")
+    order = order if order.lstrip("-") in SORTS else "-created"
     try:
         entries = services.backup_list()
         error = None
     except BackupError as exc:
-        entries, error = [], str(exc)
-        messages.error(request, f"The backups could not be listed: {exc}")
+        entries, error = [], browser_message(exc)
+        messages.error(request, f"The backups could not be listed: {error}")
     if query:
         entries = [e for e in entries if query.lower() in e.name.lower()]
+    verdicts = last_validations([e.name for e in entries]) if show == "invalid" else {}
+    entries = sorted_entries(filtered(entries, verdicts, show), order)
     page = Paginator(entries, PER_PAGE).get_page(request.GET.get("p"))
-    validations = last_validations([e.name for e in page.object_list])
-    rows = [{"entry": e, "validation": validations.get(e.name)} for e in page.object_list]
-    active = list(BackupJob.objects.filter(status__in=jobs.ACTIVE).order_by("created_at"))
+    verdicts = verdicts or last_validations([e.name for e in page.object_list])
+    rows = [{"entry": e, "validation": verdicts.get(e.name)} for e in page.object_list]
+    history.mark_stale_jobs()
+    active = list(BackupJob.objects.filter(status__in=jobs.ACTIVE).select_related("user").order_by("created_at"))
+    params = {"q": query, "show": show, "o": order}
     return TemplateResponse(request, "admin/adcp_backup/backups_list.html", context(
         model_admin, request, "Backups",
         rows=rows, page=page, query=query, total=len(entries), error=error,
         running=[{"job": j, "progress": jobs.progress_of(j)} for j in active],
         history=BackupJob.objects.select_related("user")[:HISTORY_ROWS],
-        create_form=CreateForm(initial={"compression": backup_settings.compression}),
-        history_url=reverse("admin:adcp_backup_backupjob_changelist"),
-        can_view_history=has_perm(request, "view_backupjob"),
+        create_form=CreateForm(initial={"compression": backup_settings.compression,
+                                        "encrypt": bool(backup_settings.ENCRYPT),
+                                        "database": chosen_database(request)}),
+        history_url=history_url(request, model_admin),
+        filters=[{"key": k, "label": label, "selected": k == show, "query": query_string(params, show=k, p="")}
+                 for k, (label, _) in FILTERS.items()],
+        all_query=query_string(params, show="", p=""),
+        sorts=[{"key": k, "label": label, "order": order, "query": query_string(
+                    params, o=(k if order == f"-{k}" else f"-{k}"), p="")} for k, label in SORTS.items()],
+        page_query=query_string(params, p=""),
+        can_bulk_delete=can(request, "delete"),
+        can_prune=can(request, "delete"),
+        action_checkbox_name=ACTION_CHECKBOX_NAME,
     ))
 
 
+def query_string(params: dict[str, str], **changes: str) -> str:
+    from urllib.parse import urlencode
+
+    merged = {**params, **changes}
+    return urlencode({k: v for k, v in merged.items() if v})
+
+
+def bulk_action(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
+    """The list's action: delete the ticked backups, after Django's own confirmation page."""
+    if request.POST.get("action") != "delete_selected":
+        messages.warning(request, "Choose an action.")
+        return HttpResponseRedirect(url(request, "changelist"))
+    require(request, "delete")
+    names = [existing_name(n) for n in request.POST.getlist(ACTION_CHECKBOX_NAME)]
+    if not names:
+        messages.warning(request, "Tick the backups to delete first.")
+        return HttpResponseRedirect(url(request, "changelist"))
+    if request.POST.get("post") != "yes":
+        storage = BackupStorage()
+        objects = [Selected(pk=n, label=f"{n} ({format_size(storage.size(n))})") for n in names]
+        return TemplateResponse(request, "admin/delete_selected_confirmation.html", context(
+            model_admin, request, "Delete the selected backups?",
+            objects_name="backups", deletable_objects=[[o.label for o in objects]], queryset=objects,
+            model_count=[("backups", len(objects))], perms_lacking=set(), protected=[],
+            action_checkbox_name=ACTION_CHECKBOX_NAME, media=model_admin.media,
+            # Django 6.1's template reads it (None: list every object)
+            delete_confirmation_max_display=getattr(model_admin, "delete_confirmation_max_display", None),
+        ))
+    deleted, failed = [], []
+    with history.origin(admin_origin(request)):
+        for name in names:
+            try:
+                services.backup_delete(name=name, database=chosen_database(request))
+            except BackupError as exc:
+                failed.append(f"{name}: {browser_message(exc)}")
+            else:
+                deleted.append(name)
+                log_action(request, model_admin, history.last_recorded(), f"Deleted {name}")
+    if deleted:
+        messages.success(request, f"{len(deleted)} backup{'s' if len(deleted) != 1 else ''} deleted.")
+    for reason in failed:
+        messages.error(request, f"Not deleted: {reason}")
+    return HttpResponseRedirect(url(request, "changelist"))
+
+
+@dataclass(frozen=True)
+class Selected:
+    """One ticked backup, as Django's confirmation page expects an object: a pk and a label."""
+
+    pk: str
+    label: str
+
+    def __str__(self) -> str:
+        return self.label
+
+
+# -- actions ---------------------------------------------------------------------------------------------
 @require_POST
 def create(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
     require(request, "create")
     form = CreateForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose a compression: none, gzip or zstd.")
-        return HttpResponseRedirect(url("changelist"))
-    options = {"compression": form.cleaned_data["compression"] or backup_settings.compression}
-    return start(request, kind=BackupJob.Kind.CREATE, options=options)
+        messages.error(request, "Choose a compression (none, gzip or zstd) and a database from the lists.")
+        return HttpResponseRedirect(url(request, "changelist"))
+    options: dict[str, Any] = {"compression": form.cleaned_data["compression"] or backup_settings.compression}
+    if "encrypt" in form.fields:
+        options["encrypt"] = bool(form.cleaned_data.get("encrypt"))
+    return start(request, model_admin, kind=BackupJob.Kind.CREATE, options=options,
+                 database=form.cleaned_data.get("database") or databases()[0])
 
 
 @require_POST
 def validate(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpResponse:
     require(request, "validate")
     name = existing_name(name)
-    return start(request, kind=BackupJob.Kind.VALIDATE, backup_name=name)
+    return start(request, model_admin, kind=BackupJob.Kind.VALIDATE, backup_name=name,
+                 database=chosen_database(request))
+
+
+def describe_file(name: str) -> Any:
+    """The list entry of one backup (format, encryption, scope, and the slot for its provenance)."""
+    try:
+        return next((e for e in services.backup_list() if e.name == name), None)
+    except BackupError:
+        return None
 
 
 @require_http_methods(["GET", "POST"])
 def restore(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpResponse:
     require(request, "restore")
     name = existing_name(name)
-    choices: list[tuple[str, str]] = []
-    # Listing the tenants reads the whole file: only for the page, or to check tenants a POST names.
-    if request.method == "GET" or request.POST.getlist("tenants"):
-        try:
-            choices = tenant_choices(name)
-        except BackupError:
-            pass  # an unreadable file: the plan below says why
+    verdict = last_validations([name]).get(name)
+    if verdict is not None and verdict.invalid:
+        if request.method == "POST":
+            messages.error(request, f"The backup {name} failed its last validation; it is not restored.")
+        return TemplateResponse(request, "admin/adcp_backup/restore_confirm.html", context(
+            model_admin, request, f"Restore {name}", name=name, verdict=verdict, refused=True,
+            entry=describe_file(name),
+        ), status=409 if request.method == "POST" else 200)
     form = RestoreForm(request.POST if request.method == "POST" else None, backup_name=name,
-                       tenant_choices=choices, initial={"dry_run": True})
+                       tenant_choices=_choices(name) if request.method == "GET" or request.POST.getlist("tenants")
+                       else [], initial={"dry_run": True, "database": chosen_database(request)})
     if request.method == "POST" and form.is_valid():
         options = form.service_options()
-        return start(request, kind=BackupJob.Kind.RESTORE, backup_name=name, options=options)
+        if not options["dry_run"] and (verdict is None or not verdict.valid):
+            options["validate_first"] = True
+        return start(request, model_admin, kind=BackupJob.Kind.RESTORE, backup_name=name, options=options,
+                     database=form.cleaned_data.get("database") or databases()[0],
+                     back=url(request, "restore", name))
+    if request.method == "POST" and not form.fields["tenants"].choices:  # type: ignore[attr-defined]
+        # the page comes back with its errors: with every section it had, the tenant list included
+        form.fields["tenants"].choices = _choices(name)  # type: ignore[attr-defined]
+    database = (form.data.get("database") if form.is_bound else None) or chosen_database(request)
+    database = database if database in databases() else databases()[0]
     try:
-        plan = services.backup_restore_plan(file=name)
+        plan = services.backup_restore_plan(file=name, database=database)
     except BackupError as exc:
-        messages.error(request, f"The backup {name} cannot be restored: {exc}")
-        return HttpResponseRedirect(url("changelist"))
+        messages.error(request, f"The backup {name} cannot be restored: {browser_message(exc)}")
+        return HttpResponseRedirect(url(request, "changelist"))
     tables = [{"name": table, "current": plan.current_counts.get(table), "file": plan.file_counts.get(table),
                "replaced": table in plan.file_counts} for table in plan.current_counts]
     return TemplateResponse(request, "admin/adcp_backup/restore_confirm.html", context(
         model_admin, request, f"Restore {name}",
-        name=name, plan=plan, tables=tables, form=form, running=jobs.restore_running(),
+        name=name, plan=plan, tables=tables, form=form, running=jobs.restore_running(), verdict=verdict,
+        entry=describe_file(name), restore_database=database,
     ))
+
+
+def _choices(name: str) -> list[tuple[str, str]]:
+    # Listing the tenants reads the whole file: only for the page, or to check tenants a POST names.
+    try:
+        return tenant_choices(name)
+    except BackupError:
+        return []  # an unreadable file: the plan says why
 
 
 @require_GET
@@ -227,6 +466,9 @@ def download(request: HttpRequest, model_admin: ModelAdmin, name: str) -> FileRe
     require(request, "download")
     name = existing_name(name)
     storage = BackupStorage()
+    jobs.record_download(name=name, user=request.user, remote_addr=client_address(request),
+                         database=chosen_database(request))
+    log_action(request, model_admin, history.last_recorded(), f"Downloaded {name}")
     logger.info("Backup %s downloaded by %s from %s", name, request.user, client_address(request))
     response = FileResponse(storage.open(name), as_attachment=True, filename=name,
                             content_type="application/octet-stream")
@@ -239,19 +481,57 @@ def delete(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpResp
     require(request, "delete")
     name = existing_name(name)
     if request.method == "POST":
-        storage = BackupStorage()
         try:
-            jobs.record_job(kind=BackupJob.Kind.DELETE, backup_name=name, user=request.user,
-                            remote_addr=client_address(request), options={},
-                            action=lambda: storage.delete(name))
-        except (BackupError, OSError) as exc:
-            messages.error(request, f"The backup {name} was not deleted: {exc}")
+            with history.origin(admin_origin(request)):
+                services.backup_delete(name=name, database=chosen_database(request))
+        except BackupError as exc:
+            messages.error(request, f"The backup {name} was not deleted: {browser_message(exc)}")
         else:
+            log_action(request, model_admin, history.last_recorded(), f"Deleted {name}")
             messages.success(request, f"The backup {name} was deleted.")
-        return HttpResponseRedirect(url("changelist"))
+        return HttpResponseRedirect(url(request, "changelist"))
     size = BackupStorage().size(name)
     return TemplateResponse(request, "admin/adcp_backup/delete_confirm.html", context(
         model_admin, request, f"Delete {name}", name=name, size=size,
+    ))
+
+
+class PruneForm(forms.Form):
+    keep_last = forms.IntegerField(min_value=0, max_value=10_000, label="Keep the newest")
+    keep_daily = forms.IntegerField(min_value=0, max_value=10_000, label="Keep one a day for")
+    keep_weekly = forms.IntegerField(min_value=0, max_value=10_000, label="Keep one a week for")
+    keep_monthly = forms.IntegerField(min_value=0, max_value=10_000, label="Keep one a month for")
+    keep_safety = forms.IntegerField(min_value=0, max_value=10_000, label="Keep the newest safety backups")
+
+
+@require_http_methods(["GET", "POST"])
+def prune(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
+    """Retention from the page: a dry-run preview of what goes, then a confirmation that applies it."""
+    require(request, "delete")
+    initial = {f"keep_{k}": getattr(backup_settings, f"KEEP_{k.upper()}")
+               for k in ("last", "daily", "weekly", "monthly", "safety")}
+    form = PruneForm(request.POST or request.GET or None, initial=initial)
+    if form.is_bound and not form.is_valid():
+        policy = None
+    else:
+        policy = {k: int(v) for k, v in (form.cleaned_data if form.is_bound else initial).items()}
+    result = None
+    if policy is not None:
+        confirmed = request.method == "POST" and request.POST.get("confirm") == "yes"
+        try:
+            with history.origin(admin_origin(request)):
+                result = services.backup_prune(dry_run=not confirmed, database=chosen_database(request), **policy)
+        except BackupError as exc:
+            messages.error(request, f"Nothing was pruned: {browser_message(exc)}")
+            return HttpResponseRedirect(url(request, "prune"))
+        job_id = history.last_recorded()
+        if confirmed:
+            log_action(request, model_admin, job_id, f"Pruned {len(result.removed)} backups")
+            messages.success(request, f"{len(result.removed)} backup{'s' if len(result.removed) != 1 else ''} "
+                                      f"removed, {format_size(result.freed_bytes)} freed.")
+            return HttpResponseRedirect(url(request, "changelist"))
+    return TemplateResponse(request, "admin/adcp_backup/prune.html", context(
+        model_admin, request, "Prune backups", form=form, result=result, policy=policy,
     ))
 
 
@@ -260,82 +540,85 @@ def upload(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
     require(request, "upload")
     limit = int(backup_settings.UPLOAD_MAX_SIZE)
     if request.method == "POST":
-        try:
-            declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            declared = 0
-        if declared > limit + 64 * 1024:  # room for the form around the file
-            messages.error(request,
-                           f"The file is larger than the upload limit of {format_size(limit)}; nothing was kept.")
-            return HttpResponseRedirect(url("upload"))
-        request.upload_handlers = [uploads.QuarantineUploadHandler(request, max_size=limit,
-                                                                   folder=uploads.quarantine_dir())]
+        refusal = uploads.prepare(request, limit=limit)
+        if refusal:
+            messages.error(request, refusal)
+            return HttpResponseRedirect(url(request, "upload"))
     response = _upload_checked(request, model_admin, limit)
     if request.method == "POST" and response.status_code == 403:  # refused by the CSRF check: keep nothing
-        for received in request.FILES.values():
-            if isinstance(received, uploads.QuarantinedFile):
-                received.discard()
+        uploads.discard_received(request)
     return response
 
 
 @csrf_protect
 @require_http_methods(["GET", "POST"])
 def _upload_checked(request: HttpRequest, model_admin: ModelAdmin, limit: int) -> HttpResponse:
-    received: list[uploads.QuarantinedFile] = []
     if request.method == "POST":
-        handler = request.upload_handlers[0]
-        received = [f for f in request.FILES.getlist("file") if isinstance(f, uploads.QuarantinedFile)]
-        for extra in request.FILES.values():
-            if isinstance(extra, uploads.QuarantinedFile) and extra not in received:
-                extra.discard()
-        if getattr(handler, "too_large", False):
-            for f in received:
-                f.discard()
-            messages.error(request,
-                           f"The file is larger than the upload limit of {format_size(limit)}; nothing was kept.")
-            return HttpResponseRedirect(url("upload"))
-        if len(received) != 1 or received[0].size == 0:
-            for f in received:
-                f.discard()
-            messages.error(request, "Choose one non-empty backup file to upload.")
-            return HttpResponseRedirect(url("upload"))
-        quarantined = received[0]
+        quarantined, refusal = uploads.collect(request, field="file", limit=limit)
+        if quarantined is None:
+            messages.error(request, refusal or "Nothing was received.")
+            return HttpResponseRedirect(url(request, "upload"))
         name = uploads.generated_name(quarantined.original_name)
         options = {"original_name": quarantined.original_name[:255], "size": quarantined.size,
                    "quarantine": str(quarantined.path)}
+        note = f"Uploaded {quarantined.original_name[:100]} as {name}"
         try:
             job = jobs.start_job(kind=BackupJob.Kind.UPLOAD, backup_name=name, options=options,
-                                 user=request.user, remote_addr=client_address(request))
+                                 user=request.user, remote_addr=client_address(request),
+                                 database=chosen_database(request),
+                                 recorded=lambda job: log_action(request, model_admin, job.pk, note))
         except BackupError as exc:
             quarantined.discard()
-            messages.error(request, str(exc))
-            return HttpResponseRedirect(url("upload"))
-        messages.info(request, f"The file {quarantined.original_name} was received; it is listed as {name} once it "
-                               "has been validated.")
-        return HttpResponseRedirect(url("job", job.pk))
+            messages.error(request, browser_message(exc))
+            return HttpResponseRedirect(url(request, "upload"))
+        return HttpResponseRedirect(url(request, "job", job.pk))
     return TemplateResponse(request, "admin/adcp_backup/upload.html", context(
         model_admin, request, "Upload a backup", form=UploadForm(), limit=format_size(limit),
     ))
 
 
+# -- jobs ------------------------------------------------------------------------------------------------
 @require_GET
 def job_detail(request: HttpRequest, model_admin: ModelAdmin, job_id: int) -> HttpResponse:
     require(request, "view")
     job = get_object_or_404(BackupJob.objects.select_related("user"), pk=job_id)
+    if job.status in jobs.ACTIVE:
+        reason = history.stale_reason(job)
+        if reason and history.mark_failed(job.pk, reason):
+            job.refresh_from_db()
     result = job.result or {}
     problems = result.get("problems") or []
     in_storage = False
-    if job.backup_name and job.status == BackupJob.Status.SUCCEEDED:
+    if job.backup_name and job.status == BackupJob.Status.SUCCEEDED and job.kind not in ("delete", "restore"):
         try:
             in_storage = BackupStorage().exists(job.backup_name)
         except BackupError:
             in_storage = False
+    title = f"{BackupJob.Kind(job.kind).label}{' (dry run)' if job.dry_run else ''} job {job.pk}"
     return TemplateResponse(request, "admin/adcp_backup/job_detail.html", context(
-        model_admin, request, f"{BackupJob.Kind(job.kind).label} job {job.pk}",
+        model_admin, request, title,
         job=job, progress=jobs.progress_of(job), result=result, problems=problems,
         in_storage=in_storage, active=job.status in jobs.ACTIVE,
         counts=_counts_table(result), changes=result.get("changes") or {},
+        can_mark_failed=has_perm(request, "restore_backups") and job.status in jobs.ACTIVE,
+        error=for_browser(job.error) if job.error else "",
     ))
+
+
+@require_POST
+def job_mark_failed(request: HttpRequest, model_admin: ModelAdmin, job_id: int) -> HttpResponse:
+    """Staff with the restore permission can end a job that is stuck; its runner, if alive, ends unrecorded."""
+    if not has_perm(request, "restore_backups"):
+        raise PermissionDenied
+    job = get_object_or_404(BackupJob, pk=job_id)
+    if history.mark_failed(job.pk, f"Marked failed by {request.user} from the admin."):
+        log_action(request, model_admin, job.pk, "Marked failed")
+        messages.success(request, f"Job {job.pk} was marked failed; it no longer blocks other jobs.")
+    elif BackupJob.objects.filter(pk=job.pk, status__in=jobs.ACTIVE).exists():
+        messages.error(request, f"Job {job.pk} could not be marked now: the database is busy. Try again in a moment.")
+    else:
+        messages.info(request, f"Job {job.pk} had already finished.")
+    return HttpResponseRedirect(url(request, "job", job.pk))
 
 
 @require_GET
@@ -343,7 +626,7 @@ def job_progress(request: HttpRequest, model_admin: ModelAdmin, job_id: int) -> 
     require(request, "view")
     job = get_object_or_404(BackupJob, pk=job_id)
     data = jobs.progress_of(job).as_dict()
-    data.update(kind=job.kind, backup_name=job.backup_name, error=job.error, url=url("job", job.pk))
+    data.update(kind=job.kind, backup_name=job.backup_name, error=job.error, url=url(request, "job", job.pk))
     return JsonResponse(data)
 
 

@@ -60,7 +60,11 @@ SETTINGS: dict[str, Setting] = {
                 "Longest line, in bytes, a backup file may hold (at least 1 MiB); a longer one makes it invalid."),
         Setting("ADMIN_RESTORE", True, "Offer restore and upload in the admin; False leaves restores to the shell."),
         Setting("UPLOAD_MAX_SIZE", 2 * 1024**3, "Largest backup file, in bytes, the admin accepts as an upload."),
-        Setting("JOB_STALE_AFTER", 24 * 3600, "Seconds after which an unfinished admin job stops blocking restores."),
+        Setting("JOB_STALE_AFTER", 300, "Seconds without a heartbeat after which an unfinished job is marked failed "
+                                        "and stops blocking (a job whose process is gone is marked at once)."),
+        Setting("JOB_HEARTBEAT", 15.0, "Seconds between the heartbeats a running job records."),
+        Setting("ADMIN_DATABASES", ["default"], "Database aliases the admin's Backups page manages; with several, "
+                                                "the page offers a choice."),
         Setting("JOB_RUNNER", "auto", "Where admin jobs run: auto (Celery when a broker is set), celery or thread."),
         Setting("SCHEDULE", "0 2 * * *",
                 "When Celery beat runs a backup: a crontab line, @daily-style alias, @every 6h, or empty for never."),

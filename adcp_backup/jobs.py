@@ -6,27 +6,25 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.cache.backends.db import DatabaseCache
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.models import QuerySet
 
-from . import services
+from . import history, services
 from .conf import backup_settings
 from .exceptions import BackupConfigurationError, BackupError, BackupLocked, InvalidBackup, SettingsFilesNotWritten
 from .models import BackupJob
 from .progress import ProgressEvent
-from .storage import BackupStorage, stream_file
+from .storage import BackupStorage
 
 logger = logging.getLogger(__name__)
 
 CELERY_TASK_NAME = "adcp_backup.run_job"
-ACTIVE = (BackupJob.Status.PENDING, BackupJob.Status.RUNNING)
+ACTIVE = history.ACTIVE
 CACHE_TIMEOUT = 6 * 3600
 CACHE_INTERVAL = 0.5
 
@@ -64,9 +62,7 @@ def _cache_key(job_id: int) -> str:
     return f"adcp_backup:job:{job_id}:progress"
 
 
-def _shared_cache_usable() -> bool:
-    # A database cache would write through the job's own connection, inside the restore's transaction.
-    return not isinstance(cache, DatabaseCache)
+_shared_cache_usable = history._shared_cache_usable
 
 
 class JobProgressRecorder:
@@ -114,10 +110,9 @@ def progress_of(job: BackupJob) -> JobProgress:
 
 # -- starting --------------------------------------------------------------------------------------------
 def active_jobs(kind: str) -> QuerySet[BackupJob]:
-    """Jobs of ``kind`` still pending or running; after ADCP_BACKUP_JOB_STALE_AFTER seconds a job whose
-    process died without recording its end no longer counts, so it cannot block restores for ever."""
-    since = datetime.now(UTC) - timedelta(seconds=float(backup_settings.JOB_STALE_AFTER))
-    return BackupJob.objects.filter(kind=kind, status__in=ACTIVE, created_at__gte=since).order_by("created_at")
+    """Jobs of ``kind`` still pending or running, once the jobs whose runner is gone have been marked failed."""
+    history.mark_stale_jobs()
+    return BackupJob.objects.filter(kind=kind, status__in=ACTIVE).order_by("created_at")
 
 
 def restore_running() -> BackupJob | None:
@@ -125,44 +120,42 @@ def restore_running() -> BackupJob | None:
 
 
 def start_job(*, kind: str, backup_name: str = "", options: dict[str, Any] | None = None, user: Any = None,
-              remote_addr: str | None = None, database: str = "default", origin: str = "admin") -> BackupJob:
-    """Record a job and hand it to a runner; refuses a second restore and any backup during a restore."""
-    with transaction.atomic():
-        running = restore_running()
-        if running is not None and kind in (BackupJob.Kind.RESTORE, BackupJob.Kind.CREATE):
-            raise BackupLocked(
-                f"A restore of {running.backup_name} (job {running.pk}) is running; "
-                "wait for it to finish before starting a backup or another restore."
-            )
-        if kind == BackupJob.Kind.RESTORE:
-            busy = active_jobs(BackupJob.Kind.CREATE).first()
-            if busy is not None:
-                raise BackupLocked(f"A backup (job {busy.pk}) is running; restore once it has finished.")
-        job = BackupJob.objects.create(
-            kind=kind, backup_name=backup_name, options=options or {}, database=database, origin=origin,
-            user=user if getattr(user, "is_authenticated", False) else None, remote_addr=remote_addr or None,
-        )
-        transaction.on_commit(lambda: _dispatch(job.pk), using=BackupJob.objects.db)
-    return job
+              remote_addr: str | None = None, database: str = "default", origin: str = "admin",
+              recorded: Callable[[BackupJob], None] | None = None) -> BackupJob:
+    """Record a job and hand it to a runner; refuses a second restore and any backup during a restore.
 
-
-def record_job(*, kind: str, backup_name: str, user: Any, remote_addr: str | None, options: dict[str, Any],
-               action: Callable[[], dict[str, Any] | None]) -> BackupJob:
-    """Run a short action in the request and keep it in the audit trail, whether it succeeded or not."""
-    started = datetime.now(UTC)
-    job = BackupJob(kind=kind, backup_name=backup_name, options=options, origin="admin",
-                    user=user if getattr(user, "is_authenticated", False) else None,
-                    remote_addr=remote_addr or None, started_at=started, status=BackupJob.Status.FAILED)
+    ``recorded(job)`` runs in the transaction that records the job, before any runner can start it (the
+    admin writes its log entry there: once a restore runs, SQLite takes no other writes)."""
     try:
-        job.result = action()
-        job.status = BackupJob.Status.SUCCEEDED
-    except Exception as exc:
-        job.error = str(exc) or type(exc).__name__
-        raise
-    finally:
-        job.finished_at = datetime.now(UTC)
-        job.save()
+        with transaction.atomic(using=BackupJob.objects.db):
+            running = restore_running()
+            if running is not None and kind in (BackupJob.Kind.RESTORE, BackupJob.Kind.CREATE):
+                raise BackupLocked(
+                    f"A restore of {running.backup_name} (job {running.pk}) is running; "
+                    "wait for it to finish before starting a backup or another restore."
+                )
+            if kind == BackupJob.Kind.RESTORE:
+                busy = active_jobs(BackupJob.Kind.CREATE).first()
+                if busy is not None:
+                    raise BackupLocked(f"A backup (job {busy.pk}) is running; restore once it has finished.")
+            job = BackupJob.objects.create(
+                kind=kind, backup_name=backup_name, options=options or {}, database=database, origin=origin,
+                user=user if getattr(user, "is_authenticated", False) else None, remote_addr=remote_addr or None,
+                dry_run=bool((options or {}).get("dry_run")),
+            )
+            if recorded is not None:
+                recorded(job)
+            transaction.on_commit(lambda: _dispatch(job.pk), using=BackupJob.objects.db)
+    except DatabaseError as exc:  # two submissions at once on a busy database: one of them waits its turn
+        logger.warning("A job could not be recorded: %s", exc)
+        raise BackupLocked("The job could not be recorded: another one was being started at the same moment, or "
+                           "a restore is writing to the database. Look at the running jobs, then try again.") from exc
     return job
+
+
+def thread_alive(job_id: int) -> bool:
+    thread = _threads.get(job_id)
+    return thread is not None and thread.is_alive()
 
 
 def runner() -> str:
@@ -235,18 +228,25 @@ class JobFailed(BackupError):
 def run_job(job_id: int) -> None:
     """Carry out a recorded job once; the Celery task and the thread runner both call this."""
     claimed = BackupJob.objects.filter(pk=job_id, status=BackupJob.Status.PENDING).update(
-        status=BackupJob.Status.RUNNING, started_at=datetime.now(UTC))
+        status=BackupJob.Status.RUNNING, started_at=datetime.now(UTC), runner=history.runner_id(),
+        heartbeat_at=datetime.now(UTC))
     if not claimed:
         logger.warning("Job %s is not pending; not run again.", job_id)
         return
     job = BackupJob.objects.get(pk=job_id)
     recorder = JobProgressRecorder(job_id)
-    status, result, error = BackupJob.Status.FAILED, None, ""
+    status: str = BackupJob.Status.FAILED
+    result: dict[str, Any] | None = None
+    error = ""
     try:
-        result = _RUNNERS[job.kind](job, recorder)
-        status = BackupJob.Status.SUCCEEDED
+        with history.as_job(job_id), history.Heartbeat(job_id):
+            status, result = _RUNNERS[job.kind](job, recorder)
+        if status == BackupJob.Status.INVALID:
+            lead = ("The uploaded file is not a valid backup and was not kept" if job.kind == BackupJob.Kind.UPLOAD
+                    else "The file is not a valid backup")
+            error = invalid_summary(result, lead=lead)
     except InvalidBackup as exc:
-        error = str(exc)
+        status, error = BackupJob.Status.INVALID, str(exc)
         result = {"problems": [p.as_dict() for p in exc.problems], "problems_total": exc.total}
     except JobFailed as exc:
         error, result = str(exc), exc.result
@@ -261,7 +261,8 @@ def run_job(job_id: int) -> None:
         error = f"Unexpected error: {type(exc).__name__}: {exc}"
     finally:
         state = recorder.state
-        BackupJob.objects.filter(pk=job_id).update(
+        # Only a job still running is finished here: one marked failed meanwhile keeps that verdict's reason.
+        BackupJob.objects.filter(pk=job_id, status=BackupJob.Status.RUNNING).update(
             status=status, result=result, error=error, finished_at=datetime.now(UTC),
             progress_table=(state.get("table") or "")[:100], progress_done=int(state.get("done") or 0),
             progress_total=state.get("total"),
@@ -270,23 +271,45 @@ def run_job(job_id: int) -> None:
     logger.info("Job %s (%s %s): %s%s", job_id, job.kind, job.backup_name, status, f": {error}" if error else "")
 
 
-def _run_create(job: BackupJob, progress: JobProgressRecorder) -> dict[str, Any]:
+def invalid_summary(result: dict[str, Any] | None, *, lead: str = "The file is not a valid backup") -> str:
+    result = result or {}
+    problems = result.get("problems") or []
+    total = int(result.get("problems_total") or len(problems))
+    if not problems:
+        return f"{lead}."
+    first = problems[0]
+    where = str(first.get("section")) + (f", row {first['row']}" if first.get("row") is not None else "")
+    text = f"{lead}: {first.get('message', 'unknown problem')} ({where})"
+    return text + (f", and {total - 1} more problem{'s' if total > 2 else ''}." if total > 1 else ".")
+
+
+Outcome = tuple[str, dict[str, Any]]
+
+
+def _run_create(job: BackupJob, progress: JobProgressRecorder) -> Outcome:
     result = services.backup_create(database=job.database, compression=job.options.get("compression"),
-                                    progress=progress)
+                                    encrypt=job.options.get("encrypt"), progress=progress)
     BackupJob.objects.filter(pk=job.pk).update(backup_name=result.name)
-    return result.as_dict()
+    return BackupJob.Status.SUCCEEDED, result.as_dict()
 
 
-def _run_validate(job: BackupJob, progress: JobProgressRecorder) -> dict[str, Any]:
+def _run_validate(job: BackupJob, progress: JobProgressRecorder) -> Outcome:
     name = BackupStorage().require(job.backup_name)
-    return services.backup_validate(file=name, progress=progress).as_dict()
+    report = services.backup_validate(file=name, progress=progress)
+    return (BackupJob.Status.SUCCEEDED if report.valid else BackupJob.Status.INVALID), report.as_dict()
 
 
-def _run_restore(job: BackupJob, progress: JobProgressRecorder) -> dict[str, Any]:
+def _run_restore(job: BackupJob, progress: JobProgressRecorder) -> Outcome:
     name = BackupStorage().require(job.backup_name)
-    result = services.backup_restore(file=name, database=job.database, progress=progress,
-                                     **restore_options(job.options))
-    return result.as_dict()
+    options = restore_options(job.options)
+    if not options["dry_run"] and job.options.get("validate_first"):
+        # A file not yet known to be valid is validated first: only one that passes reaches the safety backup.
+        progress(ProgressEvent("validate", message="Validating the file before anything is written..."))
+        report = services.backup_validate(file=name, progress=progress)
+        if not report.valid:
+            return BackupJob.Status.INVALID, {**report.as_dict(), "refused": True}
+    result = services.backup_restore(file=name, database=job.database, progress=progress, **options)
+    return BackupJob.Status.SUCCEEDED, result.as_dict()
 
 
 def restore_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -297,33 +320,27 @@ def restore_options(options: dict[str, Any]) -> dict[str, Any]:
     return restore
 
 
-def _run_upload(job: BackupJob, progress: JobProgressRecorder) -> dict[str, Any]:
-    quarantined = Path(job.options["quarantine"])
-    try:
-        report = services.backup_validate(file=str(quarantined), progress=progress)
-        data = report.as_dict()
-        data.update(name=job.backup_name, path=None, original_name=job.options.get("original_name"))
-        if not report.valid:
-            first = report.problems[0] if report.problems else "unknown problem"
-            raise JobFailed(f"The uploaded file is not a valid backup and was not kept: {first}"
-                            + (f" (and {report.problems_total - 1} more)" if report.problems_total > 1 else ""),
-                            data)
-        progress(ProgressEvent("upload", message="Valid; storing it with the backups."))
-        storage = BackupStorage()
-        data["size"] = storage.save_upload(job.backup_name, stream_file(quarantined.open("rb")))
-        data["path"] = storage.path(job.backup_name)
-        return data
-    finally:
-        quarantined.unlink(missing_ok=True)
+def _run_upload(job: BackupJob, progress: JobProgressRecorder) -> Outcome:
+    report = services.backup_accept_upload(quarantined=job.options["quarantine"], name=job.backup_name,
+                                           database=job.database, progress=progress)
+    data = {**report.as_dict(), "original_name": job.options.get("original_name")}
+    return (BackupJob.Status.SUCCEEDED if report.valid else BackupJob.Status.INVALID), data
 
 
-def _run_drill(job: BackupJob, progress: JobProgressRecorder) -> dict[str, Any]:
+def record_download(*, name: str, user: Any, remote_addr: str | None, database: str = "default") -> None:
+    """A download is served by the web server, not a service: it is recorded here, as it starts."""
+    job = history.begin(kind=BackupJob.Kind.DOWNLOAD, backup_name=name, database=database,
+                        where=history.Origin(BackupJob.Origin.ADMIN, user=user, remote_addr=remote_addr))
+    history.end(job, status=BackupJob.Status.SUCCEEDED)
+
+
+def _run_drill(job: BackupJob, progress: JobProgressRecorder) -> Outcome:
     from .admin_drill import run_drill_job
 
-    return run_drill_job(job, progress)
+    return BackupJob.Status.SUCCEEDED, run_drill_job(job, progress)
 
 
-_RUNNERS: dict[str, Callable[[BackupJob, JobProgressRecorder], dict[str, Any]]] = {
+_RUNNERS: dict[str, Callable[[BackupJob, JobProgressRecorder], Outcome]] = {
     BackupJob.Kind.CREATE: _run_create,
     BackupJob.Kind.VALIDATE: _run_validate,
     BackupJob.Kind.RESTORE: _run_restore,

@@ -1,6 +1,8 @@
 """The AdCP application's tables (unmanaged), the admin's placeholder model and the job record."""
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from django.conf import settings
 from django.db import models
 
@@ -115,25 +117,39 @@ class BackupJob(models.Model):
         PRUNE = "prune", "Prune"
         UPLOAD = "upload", "Upload"
         DELETE = "delete", "Delete"
+        DOWNLOAD = "download", "Download"
         DRILL = "drill", "Test restore"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
+        INVALID = "invalid", "Invalid"
         FAILED = "failed", "Failed"
+
+    class Origin(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        COMMAND = "command", "Command line"
+        CRON = "cron", "Cron or script"
+        CELERY = "celery", "Celery"
+        API = "api", "Python call"
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     backup_name = models.CharField(max_length=255, blank=True)
     database = models.CharField(max_length=100, default="default")
     options = models.JSONField(default=dict, blank=True)
-    origin = models.CharField(max_length=20, default="shell", help_text="shell, admin, celery or api")
+    origin = models.CharField(max_length=20, default=Origin.API, choices=Origin.choices)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor = models.CharField(max_length=255, blank=True,
+                             help_text="Who ran it outside the admin: the system user and host of the process.")
+    runner = models.CharField(max_length=255, blank=True, help_text="The process carrying it out: pid@host.")
+    dry_run = models.BooleanField(default=False)
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     progress_table = models.CharField(max_length=100, blank=True)
     progress_done = models.BigIntegerField(default=0)
     progress_total = models.BigIntegerField(null=True, blank=True)
@@ -146,3 +162,15 @@ class BackupJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.backup_name or ''} ({self.status})".strip()
+
+    @property
+    def duration(self) -> timedelta | None:
+        """How long it ran: to its end, or so far while it runs."""
+        start = self.started_at or self.created_at
+        if start is None:
+            return None
+        return (self.finished_at or datetime.now(UTC)) - start
+
+    @property
+    def who(self) -> str:
+        return str(self.user) if self.user_id else (self.actor or self.get_origin_display())

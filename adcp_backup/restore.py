@@ -1,13 +1,14 @@
-"""How a full restore writes: the schema plan, the one transaction, table writers, the dry-run report, files."""
+"""How every restore writes, whole or for some tenants: the schema plan, the one transaction, table writers,
+the dry-run report, files."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import transaction
 
-from . import dataset, settings_files
+from . import dataset, settings_files, validation
 from .db.base import Engine, shipped_ddl
 from .exceptions import InvalidBackup, Problem, RestoreError, SchemaMismatch
 from .format.events import End, EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
@@ -24,14 +25,6 @@ class TableChange:
     changed: int | None = None
 
 
-
-def spec_or_none(name: str) -> dataset.TableSpec | None:
-    try:
-        return dataset.table(name)
-    except KeyError:
-        return None
-
-
 @dataclass
 class SchemaPlan:
     tables: list[dataset.TableSpec]  # tables the restore replaces, in restore order
@@ -39,15 +32,19 @@ class SchemaPlan:
     ddl: list[str] = field(default_factory=list)
     live_columns: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    drop: list[str] = field(default_factory=list)  # empty AdCP tables to drop before the schema is created
 
 
 def plan_schema(engine: Engine, header: dict[str, Any], *, create_schema: bool) -> SchemaPlan:
-    """Compare the file's tables with the database's, before anything is written."""
+    """Compare the file's tables with the database's, before anything is written.
+
+    The header's names were checked against the registry (validation.header_problems); the header's DDL is
+    never used: a schema is created from the DDL this app ships for the target engine."""
     schema = header.get("schema") or {}
     file_tables: dict[str, list[dict[str, Any]]] = schema.get("tables") or {}
-    unknown = [t for t in file_tables if spec_or_none(t) is None]
+    unknown = [t for t in file_tables if validation.spec_or_none(t) is None]
     if unknown:
-        raise SchemaMismatch([f"the backup holds tables this version does not know: {', '.join(unknown)}"])
+        raise SchemaMismatch([f"the backup holds tables this version does not know: {', '.join(map(repr, unknown))}"])
     covered = set(file_tables)
     # A replaced parent takes its children with it, even where the file has none of them.
     changed = True
@@ -70,26 +67,29 @@ def plan_schema(engine: Engine, header: dict[str, Any], *, create_schema: bool) 
     registry = dataset.table_names()
     missing = [t for t in registry if t not in existing]
     if missing:
-        if len(missing) == len(registry) or create_schema:
-            if len(missing) != len(registry):
+        present = [t for t in registry if t in existing]
+        if present and create_schema and not any(engine.has_rows(t) for t in present):
+            # An AdCP schema whose tables are all empty holds nothing to lose: a first restore cut short on an
+            # engine that commits DDL at once can simply run again.
+            plan.drop = present + ([dataset.FTS_TABLE] if engine.supports_fts and dataset.FTS_TABLE in existing
+                                   else [])
+            plan.notes.append(f"the empty tables {', '.join(present)} were dropped and the schema created anew")
+        elif present:
+            if create_schema:
                 raise SchemaMismatch(
-                    [f"tables {', '.join(missing)} are missing but others exist: "
+                    [f"tables {', '.join(missing)} are missing but others exist and hold rows: "
                      "--create-schema only creates the whole schema in a database that has none of it"]
                 )
-            plan.create = True
-            if schema.get("engine") == engine.vendor and schema.get("ddl"):
-                plan.ddl = list(schema["ddl"])
-            else:
-                plan.ddl = shipped_ddl(engine.vendor)
-                if schema.get("engine") and schema.get("engine") != engine.vendor:
-                    plan.notes.append(
-                        f"schema created from the AdCP {engine.vendor} DDL "
-                        f"(the backup came from {schema.get('engine')})"
-                    )
-            for spec in dataset.tables():
-                plan.live_columns[spec.name] = [c.name for c in spec.columns]
-            return plan
-        raise SchemaMismatch([f"table {t} is missing (use --create-schema on an empty database)" for t in missing])
+            raise SchemaMismatch(
+                [f"table {t} is missing (use --create-schema on an empty database)" for t in missing])
+        plan.create = True
+        plan.ddl = shipped_ddl(engine.vendor)
+        if schema.get("engine") and schema.get("engine") != engine.vendor:
+            plan.notes.append(
+                f"schema created from the AdCP {engine.vendor} DDL (the backup came from {schema.get('engine')})")
+        for spec in dataset.tables():
+            plan.live_columns[spec.name] = [c.name for c in spec.columns]
+        return plan
 
     differences: list[str] = []
     for spec in tables:
@@ -118,6 +118,12 @@ def plan_schema(engine: Engine, header: dict[str, Any], *, create_schema: bool) 
     return plan
 
 
+class RowScope(Protocol):
+    """Which rows of a table a restore replaces (a tenant scope); no scope means every row."""
+
+    def where(self, engine: Engine, spec: dataset.TableSpec) -> tuple[str, list[Any]]: ...
+
+
 @dataclass
 class Outcome:
     restored: dict[str, int]
@@ -126,30 +132,26 @@ class Outcome:
     files: list[FileRecord]
     environment: dict[str, Any]
     notes: list[str]
+    safety_backup: str | None = None
 
 
-def restore_data(engine: Engine, reader: Any, header: dict[str, Any], plan: SchemaPlan, *,
-                  dry_run: bool, validate: bool, progress: ProgressCallback) -> Outcome:
+def restore_data(engine: Engine, events: Iterable[Any], header: dict[str, Any], plan: SchemaPlan, *,
+                 scope: RowScope | None = None, dry_run: bool, validate: bool,
+                 progress: ProgressCallback) -> Outcome:
+    """The one writer of every restore, whole or scoped: in one transaction it snapshots what the dry run
+    compares with, deletes the rows in scope, writes the file's rows, raises the sequences, checks keys, counts
+    and the full-text index, and reports; ``events`` come from validation.checked_events (or a scope's spool).
+
+    Every statement is built from the registry and the engine; the file supplies values, never SQL."""
     connection = engine.connection
-    source_vendor = (header.get("schema") or {}).get("engine") or (header.get("source") or {}).get("engine")
-    expected = header.get("counts") or {}
-    in_scope = {spec.name for spec in plan.tables}
-    restored: dict[str, int] = {spec.name: 0 for spec in plan.tables}
-    defaulted: dict[str, list[str]] = {}
-    files: list[FileRecord] = []
-    environment: dict[str, Any] = {}
-    notes: list[str] = []
-    changes: dict[str, TableChange] = {}
-    sequences: dict[str, int | None] = {}
-    problems: list[Problem] = []
-
     if plan.create and not connection.features.can_rollback_ddl and not dry_run:
         # This engine commits DDL at once: the tables first, then the data atomically; a failure drops them.
         try:
             with connection.wrap_database_errors:
+                engine.drop_tables(plan.drop)
                 engine.create_schema(plan.ddl)
-            return restore_data(engine, reader, header, replace(plan, create=False), dry_run=dry_run,
-                                 validate=validate, progress=progress)
+            return restore_data(engine, events, header, replace(plan, create=False, drop=[]), scope=scope,
+                                dry_run=dry_run, validate=validate, progress=progress)
         except BaseException:
             engine.drop_tables(dataset.table_names())  # a failed restore leaves no half-made schema behind
             raise
@@ -157,71 +159,117 @@ def restore_data(engine: Engine, reader: Any, header: dict[str, Any], plan: Sche
         raise RestoreError(f"A dry run cannot create tables on {engine.vendor}, which commits DDL at once.")
 
     with connection.wrap_database_errors, engine.restore_transaction():
-        if plan.create and connection.features.can_rollback_ddl:
+        if plan.create:
+            engine.drop_tables(plan.drop)
             engine.create_schema(plan.ddl)
-        before = {spec.name: engine.count(spec.name) for spec in plan.tables}
-        if dry_run:
-            snapshot_for_diff(engine, plan.tables)
-        fts = engine.supports_fts and engine.fts_present()
-        triggers = engine.fts_suspend() if fts else []
-        engine.empty_tables([spec.name for spec in reversed(plan.tables)])
+        return _write(engine, events, header, plan, scope, dry_run=dry_run, validate=validate, progress=progress)
 
-        current: dict[str, Any] = {}
-        for event in reader.events():
-            if isinstance(event, TableStart):
-                if event.name not in in_scope:
-                    notes.append(f"{event.name}: in the backup but outside the restore's scope; skipped")
-                    current[event.name] = None
-                    continue
-                current[event.name] = TableWriter(engine, dataset.table(event.name), event,
-                                                   plan.live_columns.get(event.name), source_vendor, validate)
-                if current[event.name].defaulted:
-                    defaulted[event.name] = current[event.name].defaulted
-                progress(ProgressEvent("restore", event.name, 0, expected.get(event.name)))
-            elif isinstance(event, RowBatch):
-                table_writer = current.get(event.table)
-                if table_writer is None:
-                    continue
-                problems.extend(table_writer.write(event.rows, event.first_row))
-                if problems:
-                    raise InvalidBackup(problems)
-                restored[event.table] += len(event.rows)
-                progress(ProgressEvent("restore", event.table, restored[event.table], expected.get(event.table)))
-            elif isinstance(event, TableEnd):
-                if event.name in in_scope:
+
+def _where(scope: RowScope | None, engine: Engine, spec: dataset.TableSpec) -> tuple[str, list[Any]]:
+    return ("", []) if scope is None else scope.where(engine, spec)
+
+
+def _write(engine: Engine, events: Iterable[Any], header: dict[str, Any], plan: SchemaPlan,
+           scope: RowScope | None, *, dry_run: bool, validate: bool, progress: ProgressCallback) -> Outcome:
+    source_vendor = (header.get("schema") or {}).get("engine") or (header.get("source") or {}).get("engine")
+    expected = {} if scope is not None else (header.get("counts") or {})
+    tables = plan.tables
+    in_scope = {spec.name for spec in tables}
+    where = {spec.name: _where(scope, engine, spec) for spec in tables}
+    restored: dict[str, int] = {spec.name: 0 for spec in tables}
+    defaulted: dict[str, list[str]] = {}
+    files: list[FileRecord] = []
+    environment: dict[str, Any] = {}
+    notes: list[str] = []
+    problems: list[Problem] = []
+    diff_columns = {spec.name: [c for c in spec.column_names if c in plan.live_columns.get(spec.name, [])]
+                    for spec in tables}
+
+    before = {spec.name: engine.count(spec.name, *where[spec.name]) for spec in tables}
+    # A scoped restore leaves other rows, whose ids the sequence must stay above; a whole one may lower it to the
+    # backup's value, but only once the restore has committed (PostgreSQL's sequences ignore rollbacks).
+    sequences: dict[str, int | None] = {
+        spec.name: engine.get_sequence(spec.name) if scope is not None else None for spec in tables}
+    if dry_run:
+        for spec in tables:
+            engine.snapshot_rows(spec, diff_columns[spec.name], *where[spec.name])
+    # The whole index is rebuilt after a whole restore; a scoped one lets the triggers follow its rows.
+    fts = scope is None and engine.supports_fts and engine.fts_present()
+    triggers = engine.fts_suspend() if fts else []
+    if scope is None:
+        engine.empty_tables([spec.name for spec in reversed(tables)])
+    else:
+        for spec in reversed(tables):  # children first
+            engine.delete_rows(spec.name, *where[spec.name])
+
+    writers: dict[str, TableWriter | None] = {}
+    for event in events:
+        if isinstance(event, TableStart):
+            if event.name not in in_scope:
+                notes.append(f"{event.name}: in the backup but outside the restore's scope; skipped")
+                writers[event.name] = None
+                continue
+            writer = TableWriter(engine, dataset.table(event.name), event, plan.live_columns.get(event.name),
+                                 source_vendor, validate)
+            writers[event.name] = writer
+            if writer.defaulted:
+                defaulted[event.name] = writer.defaulted
+            progress(ProgressEvent("restore", event.name, 0, expected.get(event.name)))
+        elif isinstance(event, RowBatch):
+            table_writer = writers.get(event.table)
+            if table_writer is None:
+                continue
+            problems.extend(table_writer.write(event.rows, event.first_row))
+            if problems:
+                if event.numbers is not None:  # rows picked for a scope: report their numbers in the file
+                    problems = [replace(p, row=event.numbers[p.row - event.first_row]) if p.row else p
+                                for p in problems]
+                raise InvalidBackup(problems)
+            restored[event.table] += len(event.rows)
+            progress(ProgressEvent("restore", event.table, restored[event.table], expected.get(event.table)))
+        elif isinstance(event, TableEnd):
+            if event.name in in_scope:
+                current = sequences.get(event.name)
+                if scope is None or current is None:
                     sequences[event.name] = event.sequence
-                    progress(ProgressEvent("restore", event.name, restored[event.name], restored[event.name],
-                                           finished=True))
-            elif isinstance(event, FileRecord):
-                files.append(event)
-            elif isinstance(event, EnvironmentRecord):
-                environment = {
-                    "variables": settings_files.mask_variables(event.variables),
-                    "redacted": event.redacted,
-                    "feature_flags": event.feature_flags,
-                    "applied": False,
-                }
-            elif isinstance(event, End):
-                pass
+                elif event.sequence is not None:
+                    sequences[event.name] = max(current, event.sequence)
+                progress(ProgressEvent("restore", event.name, restored[event.name], restored[event.name],
+                                       finished=True))
+        elif isinstance(event, FileRecord):
+            files.append(event)
+        elif isinstance(event, EnvironmentRecord):
+            environment = {
+                "variables": settings_files.mask_variables(event.variables),
+                "redacted": event.redacted,
+                "feature_flags": event.feature_flags,
+                "applied": False,
+            }
+        elif isinstance(event, End):
+            pass
 
-        for spec in plan.tables:
-            engine.reset_sequence(spec, sequences.get(spec.name))
-        if fts:
-            engine.fts_rebuild()
-            engine.fts_resume(triggers)
-            problems.extend(engine.fts_check())
-        problems.extend(engine.check_foreign_keys(plan.tables))
-        for spec in plan.tables:
-            actual = engine.count(spec.name)
-            if actual != restored[spec.name]:
-                problems.append(Problem(spec.name, f"{restored[spec.name]} rows written but {actual} in the table"))
-        if problems:
-            raise InvalidBackup(problems)
-        for spec in plan.tables:
-            changes[spec.name] = TableChange(before=before[spec.name], after=restored[spec.name])
-        if dry_run:
-            changes = diff_report(engine, plan.tables, before, restored)
-            transaction.set_rollback(True, using=engine.alias)
+    for spec in tables:
+        engine.reset_sequence(spec, sequences.get(spec.name), lower_after_commit=scope is None)
+    if fts:
+        engine.fts_rebuild()
+        engine.fts_resume(triggers)
+    if engine.supports_fts and engine.fts_present():
+        problems.extend(engine.fts_check())
+    problems.extend(engine.check_foreign_keys(tables))
+    for spec in tables:
+        actual = engine.count(spec.name, *where[spec.name])
+        if actual != restored[spec.name]:
+            scoped = " for these tenants" if scope is not None else ""
+            problems.append(Problem(spec.name, f"{restored[spec.name]} rows written but {actual} in the table{scoped}"))
+    if problems:
+        raise InvalidBackup(problems)
+    changes = {spec.name: TableChange(before=before[spec.name], after=restored[spec.name]) for spec in tables}
+    if dry_run:
+        for spec in tables:
+            added, removed, changed_rows = engine.diff_rows(spec, diff_columns[spec.name], *where[spec.name])
+            changes[spec.name] = TableChange(before=before[spec.name], after=restored[spec.name], added=added,
+                                             removed=removed, changed=changed_rows)
+        transaction.set_rollback(True, using=engine.alias)
     return Outcome(restored, changes, defaulted, files, environment, notes)
 
 
@@ -233,7 +281,9 @@ class TableWriter:
         self.engine = engine
         self.spec = spec
         self.source_vendor = source_vendor
-        self.checker = RowChecker(spec, start.columns, start.families) if validate else None
+        # Without validation, NOT NULL is left to the database's constraints; types and row rules, which no
+        # engine repeats alike (SQLite stores any type), are always checked.
+        self.checker = RowChecker(spec, start.columns, start.families, not_null=validate)
         live = live_columns or spec.column_names
         self.defaulted = [c for c in live if c not in start.columns]
         self.defaults: list[Any] = []
@@ -265,39 +315,6 @@ def column_family(spec: dataset.TableSpec, column: str) -> str:
         return spec.column(column).family
     except KeyError:
         return dataset.TEXT
-
-
-def snapshot_for_diff(engine: Engine, tables: Sequence[dataset.TableSpec]) -> None:
-    with engine.connection.cursor() as cursor:
-        for spec in tables:
-            temp = engine.quote(f"adcp_before_{spec.name}")
-            cursor.execute(engine.drop_temporary_sql(f"adcp_before_{spec.name}"))
-            cursor.execute(f"CREATE TEMPORARY TABLE {temp} AS SELECT * FROM {engine.quote(spec.name)}")
-
-
-def diff_report(engine: Engine, tables: Sequence[dataset.TableSpec], before: dict[str, int],
-                 restored: dict[str, int]) -> dict[str, TableChange]:
-    changes = {}
-    with engine.connection.cursor() as cursor:
-        for spec in tables:
-            table = engine.quote(spec.name)
-            old = engine.quote(f"adcp_before_{spec.name}")
-            pk = engine.quote(spec.primary_key)
-            cols = engine.column_list([c.name for c in spec.columns])
-            cursor.execute(f"SELECT COUNT(*) FROM {table} n "
-                           f"WHERE NOT EXISTS (SELECT 1 FROM {old} o WHERE o.{pk} = n.{pk})")
-            added = cursor.fetchone()[0]
-            cursor.execute(f"SELECT COUNT(*) FROM {old} o "
-                           f"WHERE NOT EXISTS (SELECT 1 FROM {table} n WHERE n.{pk} = o.{pk})")
-            removed = cursor.fetchone()[0]
-            cursor.execute(
-                f"SELECT COUNT(*) FROM (SELECT {cols} FROM {table} EXCEPT SELECT {cols} FROM {old}) d"
-            )
-            differing = cursor.fetchone()[0]
-            changes[spec.name] = TableChange(before=before[spec.name], after=restored[spec.name], added=added,
-                                             removed=removed, changed=max(0, differing - added))
-            cursor.execute(engine.drop_temporary_sql(f"adcp_before_{spec.name}"))
-    return changes
 
 
 def restore_files(records: list[FileRecord], *, dry_run: bool, name: str = "the backup",

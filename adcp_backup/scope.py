@@ -1,4 +1,5 @@
-"""Tenant scope: which rows belong to chosen tenants, and the checks and writes of a per-tenant restore."""
+"""Tenant scope: which rows belong to chosen tenants, and what a per-tenant restore reads and checks before
+the one writer (restore.py) replaces those rows."""
 from __future__ import annotations
 
 import logging
@@ -6,25 +7,22 @@ import pickle
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
-from django.db import transaction
-
-from . import dataset, models
+from . import dataset, models, validation
 from .db.base import Engine, fetch_batches
 from .exceptions import (
     BackupError,
     Conflict,
-    InvalidBackup,
-    Problem,
     RestoreError,
     TenantConflict,
     UnknownTenant,
 )
 from .format.events import EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
 from .progress import ProgressCallback, ProgressEvent
+from .restore import Outcome, SchemaPlan, restore_data
 
 logger = logging.getLogger(__name__)
 
@@ -211,35 +209,6 @@ def file_tenants(reader: Any) -> list[dict[str, Any]]:
 
 
 # -- a tenant restore ----------------------------------------------------------------------------------------
-class RowSink(Protocol):
-    """Inserts one table's rows into the database (the restore's table writer)."""
-
-    defaulted: list[str]
-
-    def write(self, rows: list[list[Any]], first_row: int) -> list[Problem]: ...
-
-
-@dataclass(frozen=True)
-class ScopedChange:
-    before: int
-    after: int
-    added: int | None = None
-    removed: int | None = None
-    changed: int | None = None
-
-
-@dataclass
-class ScopedOutcome:
-    scope: TenantScope
-    restored: dict[str, int]
-    changes: dict[str, ScopedChange]
-    defaulted: dict[str, list[str]]
-    files: list[FileRecord]
-    environment: dict[str, Any]
-    notes: list[str]
-    safety_backup: str | None
-
-
 class _Spool:
     """The file's rows in scope, kept on disk between the checking pass and the writing transaction.
 
@@ -255,8 +224,6 @@ class _Spool:
         self._made: set[str] = set()
         self.tenants: dict[int, str] = {}  # file tenant id -> slug, for the tenants in scope
         self.file_tenant_ids: set[int] = set()  # every tenant of the file (tenants are few)
-        self.files: list[FileRecord] = []
-        self.environment: EnvironmentRecord | None = None
         self.conflicts: list[Conflict] = []
         self.seen: set[str] = set()
 
@@ -326,7 +293,7 @@ def _read_file(spool: _Spool, reader: Any, *, slugs: tuple[str, ...] | None, tab
     spec: dataset.TableSpec | None = None
     pk = link = slug_at = -1
     tenant_seen = False
-    for event in reader.events():
+    for event in validation.checked_events(reader):
         if isinstance(event, TableStart):
             spec = wanted.get(event.name)
             spool.seen.add(event.name)
@@ -382,7 +349,7 @@ def _read_file(spool: _Spool, reader: Any, *, slugs: tuple[str, ...] | None, tab
             if keep:
                 if spec.tenant_link is not None or spec.name == tenant.name:
                     spool.remember("m", spec.name, (rows[k][pk] for k in keep))
-                spool.dump((spec.name, [rows[k] for k in keep], [numbers[k] for k in keep]))
+                spool.dump(RowBatch(spec.name, [rows[k] for k in keep], 1, [numbers[k] for k in keep]))
             progress(ProgressEvent("read", spec.name, numbers[-1] if len(numbers) else 0, expected.get(spec.name)))
         elif isinstance(event, TableEnd):
             if spec is not None and event.name == spec.name:
@@ -391,12 +358,9 @@ def _read_file(spool: _Spool, reader: Any, *, slugs: tuple[str, ...] | None, tab
                 if spec.name == tenant.name:
                     tenant_seen = True
             spec = None
-        elif isinstance(event, FileRecord):
+        elif isinstance(event, (FileRecord, EnvironmentRecord)):
             if keep_settings:
-                spool.files.append(event)
-        elif isinstance(event, EnvironmentRecord):
-            if keep_settings:
-                spool.environment = event
+                spool.dump(event)
     if not tenant_seen:
         raise RestoreError("The backup holds no tenant table: there is no tenant to restore.")
     if slugs is not None:
@@ -443,12 +407,13 @@ def _database_conflicts(spool: _Spool, engine: Engine, scope: TenantScope) -> No
                                                   "which is outside the restored tenants")
 
 
-def restore_tenants(*, engine: Engine, reader: Any, slugs: Sequence[str] | None,
-                    make_sink: Callable[[dataset.TableSpec, TableStart], RowSink], dry_run: bool,
-                    safety_backup: Callable[[list[str], tuple[str, ...]], str] | None,
-                    progress: ProgressCallback) -> ScopedOutcome:
+def restore_tenants(*, engine: Engine, reader: Any, plan: SchemaPlan, slugs: Sequence[str] | None,
+                    dry_run: bool, validate: bool, safety_backup: Callable[[list[str], tuple[str, ...]], str] | None,
+                    progress: ProgressCallback) -> tuple[TenantScope, Outcome]:
     """Replace the rows of some tenants with a backup's, in one transaction, leaving every other row alone.
 
+    The file is read once, its rows in scope kept on disk while conflicts with other tenants' rows are looked
+    for; then restore.restore_data writes them with the scope as its parameter.
     ``slugs`` None restores a tenant backup as it is: its tenants, and the global parts it holds."""
     header = reader.header
     whole = slugs is None
@@ -480,123 +445,14 @@ def restore_tenants(*, engine: Engine, reader: Any, slugs: Sequence[str] | None,
             if present:
                 safety_name = safety_backup([present[i] for i in sorted(present)], global_parts)
 
-        with engine.connection.wrap_database_errors, engine.restore_transaction():
-            outcome = _write(spool, engine, scope, make_sink, dry_run=dry_run, progress=progress)
-    outcome.notes[:0] = notes
+        tables = [spec for spec in scope.tables() if not spec.is_global or spec.name in spool.seen]
+        outcome = restore_data(engine, spool.replay(), header, replace(plan, tables=tables), scope=scope,
+                               dry_run=dry_run, validate=validate, progress=progress)
+    outcome.notes[:0] = [*notes, f"tenants restored: {', '.join(scope.slugs)}"]
     outcome.safety_backup = safety_name
-    return outcome
+    return scope, outcome
 
 
-def _write(spool: _Spool, engine: Engine, scope: TenantScope,
-           make_sink: Callable[[dataset.TableSpec, TableStart], RowSink], *, dry_run: bool,
-           progress: ProgressCallback) -> ScopedOutcome:
-    tables = [spec for spec in scope.tables() if not spec.is_global or spec.name in spool.seen]
-    before = {spec.name: engine.count(spec.name, *scope.where(engine, spec)) for spec in tables}
-    sequences = {spec.name: engine.get_sequence(spec.name) for spec in tables}
-    if dry_run:
-        _snapshot(engine, scope, tables)
-    # Children first; on SQLite the FTS triggers drop exactly these products from the index.
-    for spec in reversed(tables):
-        engine.delete_rows(spec.name, *scope.where(engine, spec))
-
-    restored = {spec.name: 0 for spec in tables}
-    defaulted: dict[str, list[str]] = {}
-    sink: RowSink | None = None
-    for item in spool.replay():
-        if isinstance(item, TableStart):
-            sink = make_sink(dataset.table(item.name), item)
-            if sink.defaulted:
-                defaulted[item.name] = sink.defaulted
-            progress(ProgressEvent("restore", item.name, 0, None))
-        elif isinstance(item, TableEnd):
-            if item.sequence is not None and item.name in sequences:
-                current = sequences[item.name]
-                sequences[item.name] = item.sequence if current is None else max(current, item.sequence)
-            progress(ProgressEvent("restore", item.name, restored[item.name], restored[item.name], finished=True))
-        else:
-            table, rows, numbers = item
-            assert sink is not None
-            found = sink.write(rows, 1)
-            if found:
-                raise InvalidBackup([Problem(p.section, p.message, numbers[p.row - 1] if p.row else None)
-                                     for p in found])
-            restored[table] += len(rows)
-            progress(ProgressEvent("restore", table, restored[table], None))
-
-    for spec in tables:
-        engine.reset_sequence(spec, sequences[spec.name])
-    problems: list[Problem] = []
-    if engine.supports_fts and engine.fts_present():
-        problems.extend(engine.fts_check())
-    problems.extend(engine.check_foreign_keys(tables))
-    after = {spec.name: engine.count(spec.name, *scope.where(engine, spec)) for spec in tables}
-    for spec in tables:
-        if after[spec.name] != restored[spec.name]:
-            problems.append(Problem(spec.name, f"{restored[spec.name]} rows written but {after[spec.name]} "
-                                               "in the table for these tenants"))
-    if problems:
-        raise InvalidBackup(problems)
-    if dry_run:
-        changes = _diff(engine, scope, tables, before, restored)
-        transaction.set_rollback(True, using=engine.alias)
-    else:
-        changes = {spec.name: ScopedChange(before[spec.name], restored[spec.name]) for spec in tables}
-    environment: dict[str, Any] = {}
-    if spool.environment is not None:
-        from .settings_files import mask_variables
-
-        environment = {"variables": mask_variables(spool.environment.variables),
-                       "redacted": spool.environment.redacted,
-                       "feature_flags": spool.environment.feature_flags, "applied": False}
-    notes = [f"tenants restored: {', '.join(scope.slugs)}"]
-    return ScopedOutcome(scope=scope, restored=restored, changes=changes, defaulted=defaulted,
-                         files=list(spool.files), environment=environment, notes=notes, safety_backup=None)
-
-
-# -- dry-run report -------------------------------------------------------------------------------------------
-def _before_table(engine: Engine, spec: dataset.TableSpec) -> str:
-    return engine.quote(f"adcp_scope_before_{spec.name}")
-
-
-def _drop_temporary(engine: Engine) -> str:
-    # MariaDB commits the open transaction on DROP TABLE unless told the table is a temporary one.
-    return "DROP TEMPORARY TABLE" if engine.vendor == "mysql" else "DROP TABLE"
-
-
-def _snapshot(engine: Engine, scope: TenantScope, tables: Sequence[dataset.TableSpec]) -> None:
-    with engine.connection.cursor() as cursor:
-        for spec in tables:
-            clause, params = scope.where(engine, spec)
-            cursor.execute(f"{_drop_temporary(engine)} IF EXISTS {_before_table(engine, spec)}")
-            cursor.execute(f"CREATE TEMPORARY TABLE {_before_table(engine, spec)} AS "
-                           f"SELECT * FROM {engine.quote(spec.name)} {clause}", params)
-
-
-def _diff(engine: Engine, scope: TenantScope, tables: Sequence[dataset.TableSpec], before: dict[str, int],
-          restored: dict[str, int]) -> dict[str, ScopedChange]:
-    """Rows of the scope added, removed and changed since _snapshot, compared value for value."""
-    changes: dict[str, ScopedChange] = {}
-    with engine.connection.cursor() as cursor:
-        for spec in tables:
-            table, old = engine.quote(spec.name), _before_table(engine, spec)
-            pk = engine.quote(spec.primary_key)
-            cols = engine.column_list([c.name for c in engine.describe(spec.name)])
-            clause, params = scope.where(engine, spec)
-            linked = f"{clause} AND" if clause else "WHERE"
-            cursor.execute(f"SELECT COUNT(*) FROM {table} {linked} {pk} NOT IN (SELECT {pk} FROM {old})", params)
-            added = int(cursor.fetchone()[0])
-            cursor.execute(f"SELECT COUNT(*) FROM {old} WHERE {pk} NOT IN (SELECT {pk} FROM {table} {clause})",
-                           params)
-            removed = int(cursor.fetchone()[0])
-            cursor.execute(f"SELECT COUNT(*) FROM (SELECT {cols} FROM {table} {clause} "
-                           f"EXCEPT SELECT {cols} FROM {old}) d", params)
-            differing = int(cursor.fetchone()[0])
-            changes[spec.name] = ScopedChange(before[spec.name], restored[spec.name], added, removed,
-                                              max(0, differing - added))
-            cursor.execute(f"{_drop_temporary(engine)} {old}")
-    return changes
-
-
-__all__ = ["TenantScope", "ScopedOutcome", "ScopedChange", "RowSink", "membership", "for_backup",
+__all__ = ["TenantScope", "membership", "for_backup",
            "restore_tenants", "file_tenants", "global_choices", "parse_global", "is_tenant_backup", "where",
            "current_counts", "database_tenants", "SETTINGS"]

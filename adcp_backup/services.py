@@ -9,7 +9,7 @@ import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -18,7 +18,19 @@ import django
 from django.db import DatabaseError, connections
 from django.utils import timezone as django_timezone
 
-from . import __version__, dataset, drill, locking, monitoring, restore, retention, settings_files, signals
+from . import (
+    __version__,
+    dataset,
+    drill,
+    history,
+    locking,
+    monitoring,
+    restore,
+    retention,
+    settings_files,
+    signals,
+    validation,
+)
 from . import scope as tenant_scope
 from .conf import backup_settings
 from .db import get_engine
@@ -40,7 +52,7 @@ from .progress import ProgressCallback, ProgressEvent, silent
 from .restore import TableChange
 from .sources import Source
 from .sources import resolve as resolve_source
-from .storage import BackupStorage, HashingWriter
+from .storage import BackupStorage, HashingWriter, stream_file
 from .validation import KeyIndex, RowChecker
 
 logger = logging.getLogger(__name__)
@@ -211,6 +223,7 @@ def _capture_schema(engine: Engine, tables: Sequence[dataset.TableSpec]) -> dict
 
 
 # -- create ----------------------------------------------------------------------------------------------
+@history.recorded("create")
 @signals.reported(signals.backup_created, signals.backup_failed)
 @locking.locked("backup")
 def backup_create(
@@ -369,6 +382,11 @@ def _latest_name(identity: str | os.PathLike[str] | None = None) -> str | None:
 
 
 # -- validate --------------------------------------------------------------------------------------------
+def _validation_outcome(report: ValidationReport) -> tuple[str, dict[str, Any], str]:
+    return ("succeeded" if report.valid else "invalid"), report.as_dict(), report.name
+
+
+@history.recorded("validate", outcome=_validation_outcome)
 def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None,
                     progress: ProgressCallback = silent) -> ValidationReport:
     """Read the whole file once: structure, checksums, counts, types, NOT NULL, unique and foreign keys.
@@ -387,17 +405,16 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
     try:
         with _opened(source, strict=False, identity=identity) as reader, KeyIndex() as keys:
             header = reader.header
+            problems.extend(validation.header_problems(header))
             checkers: dict[str, RowChecker] = {}  # by table: a legacy v1.0 file interleaves tenants and products
             expected = header.get("counts") or {}
             for event in reader.events():
                 if isinstance(event, TableStart):
-                    spec = restore.spec_or_none(event.name)
-                    if spec is None:
-                        problems.add(Problem(event.name, "this table is not one adcp-backup knows"))
+                    structure = validation.table_problems(event)
+                    if structure:
+                        problems.extend(structure)
                         continue
-                    unknown = [c for c in event.columns if c not in spec.column_names]
-                    if unknown:
-                        problems.add(Problem(event.name, f"unknown columns {', '.join(unknown)}"))
+                    spec = dataset.table(event.name)
                     checkers[event.name] = RowChecker(spec, event.columns, event.families)
                     keys.start_table(spec, event.columns)
                     progress(ProgressEvent("validate", event.name, 0, expected.get(event.name)))
@@ -412,12 +429,10 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
                 elif isinstance(event, TableEnd):
                     counts[event.name] = event.rows
                     checksums[event.name] = event.sha256
-                    if expected.get(event.name) is not None and expected[event.name] != event.rows:
-                        problems.add(Problem(event.name, f"the header announces {expected[event.name]} rows, "
-                                                         f"the file holds {event.rows}"))
+                    problems.extend(validation.end_problems(header, event))
                     progress(ProgressEvent("validate", event.name, event.rows, event.rows, finished=True))
                 elif isinstance(event, FileRecord):
-                    problems.extend(files.check(event))
+                    problems.extend(validation.file_problems(event, files))
             if not any(p.section == "trailer" for p in reader.problems):
                 problems.extend(keys.problems(limit))
     except InvalidBackup as exc:
@@ -509,6 +524,12 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None,
                 identity: str | os.PathLike[str] | None = None,
                 max_drill_age: timedelta | None = None) -> InfoResult:
     """The state of the database, the storage and the backups, for people and for monitoring."""
+    with history.quiet():  # the validations behind "newest valid backup" are reads, not operations
+        return _backup_info(database=database, max_age=max_age, identity=identity, max_drill_age=max_drill_age)
+
+
+def _backup_info(*, database: str, max_age: timedelta | None, identity: str | os.PathLike[str] | None,
+                 max_drill_age: timedelta | None) -> InfoResult:
     engine = get_engine(database)
     existing = engine.existing_tables()
     tables = {}
@@ -606,6 +627,7 @@ class PruneResult:
         return asdict(self)
 
 
+@history.recorded("prune")
 @signals.reported(signals.backup_pruned, signals.prune_failed)
 @locking.locked("prune")
 def backup_prune(
@@ -682,6 +704,7 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
     )
 
 
+@history.recorded("restore")
 @signals.reported(signals.restore_finished, signals.restore_failed)
 @locking.locked("restore")
 def backup_restore(
@@ -710,6 +733,9 @@ def backup_restore(
         reader = settings_files.CheckedRecords(
             opened, targets=_writes_settings(opened.header, restore_settings=restore_settings, tenants=tenants))
         header = reader.header
+        problems = validation.header_problems(header)  # before anything the header names is used
+        if problems:
+            raise InvalidBackup(problems)
         if tenants or tenant_scope.is_tenant_backup(header):
             return _restore_tenants(source, engine, reader, tenants=tenants, skip_validation=skip_validation,
                                     dry_run=dry_run, create_schema=create_schema, safety_backup=safety_backup,
@@ -726,7 +752,7 @@ def backup_restore(
             progress(ProgressEvent("safety backup", message=f"Safety backup written: {safety.name}"))
 
         try:
-            outcome = restore.restore_data(engine, reader, header, plan, dry_run=dry_run,
+            outcome = restore.restore_data(engine, validation.checked_events(reader), header, plan, dry_run=dry_run,
                                            validate=not skip_validation, progress=progress)
         except DatabaseError as exc:
             raise RestoreError(f"The restore failed and was rolled back; the database is unchanged. ({exc})") from exc
@@ -795,22 +821,17 @@ def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Se
     plan = restore.plan_schema(engine, reader.header, create_schema=False)
     if plan.create:
         raise RestoreError(f"The database {engine.alias!r} has no AdCP tables: restore a full backup first.")
-    schema = reader.header.get("schema") or {}
-    source_vendor = schema.get("engine") or (reader.header.get("source") or {}).get("engine")
     want_safety = backup_settings.SAFETY_BACKUP if safety_backup is None else safety_backup
-
-    def sink(spec: dataset.TableSpec, start: TableStart) -> restore.TableWriter:
-        return restore.TableWriter(engine, spec, start, plan.live_columns.get(spec.name), source_vendor,
-                                   not skip_validation)
 
     def safety(slugs: list[str], global_parts: tuple[str, ...]) -> str:
         return backup_create(database=engine.alias, purpose="safety", tenants=slugs,
                              with_global=list(global_parts), progress=silent).name
 
     try:
-        outcome = tenant_scope.restore_tenants(engine=engine, reader=reader, slugs=tenants, make_sink=sink,
-                                               dry_run=dry_run, safety_backup=safety if want_safety else None,
-                                               progress=progress)
+        scope, outcome = tenant_scope.restore_tenants(engine=engine, reader=reader, plan=plan, slugs=tenants,
+                                                      dry_run=dry_run, validate=not skip_validation,
+                                                      safety_backup=safety if want_safety else None,
+                                                      progress=progress)
     except DatabaseError as exc:
         raise RestoreError(f"The restore failed and was rolled back; the database is unchanged. ({exc})") from exc
     files = (restore.restore_files(outcome.files, dry_run=dry_run, name=source.name, restored=outcome.restored)
@@ -821,7 +842,7 @@ def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Se
         restored=outcome.restored,
         dry_run=dry_run,
         safety_backup=outcome.safety_backup,
-        changes={table: TableChange(**asdict(change)) for table, change in outcome.changes.items()},
+        changes=outcome.changes,
         defaulted=outcome.defaulted,
         files=files,
         environment=outcome.environment,
@@ -830,7 +851,7 @@ def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Se
         duration=time.monotonic() - started,
     )
     logger.info("%s tenants %s of %s into %r: %s", "Dry run of" if dry_run else "Restored",
-                ", ".join(outcome.scope.slugs), source.display, engine.alias, result.restored)
+                ", ".join(scope.slugs), source.display, engine.alias, result.restored)
     return result
 
 
@@ -839,6 +860,63 @@ def backup_file_tenants(*, file: str, identity: Any = None) -> list[dict[str, An
     source = _resolve(file, identity)
     with _opened(source, strict=True, identity=identity) as reader:
         return tenant_scope.file_tenants(reader)
+
+
+# -- delete and upload -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeleteResult:
+    name: str
+    size: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@history.recorded("delete")
+@signals.reported(signals.backup_deleted, signals.delete_failed)
+@locking.locked("prune")
+def backup_delete(*, name: str, database: str = "default") -> DeleteResult:
+    """Delete one backup from the storage, under the same lock as a prune (never during a restore)."""
+    storage = _storage()
+    name = storage.require(name)
+    size = storage.size(name)
+    try:
+        storage.delete(name)
+    except OSError as exc:
+        raise BackupError(f"The backup {name} could not be deleted: {exc.strerror or exc}.") from exc
+    logger.info("Deleted %s (%s bytes)", name, size)
+    return DeleteResult(name=name, size=size)
+
+
+def _upload_outcome(report: ValidationReport) -> tuple[str, dict[str, Any], str]:
+    return ("succeeded" if report.valid else "invalid"), report.as_dict(), report.name
+
+
+@history.recorded("upload", outcome=_upload_outcome)
+@signals.reported(signals.upload_accepted, signals.upload_refused)
+@locking.locked("backup")
+def backup_accept_upload(*, quarantined: str | os.PathLike[str], name: str, database: str = "default",
+                         progress: ProgressCallback = silent) -> ValidationReport:
+    """Validate an uploaded file waiting in quarantine and, when valid, store it under ``name``.
+
+    The quarantined file is removed in every case; an invalid one is reported, never stored."""
+    path = Path(quarantined)
+    try:
+        storage = _storage()
+        if storage.exists(name):
+            raise BackupError(f"A backup named {name} exists already; the upload was not kept.")
+        with history.quiet():
+            report = backup_validate(file=str(path), progress=progress)
+        report = replace(report, name=name, path=None)
+        if report.valid:
+            progress(ProgressEvent("upload", message="Valid; storing it with the backups."))
+            with path.open("rb") as handle:
+                storage.save_upload(name, stream_file(handle))
+            report = replace(report, path=storage.path(name))
+            logger.info("Upload stored as %s", name)
+        return report
+    finally:
+        path.unlink(missing_ok=True)
 
 
 # -- drill -----------------------------------------------------------------------------------------------

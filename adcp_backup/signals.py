@@ -21,6 +21,10 @@ restore_finished = Signal()
 restore_failed = Signal()
 backup_pruned = Signal()
 prune_failed = Signal()
+backup_deleted = Signal()
+delete_failed = Signal()
+upload_accepted = Signal()
+upload_refused = Signal()
 # A restore drill: ``drill_finished`` carries ``result`` (restorable); ``drill_failed`` carries ``result`` when the
 # backup did not restore, or ``exception`` (and ``result=None``) when the drill could not run.
 drill_finished = Signal()

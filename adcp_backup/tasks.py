@@ -10,7 +10,7 @@ from typing import Any
 from celery import shared_task
 from celery.schedules import crontab, schedule
 
-from . import services
+from . import history, services
 from .conf import backup_settings
 from .exceptions import BackupConfigurationError
 from .schedules import parse_schedule
@@ -25,13 +25,19 @@ RUN_JOB = "adcp_backup.run_job"
 def create_backup(*, database: str = "default", compression: str | None = None,
                   purpose: str = "scheduled") -> dict[str, Any]:
     """Write a backup; ``purpose="scheduled"`` makes a failure e-mail the admins when that is enabled."""
-    return services.backup_create(database=database, compression=compression, purpose=purpose).as_dict()
+    with history.origin(_celery_origin()):
+        return services.backup_create(database=database, compression=compression, purpose=purpose).as_dict()
 
 
 @shared_task(name=PRUNE)
 def prune_backups(*, dry_run: bool = False, database: str = "default") -> dict[str, Any]:
     """Apply the retention settings (ADCP_BACKUP_KEEP_*) to the backups in storage."""
-    return services.backup_prune(dry_run=dry_run, database=database).as_dict()
+    with history.origin(_celery_origin()):
+        return services.backup_prune(dry_run=dry_run, database=database).as_dict()
+
+
+def _celery_origin() -> history.Origin:
+    return history.Origin("celery", history.process_actor("celery: "))
 
 
 @shared_task(name=DRILL)

@@ -1,15 +1,19 @@
-"""Uploaded backup files: streamed to a quarantine file under a generated name, within a size limit."""
+"""Uploaded backup files: the request protocol (size limit, handlers, extra files) and the quarantine they
+are streamed to under a generated name."""
 from __future__ import annotations
 
 import os
 import secrets
 import tempfile
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.http import HttpRequest
 
+from .display import format_size
 from .storage import BackupStorage
 
 UPLOAD_PREFIX = "adcp-upload-"
@@ -101,3 +105,51 @@ class QuarantineUploadHandler(FileUploadHandler):
         if self._path is not None:
             self._path.unlink(missing_ok=True)
             self._path = None
+
+
+# -- the upload protocol of a request -------------------------------------------------------------------------
+FORM_ALLOWANCE = 64 * 1024  # room for the multipart form around the file
+
+
+def too_large_message(limit: int) -> str:
+    return f"The file is larger than the upload limit of {format_size(limit)}; nothing was kept."
+
+
+def prepare(request: HttpRequest, *, limit: int) -> str | None:
+    """Before anything reads the body: refuse a declared length over the limit, else send the file's bytes
+    straight to quarantine. Returns the reason for a refusal, or None."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit + FORM_ALLOWANCE:
+        return too_large_message(limit)
+    request.upload_handlers = [QuarantineUploadHandler(request, max_size=limit, folder=quarantine_dir())]
+    return None
+
+
+def collect(request: HttpRequest, *, field: str, limit: int) -> tuple[QuarantinedFile | None, str | None]:
+    """After the body was read: the one quarantined file of ``field``, or the reason nothing is kept (every
+    other received file is discarded either way)."""
+    received = [f for f in request.FILES.getlist(field) if isinstance(f, QuarantinedFile)]
+    for extra in request.FILES.values():
+        if isinstance(extra, QuarantinedFile) and extra not in received:
+            extra.discard()
+    handler = request.upload_handlers[0] if request.upload_handlers else None
+    if getattr(handler, "too_large", False):
+        discard(received)
+        return None, too_large_message(limit)
+    if len(received) != 1 or received[0].size == 0:
+        discard(received)
+        return None, "Choose one non-empty backup file to upload."
+    return received[0], None
+
+
+def discard_received(request: HttpRequest) -> None:
+    """Drop every file a refused request brought (a failed CSRF check, for instance)."""
+    discard([f for f in request.FILES.values() if isinstance(f, QuarantinedFile)])
+
+
+def discard(files: Sequence[QuarantinedFile]) -> None:
+    for received in files:
+        received.discard()

@@ -1,15 +1,207 @@
-"""Row checks shared by validate and restore, and a disk-backed key index for unique and foreign keys."""
+"""What makes a backup valid, shared by validate and restore: its structure and names, its DDL, each row's
+values, and a disk-backed key index for unique and foreign keys."""
 from __future__ import annotations
 
+import re
 import sqlite3
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import dataset
+from . import dataset, settings_files
 from .dataset import BLOB, BOOLEAN, DATETIME, FLOAT, INTEGER, TEXT, TableSpec
-from .exceptions import Problem
+from .exceptions import InvalidBackup, Problem
+from .format.events import FileRecord, TableEnd, TableStart
+
+ENGINES = ("sqlite", "postgresql", "mysql")
+
+
+# -- structure: names, columns, the header's schema and DDL ------------------------------------------------
+def spec_or_none(name: Any) -> TableSpec | None:
+    """The registry's table of exactly this name (no case folding, no legacy alias), or None."""
+    if not isinstance(name, str):
+        return None
+    try:
+        return dataset.table(name)
+    except KeyError:
+        return None
+
+
+def _name(value: Any) -> str:
+    """A name from a file, fit for a message: repr() escapes quotes and control characters, and it is cut short."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def column_problems(section: str, spec: TableSpec, columns: Sequence[Any], families: Sequence[Any]) -> list[Problem]:
+    """A file's columns of a registry table: each one of the registry's, spelled as it spells it, once, of its
+    family; and the primary key present."""
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for name, family in zip(columns, families):
+        if not isinstance(name, str) or name not in spec.column_names:
+            problems.append(Problem(section, f"unknown column {_name(name)}: {spec.name} has no such column"))
+            continue
+        if name in seen:
+            problems.append(Problem(section, f"the column {name} appears twice"))
+        seen.add(name)
+        declared = spec.column(name).family
+        if family != declared:
+            problems.append(Problem(section, f"the column {name} is {_name(family)} in the file, "
+                                             f"but {declared} in {spec.name}"))
+    if len(columns) != len(families):
+        problems.append(Problem(section, "the table's columns and families differ in number"))
+    if spec.primary_key not in seen and not problems:
+        problems.append(Problem(section, f"the primary key {spec.primary_key} is missing"))
+    return problems
+
+
+def table_problems(start: TableStart) -> list[Problem]:
+    """A table of the file: a registry table, with registry columns (see column_problems)."""
+    spec = spec_or_none(start.name)
+    if spec is None:
+        return [Problem(_name(start.name).strip("'"), f"unknown table {_name(start.name)}: "
+                                                      "this is not a table adcp-backup knows")]
+    return column_problems(spec.name, spec, start.columns, start.families) + sequence_problems(spec.name,
+                                                                                              start.sequence)
+
+
+def header_problems(header: dict[str, Any]) -> list[Problem]:
+    """The header's schema: registry tables and columns only, and DDL that is the shipped DDL (see ddl_problems)."""
+    schema = header.get("schema")
+    if schema is None:
+        return []
+    if not isinstance(schema, dict):
+        return [Problem("header", "the schema is not an object")]
+    problems: list[Problem] = []
+    tables = schema.get("tables") or {}
+    if not isinstance(tables, dict):
+        return [Problem("header", "the schema's tables are not an object")]
+    for name, columns in tables.items():
+        spec = spec_or_none(name)
+        if spec is None:
+            problems.append(Problem("header", f"the schema names an unknown table {_name(name)}"))
+            continue
+        if not isinstance(columns, list) or not all(isinstance(c, dict) for c in columns):
+            problems.append(Problem("header", f"the schema's columns of {name} are malformed"))
+            continue
+        problems.extend(Problem("header", f"{name}: {p.message}") for p in
+                        column_problems(name, spec, [c.get("name") for c in columns],
+                                        [c.get("family") for c in columns]))
+    problems.extend(ddl_problems(schema.get("engine"), schema.get("ddl")))
+    return problems
+
+
+_TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\w+|\S")
+_COMMENT = re.compile(r"--[^\n]*")
+_SPELLINGS = (
+    (re.compile(r"\bpublic \. "), ""),  # PostgreSQL qualifies index targets with the schema
+    (re.compile(r"\b(int|integer|bigint|smallint|mediumint) \( \d+ \)"), r"\1"),  # MySQL display widths
+    (re.compile(r" default null\b"), ""),  # MariaDB spells out the default of a nullable column
+)
+
+
+def normalise_ddl(statement: str) -> str:
+    """One spelling per statement: comments and layout dropped, identifiers unquoted, case folded (string
+    literals kept as they are), and the few spellings engines vary in (schema prefix, display widths)."""
+    tokens = []
+    for token in _TOKEN.findall(_COMMENT.sub(" ", statement)):
+        if token[0] == "'":
+            tokens.append(token)
+        elif token[0] in "\"`" and len(token) > 1:
+            tokens.append(token[1:-1].lower())
+        else:
+            tokens.append(token.lower())
+    while tokens and tokens[-1] == ";":
+        tokens.pop()
+    text = " ".join(tokens)
+    for pattern, replacement in _SPELLINGS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+@cache
+def reference_ddl(vendor: str) -> frozenset[str]:
+    """The statements a backup's DDL may hold for an engine: the shipped DDL, as written and as captured."""
+    from .db.base import split_sql  # the engines import this module's neighbours; keep the import local
+
+    statements: list[str] = []
+    folder = resources.files("adcp_backup").joinpath("schema")
+    for name in (f"{vendor}.sql", f"{vendor}.captured.sql"):
+        entry = folder.joinpath(name)
+        if entry.is_file():
+            statements.extend(split_sql(entry.read_text(encoding="utf-8")))
+    return frozenset(normalise_ddl(s) for s in statements)
+
+
+def ddl_problems(engine: Any, ddl: Any) -> list[Problem]:
+    """The header's DDL is informational and never executed; any statement that is not one of the shipped
+    schema's is a sign of tampering, and makes the file invalid."""
+    if ddl is None or ddl == []:
+        return []
+    if not isinstance(ddl, list) or not all(isinstance(s, str) for s in ddl):
+        return [Problem("header", "the schema's ddl is not a list of statements")]
+    if engine not in ENGINES:
+        return [Problem("header", f"the schema's engine {_name(engine)} is none of {', '.join(ENGINES)}")]
+    allowed = reference_ddl(engine)
+    problems = []
+    for number, statement in enumerate(ddl, 1):
+        if normalise_ddl(statement) not in allowed:
+            first = " ".join(statement.split())
+            shown = first if len(first) <= 100 else first[:97] + "..."
+            problems.append(Problem("header", f"ddl statement {number} is not part of the AdCP {engine} schema "
+                                              f"this version ships: {shown!r}"))
+    return problems
+
+
+def file_problems(record: FileRecord, checker: settings_files.RecordChecker | None = None) -> list[Problem]:
+    """A settings-file record: the rules live beside the code that writes settings files. Give every record of
+    one file the same ``checker``, so that two records for one settings file are caught."""
+    return list(settings_files.record_problems(record, checker))
+
+
+MAX_SEQUENCE = 2**63 - 1  # the largest counter any engine keeps
+
+
+def sequence_problems(section: str, sequence: Any) -> list[Problem]:
+    """A table's counter, which a restore gives the database: absent, or an integer it can hold."""
+    if sequence is None or (type(sequence) is int and 0 <= sequence <= MAX_SEQUENCE):
+        return []
+    return [Problem(section, f"the sequence {_name(sequence)} is not a counter (an integer from 0 to 2^63 - 1)")]
+
+
+def end_problems(header: dict[str, Any], end: TableEnd) -> list[Problem]:
+    """A table's end: its rows against the count the header announces (legacy files announce none), and its
+    counter."""
+    problems = sequence_problems(end.name, end.sequence)
+    counts = header.get("counts")
+    announced = counts.get(end.name) if isinstance(counts, dict) else None
+    if announced is not None and announced != end.rows:
+        problems.append(Problem(end.name, f"the header announces {_name(announced)} rows, the file holds {end.rows}"))
+    return problems
+
+
+def checked_events(reader: Any) -> Iterator[Any]:
+    """A strict reader's events, refused at the first problem validation would report about the file's
+    structure, names, counts or settings files: applied before a restore uses anything the file names."""
+    problems = header_problems(reader.header)
+    if problems:
+        raise InvalidBackup(problems)
+    files = settings_files.RecordChecker()
+    for event in reader.events():
+        problems = []
+        if isinstance(event, TableStart):
+            problems = table_problems(event)
+        elif isinstance(event, TableEnd):
+            problems = end_problems(reader.header, event)
+        elif isinstance(event, FileRecord):
+            problems = file_problems(event, files)
+        if problems:
+            raise InvalidBackup(problems)
+        yield event
 
 _ALLOWED: dict[str, tuple[type, ...]] = {
     INTEGER: (int,),
@@ -47,9 +239,12 @@ ROW_RULES: dict[str, tuple[Callable[[Sequence[str]], RowRule | None], ...]] = {
 
 
 class RowChecker:
-    """Checks each row's values against the registry: type family and NOT NULL."""
+    """Checks each row's values against the registry: type family and NOT NULL, and the rules across a row.
 
-    def __init__(self, spec: TableSpec | None, columns: Sequence[str], families: Sequence[str]) -> None:
+    ``not_null`` False leaves NOT NULL to the database's own constraints (a restore with --skip-validation)."""
+
+    def __init__(self, spec: TableSpec | None, columns: Sequence[str], families: Sequence[str], *,
+                 not_null: bool = True) -> None:
         self.table = spec.name if spec else "?"
         self.checks: list[tuple[int, str, frozenset[type], str]] = []
         for i, (name, family) in enumerate(zip(columns, families)):
@@ -62,7 +257,7 @@ class RowChecker:
             nullable = declared.nullable if declared is not None else True
             family = declared.family if declared is not None else family
             allowed = set(_ALLOWED.get(family, (object,)))
-            if nullable:
+            if nullable or not not_null:
                 allowed.add(type(None))
             self.checks.append((i, name, frozenset(allowed), family))
         rules = (factory(columns) for factory in ROW_RULES.get(self.table, ()))

@@ -104,6 +104,7 @@ def main() -> None:
                                                     "-d", url, str(dump)])
     run("backup_restore (gzip)", [*manage, "backup_restore", str(gz), "--force", "--no-safety-backup"])
     run("backup_restore (zstd)", [*manage, "backup_restore", str(zst), "--force", "--no-safety-backup"])
+    run("backup_restore --dry-run (gzip)", [*manage, "backup_restore", str(gz), "--dry-run"])
 
     by_label = dict(results)
     backup = min(by_label["backup_create --compress (gzip level 1)"]["wall"],
@@ -114,6 +115,8 @@ def main() -> None:
     print(f"restore / pg_restore:     {restore / by_label['pg_restore --clean --single-transaction']['wall']:.2f}x "
           "(target <= 2.5)")
     print(f"peak RSS of adcp-backup:  {peak:.1f} MiB (target < 150)")
+    dry = by_label["backup_restore --dry-run (gzip)"]["wall"] / by_label["backup_restore (gzip)"]["wall"]
+    print(f"dry run / restore (gzip): {dry:.2f}x (target <= 2)")
     psql(args.server, f"DROP DATABASE IF EXISTS {args.database}")
 
 

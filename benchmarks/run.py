@@ -6,6 +6,8 @@ then runs every command as its own child process and reports wall time, the chil
 wait4, so each figure is that command's alone) and file size. Usage:
 
     .venv/bin/python benchmarks/run.py [--scale 10] [--skip-django] [--markdown]
+
+A dry run of the same file is timed too: it does the whole restore and compares it with the rows it replaced.
 """
 from __future__ import annotations
 
@@ -80,6 +82,8 @@ def main() -> None:
         results.append(run("backup_validate (gzip file)", ["backup_validate", str(gz), "-v0"], env, work))
         results.append(run("backup_restore (gzip file, validation included)",
                            ["backup_restore", str(gz), "--force", "--no-safety-backup", "-v0"], env, work))
+        results.append(run("backup_restore --dry-run (gzip file)", ["backup_restore", str(gz), "--dry-run", "-v0"],
+                           env, work))
 
         if not args.skip_django:
             dump = work / "dump.json"
@@ -99,7 +103,10 @@ def main() -> None:
         else:
             for row in rows:
                 print(f"{row[0]:<50} {row[1]:>8} s {row[2]:>6} MiB {row[3]:>8}")
-        by = {m.label.split()[0] + (" zstd" if "zstd" in m.label else ""): m for m in results}
+        by = {m.label.split()[0] + (" zstd" if "zstd" in m.label else "") + (" dry" if "dry" in m.label else ""): m
+              for m in results}
+        print(f"\ndry run / restore: {by['backup_restore dry'].seconds / by['backup_restore'].seconds:.2f}x "
+              "(target <= 2)")
         if "dumpdata" in by and "loaddata" in by:
             print(f"\nbackup --compress / dumpdata: {by['backup_create'].seconds / by['dumpdata'].seconds:.2f}x "
                   f"(target <= 0.45x)")

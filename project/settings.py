@@ -32,12 +32,18 @@ def _cwd_path(value: str) -> str:
     return str((CWD / Path(value).expanduser()).resolve())
 
 
+SQLITE_INIT_COMMAND = "PRAGMA journal_mode=wal"
+
+
 def _database(url: str) -> dict:
     config = env.db_url_config(url)
     if config["ENGINE"] == "django.db.backends.sqlite3" and config["NAME"] not in ("", ":memory:"):
         config["NAME"] = _cwd_path(config["NAME"])
         Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)  # SQLite cannot create the folder
         config.setdefault("TEST", {})["NAME"] = str(Path(config["NAME"]).with_suffix(".test.sqlite3"))
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        # WAL: readers never wait for a writer, so the site and the admin keep answering during a restore.
+        config.setdefault("OPTIONS", {}).setdefault("init_command", SQLITE_INIT_COMMAND)
     if config["ENGINE"] == "django.db.backends.mysql":
         config.setdefault("OPTIONS", {}).setdefault("charset", "utf8mb4")
         config.setdefault("TEST", {}).update({"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_bin"})
@@ -60,6 +66,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The demo serves its own static files (the admin's CSS and JS), with DEBUG off and no web server in front.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -95,6 +103,9 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = _cwd_path(env.str("STATIC_ROOT", default="data/static"))
+# Straight from the apps' static folders, so `runserver` needs no collectstatic first; a production site runs
+# collectstatic and may turn this off.
+WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 
 # adcp-backup: every ADCP_BACKUP_* setting is documented in adcp_backup/conf.py.
 ADCP_BACKUP_DIR = _cwd_path(env.str("ADCP_BACKUP_DIR", default="data/backups"))

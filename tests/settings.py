@@ -8,7 +8,7 @@ from pathlib import Path
 import environ
 
 from project.settings import *  # noqa: F403
-from project.settings import _database
+from project.settings import SQLITE_INIT_COMMAND, _database
 
 _WORK = Path(os.environ.get("ADCP_TEST_WORKDIR") or tempfile.gettempdir()) / f"adcp-backup-tests-{os.getpid()}"
 _WORK.mkdir(parents=True, exist_ok=True)
@@ -18,6 +18,7 @@ DATABASES = {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(_WORK / "default.sqlite3"),
         "TEST": {"NAME": str(_WORK / "test_default.sqlite3")},
+        "OPTIONS": {"init_command": SQLITE_INIT_COMMAND},
     }
 }
 
@@ -29,6 +30,8 @@ if POSTGRES_URL:
 if MYSQL_URL:
     DATABASES["mysql"] = _database(MYSQL_URL)
 
+STATIC_ROOT = str(_WORK / "static")
+Path(STATIC_ROOT).mkdir(exist_ok=True)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOG_FILE = str(_WORK / "backup_operations.log")
 LOGGING["handlers"]["operations_file"]["filename"] = LOG_FILE  # noqa: F405

@@ -35,6 +35,11 @@ from .admin_fixtures import (  # noqa: F401 (fixtures)
 from .conftest import table_state
 
 
+def admin_jobs():
+    """The jobs started from the admin (the services the tests call directly record theirs too)."""
+    return BackupJob.objects.filter(origin="admin")
+
+
 def u(name: str, *args: object) -> str:
     return reverse(f"admin:adcp_backup_backupfile_{name}", args=args)
 
@@ -135,7 +140,7 @@ def test_create_runs_a_job_that_writes_a_backup_and_records_who_and_where(admin_
 def test_create_rejects_an_unknown_compression(admin_client, admin_db):
     response = admin_client.post(u("create"), {"compression": "lzma"}, follow=True)
     assert "Choose a compression" in response.content.decode()
-    assert not BackupJob.objects.exists()
+    assert not admin_jobs().exists()
 
 
 def test_validate_shows_counts_checksums_and_the_verdict(admin_client, admin_db, backup_env):
@@ -157,7 +162,7 @@ def test_validate_of_a_corrupt_backup_lists_problems_by_section_and_row(admin_cl
     corrupt_copy(Path(made.path), backup_dir(backup_env) / "corrupt.jsonl.gz")
     response = admin_client.post(u("validate", "corrupt.jsonl.gz"))
     job = job_from(response)
-    assert job.status == "succeeded" and job.result["valid"] is False
+    assert job.status == "invalid" and job.result["valid"] is False
     problems = job.result["problems"]
     assert any(p["section"] == "product" for p in problems)
     page = admin_client.get(response["Location"]).content.decode()
@@ -171,7 +176,7 @@ def test_actions_are_post_only(admin_client, admin_db, backup_env):
     assert admin_client.get(u("create")).status_code == 405
     assert admin_client.get(u("validate", made.name)).status_code == 405
     assert admin_client.put(u("restore", made.name)).status_code == 405
-    assert not BackupJob.objects.exists()
+    assert not admin_jobs().exists()
 
 
 def test_every_change_needs_the_csrf_token(admin_db, backup_env):
@@ -183,7 +188,7 @@ def test_every_change_needs_the_csrf_token(admin_db, backup_env):
         assert strict.post(target, data).status_code == 403, target
     upload = strict.post(u("upload"), {"file": io.BytesIO(Path(made.path).read_bytes())})
     assert upload.status_code == 403
-    assert not BackupJob.objects.exists()
+    assert not admin_jobs().exists()
     assert BackupStorage().names() == [made.name]
     assert table_state() == before
     assert not any((backup_dir(backup_env) / ".incoming").iterdir())
@@ -223,7 +228,7 @@ def test_real_restore_needs_the_typed_name_then_restores_every_row(admin_client,
     for data in ({"confirm_name": "something else"}, {}):
         refused = admin_client.post(u("restore", made.name), data)
         assert refused.status_code == 200 and "Type the backup" in refused.content.decode()
-    assert not BackupJob.objects.exists() and table_state() == changed
+    assert not admin_jobs().exists() and table_state() == changed
 
     response = admin_client.post(u("restore", made.name), {"confirm_name": made.name})
     job = job_from(response)
@@ -243,24 +248,26 @@ def test_failed_restore_leaves_the_database_unchanged_and_the_job_shows_why(admi
     before = table_state()
     response = admin_client.post(u("restore", "corrupt.jsonl.gz"), {"confirm_name": "corrupt.jsonl.gz"})
     job = job_from(response)
-    assert job.status == "failed"
-    assert job.error
+    assert job.status == "invalid" and job.result["refused"] is True
+    assert job.error.startswith("The file is not a valid backup: ")
     assert table_state() == before
+    # Validated before anything else: no safety backup was taken for a file that fails its checks.
+    assert sorted(BackupStorage().names()) == sorted([made.name, "corrupt.jsonl.gz"])
     page = admin_client.get(response["Location"]).content.decode()
-    assert 'id="job-error"' in page and "Failed" in page
+    assert 'id="job-error"' in page and 'id="restore-refused"' in page
     listing = admin_client.get(u("changelist")).content.decode()
-    assert "Failed:" in listing
+    assert "Invalid: The file is not a valid backup" in listing
 
 
 def test_only_one_restore_at_a_time_and_no_backup_during_a_restore(admin_client, admin_db, backup_env):
     made = services.backup_create(compression="gzip")
-    running = BackupJob.objects.create(kind="restore", status="running", backup_name=made.name)
+    running = BackupJob.objects.create(kind="restore", status="running", backup_name=made.name, origin="admin")
     before = table_state()
     refused = admin_client.post(u("restore", made.name), {"confirm_name": made.name}, follow=True)
     assert f"A restore of {made.name} (job {running.pk}) is running" in refused.content.decode()
     refused = admin_client.post(u("create"), {"compression": "gzip"}, follow=True)
     assert "is running" in refused.content.decode()
-    assert list(BackupJob.objects.values_list("pk", flat=True)) == [running.pk]
+    assert list(admin_jobs().values_list("pk", flat=True)) == [running.pk]
     assert table_state() == before and BackupStorage().names() == [made.name]
     page = admin_client.get(u("restore", made.name)).content.decode()
     assert "another one cannot start" in page
@@ -269,10 +276,10 @@ def test_only_one_restore_at_a_time_and_no_backup_during_a_restore(admin_client,
 
 def test_a_restore_is_refused_while_a_backup_runs(admin_client, admin_db, backup_env):
     made = services.backup_create(compression="gzip")
-    running = BackupJob.objects.create(kind="create", status="running")
+    running = BackupJob.objects.create(kind="create", status="running", origin="admin")
     refused = admin_client.post(u("restore", made.name), {"confirm_name": made.name}, follow=True)
     assert "A backup (job" in refused.content.decode()
-    assert BackupJob.objects.count() == 1
+    assert admin_jobs().count() == 1
     running.delete()
 
 
@@ -294,7 +301,7 @@ def test_delete_asks_then_deletes_and_records_it(admin_client, admin_db, backup_
     done = admin_client.post(u("delete", made.name), follow=True)
     assert f"The backup {made.name} was deleted." in done.content.decode()
     assert BackupStorage().names() == []
-    job = BackupJob.objects.get()
+    job = admin_jobs().get()
     assert (job.kind, job.status, job.backup_name, job.user) == ("delete", "succeeded", made.name, admin_user)
     assert admin_client.post(u("delete", made.name)).status_code == 404
 
@@ -326,7 +333,7 @@ def test_corrupt_upload_is_not_kept_and_the_user_learns_why(admin_client, admin_
     for content in ((backup_env / "corrupt.jsonl.gz").read_bytes(), b"\x00\x01 random bytes"):
         response = upload(admin_client, content, "corrupt.jsonl.gz")
         job = job_from(response)
-        assert job.status == "failed"
+        assert job.status == "invalid"
         assert "not a valid backup and was not kept" in job.error
         page = admin_client.get(response["Location"]).content.decode()
         assert "not a valid backup and was not kept" in page
@@ -341,20 +348,20 @@ def test_upload_over_the_size_limit_is_refused(admin_client, admin_db, backup_en
     assert response.status_code == 302 and response["Location"] == u("upload")
     follow = admin_client.get(u("upload"))
     assert "larger than the upload limit of 100 bytes" in follow.content.decode()
-    assert BackupStorage().names() == [made.name] and not BackupJob.objects.exists()
+    assert BackupStorage().names() == [made.name] and not admin_jobs().exists()
     assert not any((backup_dir(backup_env) / ".incoming").iterdir())
     # Declared larger than the limit: refused before the body is read.
     early = upload(admin_client, b"\0" * (200 * 1024), "huge.jsonl.gz")
     assert early.status_code == 302 and early["Location"] == u("upload")
     assert "larger than the upload limit" in admin_client.get(u("upload")).content.decode()
-    assert BackupStorage().names() == [made.name] and not BackupJob.objects.exists()
+    assert BackupStorage().names() == [made.name] and not admin_jobs().exists()
     assert not any((backup_dir(backup_env) / ".incoming").iterdir())
 
 
 def test_upload_needs_a_file(admin_client, admin_db, backup_env):
     response = admin_client.post(u("upload"), {}, follow=True)
     assert "Choose one non-empty backup file" in response.content.decode()
-    assert not BackupJob.objects.exists()
+    assert not admin_jobs().exists()
 
 
 # -- permissions -----------------------------------------------------------------------------------------------
@@ -375,7 +382,7 @@ def test_view_only_user_sees_the_list_without_buttons_and_gets_403_on_actions(vi
     assert view_only_client.post(u("delete", made.name)).status_code == 403
     assert view_only_client.get(u("upload")).status_code == 403
     assert view_only_client.post(u("upload"), {"file": io.BytesIO(b"x")}).status_code == 403
-    assert not BackupJob.objects.exists() and BackupStorage().names() == [made.name] and table_state() == before
+    assert not admin_jobs().exists() and BackupStorage().names() == [made.name] and table_state() == before
     assert view_only_client.get(reverse("admin:adcp_backup_backupjob_changelist")).status_code == 403
 
 
@@ -406,7 +413,7 @@ def test_non_staff_user_is_sent_to_the_login_page_everywhere(outsider_client, ad
                            ("get", u("upload")), ("get", u("job", 1)), ("get", u("job_progress", 1))):
         response = getattr(outsider_client, method)(target)
         assert response.status_code == 302 and response["Location"].startswith(reverse("admin:login")), target
-    assert not BackupJob.objects.exists() and BackupStorage().names() == [made.name] and table_state() == before
+    assert not admin_jobs().exists() and BackupStorage().names() == [made.name] and table_state() == before
 
 
 def test_restore_and_upload_disappear_when_the_setting_is_off(admin_client, admin_db, backup_env, settings):
@@ -418,7 +425,7 @@ def test_restore_and_upload_disappear_when_the_setting_is_off(admin_client, admi
     assert admin_client.post(u("restore", made.name), {"confirm_name": made.name}).status_code == 404
     assert admin_client.get(u("upload")).status_code == 404
     assert admin_client.post(u("upload"), {"file": io.BytesIO(Path(made.path).read_bytes())}).status_code == 404
-    assert not BackupJob.objects.exists()
+    assert not admin_jobs().exists()
 
 
 # -- names from URLs ------------------------------------------------------------------------------------------
@@ -444,7 +451,7 @@ def test_names_outside_the_storage_are_refused(admin_client, admin_db, backup_en
                            ("delete", "get"), ("delete", "post")):
         response = getattr(admin_client, method)(f"{base}{name}/{action}/", {"confirm_name": name})
         assert response.status_code == 404, (action, method, response.status_code)
-    assert not BackupJob.objects.exists()
+    assert not admin_jobs().exists()
     assert BackupStorage().names() == [made.name] and (backup_env / "outside.jsonl.gz").is_file()
     assert table_state() == before
 
@@ -458,9 +465,9 @@ def test_progress_endpoint_reports_live_progress_of_a_running_job(admin_client, 
     assert data["status"] == "running" and data["finished"] is False
     assert (data["table"], data["done"], data["total"], data["percent"]) == ("product", 40, 60, 66)
     page = admin_client.get(u("job", job.pk)).content.decode()
-    assert "data-job-progress" in page and "restore product 40/60 rows" in page
+    assert "data-job-progress" in page and "restore product 40 of 60 rows" in page
     listing = admin_client.get(u("changelist")).content.decode()
-    assert 'id="running-jobs"' in listing and "restore product 40/60 rows" in listing
+    assert 'id="running-jobs"' in listing and "restore product 40 of 60 rows" in listing
     recorder.clear()
     job.delete()
 
@@ -482,7 +489,7 @@ def test_unknown_job_is_a_404(admin_client, admin_db):
 def test_job_history_is_read_only_for_everyone(admin_client, admin_db, backup_env):
     made = services.backup_create(compression="gzip")
     job_from(admin_client.post(u("validate", made.name)))
-    job = BackupJob.objects.get()
+    job = admin_jobs().get()
     history = reverse("admin:adcp_backup_backupjob_changelist")
     page = admin_client.get(history)
     assert page.status_code == 200 and made.name in page.content.decode()
@@ -518,7 +525,7 @@ def test_delete_that_fails_is_recorded_as_failed(admin_client, admin_db, backup_
     assert response.status_code == 200
     assert "was not deleted" in response.content.decode()
     assert (folder / "inside").read_bytes() == b"kept"
-    job = BackupJob.objects.get()
+    job = admin_jobs().get()
     assert (job.kind, job.status, job.backup_name) == ("delete", "failed", folder.name) and job.error
 
 
@@ -599,7 +606,7 @@ def test_a_misconfigured_runner_is_a_clear_message_and_a_failed_job(admin_client
     settings.ADCP_BACKUP_JOB_RUNNER = "cron"
     response = admin_client.post(u("create"), {"compression": "gzip"}, follow=True)
     assert "ADCP_BACKUP_JOB_RUNNER must be auto, thread or celery" in response.content.decode()
-    job = BackupJob.objects.get()
+    job = admin_jobs().get()
     assert job.status == "failed" and "ADCP_BACKUP_JOB_RUNNER" in job.error
 
 
@@ -630,3 +637,262 @@ def test_restore_confirmation_offers_the_tenants_in_the_file_and_restores_only_t
 
     refused = admin_client.post(u("restore", made.name), {"confirm_name": made.name, "tenants": ["nobody"]})
     assert refused.status_code == 200 and "not one of the available choices" in refused.content.decode()
+
+
+# -- the history, verdicts and operator tools -------------------------------------------------------------
+def test_every_admin_action_is_in_the_history_and_in_django_recent_actions(admin_client, admin_db, backup_env):
+    from django.contrib.admin.models import LogEntry
+
+    job = job_from(admin_client.post(u("create"), {"compression": "gzip"}))
+    admin_client.get(u("download", job.backup_name))
+    download = admin_jobs().get(kind="download")
+    assert download.status == "succeeded" and download.backup_name == job.backup_name and download.user
+    messages = set(LogEntry.objects.values_list("change_message", flat=True))
+    assert "Create of a new backup started" in messages
+    assert f"Downloaded {job.backup_name}" in messages
+    index = admin_client.get(reverse("admin:index")).content.decode()
+    assert 'class="actionlist"' in index and "Download " in index  # Django's "Recent actions"
+
+
+def test_job_page_shows_duration_and_staff_who_may_restore_can_mark_a_stuck_job_failed(
+        admin_client, view_only_client, restorer_client, admin_db):
+    stuck = BackupJob.objects.create(kind="restore", status="running", backup_name="b.jsonl.gz", origin="admin")
+    page = view_only_client.get(u("job", stuck.pk)).content.decode()
+    assert 'id="job-duration"' in page and "Mark this job failed" not in page
+    assert view_only_client.post(u("job_fail", stuck.pk)).status_code == 403
+    assert BackupJob.objects.get(pk=stuck.pk).status == "running"
+    page = restorer_client.get(u("job", stuck.pk)).content.decode()
+    assert "Mark this job failed" in page
+    done = restorer_client.post(u("job_fail", stuck.pk), follow=True).content.decode()
+    stuck.refresh_from_db()
+    assert stuck.status == "failed" and "Marked failed by restorer" in stuck.error and stuck.finished_at
+    assert "no longer blocks" in done
+    # and a restore can start again
+    made = services.backup_create(compression="gzip")
+    assert job_from(restorer_client.post(u("restore", made.name), {"dry_run": "on"})).status == "succeeded"
+
+
+def test_a_restore_job_of_a_dead_server_process_stops_blocking(admin_client, admin_db, backup_env):
+    import platform
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    made = services.backup_create(compression="gzip")
+    dead = BackupJob.objects.create(kind="restore", status="running", backup_name=made.name, origin="admin",
+                                    runner=f"{proc.pid}@{platform.node()}")
+    job = job_from(admin_client.post(u("restore", made.name), {"dry_run": "on"}))
+    assert job.status == "succeeded"
+    dead.refresh_from_db()
+    assert dead.status == "failed" and "server restarted" in dead.error
+
+
+def test_dry_runs_and_invalid_verdicts_are_marked_in_the_list(admin_client, admin_db, backup_env):
+    made = services.backup_create(compression="gzip")
+    job_from(admin_client.post(u("restore", made.name), {"dry_run": "on"}))
+    corrupt_copy(Path(made.path), backup_dir(backup_env) / "corrupt.jsonl.gz")
+    job_from(admin_client.post(u("validate", "corrupt.jsonl.gz")))
+    listing = admin_client.get(u("changelist")).content.decode()
+    assert "Restore (dry run)" in listing and ">Invalid: The file is not a valid backup" in listing
+
+
+def test_a_file_known_to_be_invalid_is_not_offered_for_restore(admin_client, admin_db, backup_env):
+    made = services.backup_create(compression="gzip")
+    corrupt_copy(Path(made.path), backup_dir(backup_env) / "corrupt.jsonl.gz")
+    verdict = job_from(admin_client.post(u("validate", "corrupt.jsonl.gz")))
+    listing = admin_client.get(u("changelist")).content.decode()
+    row = listing[listing.index('data-name="corrupt.jsonl.gz"'):]
+    row = row[:row.index("</tr>")]
+    assert u("restore", "corrupt.jsonl.gz") not in row and "invalid (1 problem)" in row
+    page = admin_client.get(u("restore", "corrupt.jsonl.gz")).content.decode()
+    assert 'id="restore-refused"' in page and 'id="restore-form"' not in page
+    assert u("job", verdict.pk) in page
+    before = table_state()
+    refused = admin_client.post(u("restore", "corrupt.jsonl.gz"), {"confirm_name": "corrupt.jsonl.gz"})
+    assert refused.status_code == 409
+    assert not admin_jobs().filter(kind="restore").exists() and table_state() == before
+    assert sorted(BackupStorage().names()) == sorted([made.name, "corrupt.jsonl.gz"])  # no safety backup
+
+
+def test_restore_page_knows_the_verdict_and_the_encryption(admin_client, admin_db, backup_env):
+    made = services.backup_create(compression="gzip")
+    page = admin_client.get(u("restore", made.name)).content.decode()
+    assert "never validated" in page and "not encrypted" in page
+    job_from(admin_client.post(u("validate", made.name)))
+    page = admin_client.get(u("restore", made.name)).content.decode()
+    assert '<span class="adcp-good">valid</span>' in page
+
+
+def test_restore_form_keeps_the_tenant_list_after_an_error(admin_client, admin_db, backup_env):
+    made = services.backup_create(compression="gzip")
+    page = admin_client.post(u("restore", made.name), {"confirm_name": "wrong"}).content.decode()
+    assert "Type the backup" in page and 'id="tenant-scope"' in page
+
+
+def test_create_offers_encryption_only_when_recipients_are_configured(admin_client, admin_db, backup_env,
+                                                                      settings):
+    pyrage = pytest.importorskip("pyrage")
+    assert 'name="encrypt"' not in admin_client.get(u("changelist")).content.decode()
+    identity = pyrage.x25519.Identity.generate()
+    settings.ADCP_BACKUP_AGE_RECIPIENTS = [str(identity.to_public())]
+    assert 'name="encrypt"' in admin_client.get(u("changelist")).content.decode()
+    job = job_from(admin_client.post(u("create"), {"compression": "gzip", "encrypt": "on"}))
+    assert job.status == "succeeded" and job.result["encrypted"] is True and job.backup_name.endswith(".age")
+    # without an identity the browser gets no command-line advice
+    page = admin_client.get(u("restore", job.backup_name), follow=True).content.decode()
+    assert "--identity" not in page and "encrypted" in page
+
+
+def test_filters_and_sorting(admin_client, admin_db, backup_env):
+    regular = services.backup_create(compression="gzip")
+    safety = services.backup_create(compression="none", purpose="safety")
+    shutil.copy(regular.path, backup_dir(backup_env) / "adcp-upload-20250101-000000-abcd1234.jsonl.gz")
+
+    def names(**params: str) -> list[str]:
+        page = admin_client.get(u("changelist"), params).content.decode()
+        return re.findall(r'<tr class="backup-row" data-name="([^"]+)"', page)
+
+    assert names(show="safety") == [safety.name]
+    assert names(show="uploaded") == ["adcp-upload-20250101-000000-abcd1234.jsonl.gz"]
+    assert set(names(show="regular")) == {regular.name}
+    assert names(o="-size")[0] == safety.name and names(o="size")[-1] == safety.name
+    assert names(o="name") == sorted(names(o="name"))
+    assert names(o="-name") == sorted(names(o="name"), reverse=True)
+
+
+def test_list_uses_the_command_line_units_thousands_separators_and_local_time(admin_client, admin_db,
+                                                                                backup_env, settings):
+    from adcp_backup.templatetags.adcp_backup_admin import size, thousands
+
+    assert (thousands(1234567), size(2048), size(5 * 1024**2)) == ("1,234,567", "2.0 KiB", "5.0 MiB")
+    settings.TIME_ZONE = "Europe/Paris"
+    services.backup_create(compression="gzip")
+    page = admin_client.get(u("changelist")).content.decode()
+    assert "KiB" in page and " KB" not in page
+    assert re.search(r"\b(CET|CEST)\b", page)
+
+
+def test_bulk_delete_goes_through_django_confirmation_page(admin_client, admin_db, backup_env):
+    first = services.backup_create(compression="gzip")
+    second = services.backup_create(compression="gzip")
+    third = services.backup_create(compression="gzip")
+    data = {"action": "delete_selected", "_selected_action": [first.name, second.name]}
+    confirm = admin_client.post(u("changelist"), data)
+    assert confirm.status_code == 200 and "admin/delete_selected_confirmation.html" in [
+        t.name for t in confirm.templates]
+    assert len(BackupStorage().names()) == 3
+    done = admin_client.post(u("changelist"), {**data, "post": "yes"}, follow=True).content.decode()
+    assert "2 backups deleted." in done
+    assert BackupStorage().names() == [third.name]
+    assert admin_jobs().filter(kind="delete", status="succeeded").count() == 2
+
+
+def test_bulk_delete_needs_the_delete_permission(view_only_client, admin_db, backup_env):
+    made = services.backup_create(compression="gzip")
+    data = {"action": "delete_selected", "_selected_action": [made.name], "post": "yes"}
+    assert view_only_client.post(u("changelist"), data).status_code == 403
+    assert BackupStorage().names() == [made.name]
+
+
+def test_prune_previews_then_removes_after_confirmation(admin_client, admin_db, backup_env):
+    made = [services.backup_create(compression="gzip") for _ in range(3)]
+    policy = {"keep_last": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0, "keep_safety": 0}
+    preview = admin_client.get(u("prune"), policy).content.decode()
+    assert "2 backups would be removed" in preview and 'id="prune-form"' in preview
+    assert len(BackupStorage().names()) == 3
+    assert BackupJob.objects.filter(kind="prune", dry_run=True).exists()
+    done = admin_client.post(u("prune"), {**policy, "confirm": "yes"}, follow=True).content.decode()
+    assert "2 backups removed" in done
+    assert BackupStorage().names() == [made[-1].name]
+    assert admin_jobs().filter(kind="prune", dry_run=False, status="succeeded").exists()
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_database_choice_when_the_admin_manages_several(admin_client, admin_db, backup_env, settings):
+    other = next((alias for alias in ("postgresql", "mysql") if alias in settings.DATABASES), None)
+    if other is None:
+        pytest.skip("needs a second database (ADCP_TEST_POSTGRES_URL or ADCP_TEST_MYSQL_URL)")
+    assert '<select name="database"' not in admin_client.get(u("changelist")).content.decode()
+    settings.ADCP_BACKUP_ADMIN_DATABASES = ["default", other]
+    page = admin_client.get(u("changelist")).content.decode()
+    assert f'<option value="{other}">{other}</option>' in page
+    job = job_from(admin_client.post(u("create"), {"compression": "gzip", "database": other}))
+    assert job.database == other
+    made = services.backup_create(compression="gzip")
+    plan = admin_client.get(u("restore", made.name), {"database": other}).content.decode()
+    assert f"into the database <strong>{other}</strong>" in plan
+    assert admin_client.post(u("create"), {"compression": "gzip", "database": "nope"}).status_code == 302
+    assert not admin_jobs().filter(database="nope").exists()
+
+
+def test_two_restores_submitted_at_once_get_a_message_never_a_500(admin_client, admin_db, backup_env):
+    made = services.backup_create(compression="gzip")
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def submit() -> None:
+        barrier.wait()
+        response = admin_client.post(u("restore", made.name), {"dry_run": "on"})
+        statuses.append(response.status_code)
+        connections.close_all()
+
+    threads = [threading.Thread(target=submit) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert statuses == [302, 302]
+    for job in admin_jobs().filter(kind="restore"):
+        finish(job.pk)
+
+
+@pytest.mark.parametrize("site, has_history", [("ops", True), ("bare", False)])
+def test_the_page_on_a_custom_admin_site_links_only_within_that_site(site, has_history, admin_user, admin_db,
+                                                                   backup_env, settings):
+    settings.ROOT_URLCONF = "tests.custom_admin_urls"
+    client = client_for(admin_user)
+    base = f"/{site}/adcp_backup/backupfile/"
+    made = services.backup_create(compression="gzip")
+    page = client.get(base)
+    assert page.status_code == 200
+    html = page.content.decode()
+    hrefs = set(re.findall(r'(?:href|action|formaction)="(/[^"]*)"', html))
+    hrefs.discard("/")  # the admin's own "View site" link
+    assert hrefs and all(h.startswith(f"/{site}/") or h.startswith("/static/") for h in hrefs), hrefs
+    assert (f'href="/{site}/adcp_backup/backupjob/"' in html) is has_history
+    assert f"{base}file/{made.name}/restore/" in hrefs
+    created = client.post(f"{base}create/", {"compression": "gzip"})
+    assert created.status_code == 302 and created["Location"].startswith(f"{base}jobs/")
+    job = finish(int(created["Location"].rstrip("/").split("/")[-1]))
+    detail = client.get(created["Location"]).content.decode()
+    assert job.status == "succeeded" and f'href="{base}"' in detail
+    assert client.get(f"{base}file/{made.name}/restore/").status_code == 200
+    assert client.get(f"{base}jobs/{job.pk}/progress/").json()["url"] == f"{base}jobs/{job.pk}/"
+
+
+def test_messages_in_the_browser_carry_no_command_line_advice(admin_client, admin_db, backup_env):
+    from adcp_backup.display import for_browser
+
+    assert for_browser("table product is missing (use --create-schema on an empty database)") == \
+        "table product is missing"
+    assert "--" not in for_browser("pass --identity PATH or set ADCP_BACKUP_AGE_IDENTITY")
+    services.backup_create(compression="gzip")
+    zero = {"keep_last": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0, "keep_safety": 0}
+    page = admin_client.get(u("prune"), zero).content.decode()
+    assert "every keep count is 0" in page and "--keep" not in page
+
+
+def test_a_command_line_validation_and_a_scheduled_backup_appear_in_the_admin(admin_client, admin_db, backup_env):
+    from django.core.management import call_command
+
+    tasks = pytest.importorskip("adcp_backup.tasks")
+    scheduled = tasks.create_backup.run()
+    call_command("backup_validate", scheduled["name"], stdout=io.StringIO())
+    page = admin_client.get(u("changelist")).content.decode()
+    history = page[page.index('id="history"'):]
+    assert re.search(r">Create \d+</a>.*?Celery", history, re.S)
+    assert re.search(r">Validate \d+</a>.*?Cron or script", history, re.S)
+    row = page[page.index(f'data-name="{scheduled["name"]}"'):]
+    assert '<span class="adcp-good">valid</span>' in row[:row.index("</tr>")]  # no longer "never"
+    assert "scheduled" in row[:row.index("</tr>")]

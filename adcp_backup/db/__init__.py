@@ -1,6 +1,9 @@
 """Database engines behind one interface: snapshot reads, bulk writes, schema capture, FTS and sequences."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.db import connections
 
 from ..exceptions import BackupConfigurationError
@@ -26,3 +29,23 @@ def get_engine(alias: str = "default") -> Engine:
 
         return MySQLEngine(connection)
     raise BackupConfigurationError(f"adcp-backup does not support the {vendor} database engine.")
+
+
+@contextmanager
+def without_waiting(alias: str, *, milliseconds: int = 200) -> Iterator[None]:
+    """Writes inside give up after ``milliseconds`` instead of waiting for another writer to finish.
+
+    Only SQLite makes a writer wait for the database-wide write lock (up to its 5 s timeout by default); the
+    job history uses this so that recording a job never holds up the job while a restore is writing."""
+    connection = connections[alias]
+    if connection.vendor != "sqlite":
+        yield
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    previous = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+    raw.execute(f"PRAGMA busy_timeout = {int(milliseconds)}")
+    try:
+        yield
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {int(previous)}")

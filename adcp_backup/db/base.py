@@ -130,7 +130,7 @@ class Engine:
                 cursor.execute(statement)
 
     def drop_tables(self, tables: Sequence[str]) -> None:
-        """Drop these tables, children first: undoes a schema created outside the restore transaction."""
+        """Drop these tables (given parents first): undoes a schema created outside the restore transaction."""
         with self.connection.cursor() as cursor:
             for table in reversed(tables):
                 cursor.execute(f"DROP TABLE IF EXISTS {self.quote(table)}")
@@ -166,6 +166,11 @@ class Engine:
             cursor.execute(sql, params)
             yield from fetch_batches(cursor, batch_size)
 
+    def has_rows(self, table: str) -> bool:
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {self.quote(table)} LIMIT 1")
+            return cursor.fetchone() is not None
+
     def get_sequence(self, table: str) -> int | None:
         return None
 
@@ -200,8 +205,55 @@ class Engine:
         with self.connection.cursor() as cursor:
             cursor.executemany(sql, rows)
 
-    def reset_sequence(self, spec: TableSpec, minimum: int | None) -> None:
-        """After explicit ids: the next generated id is above every restored one (and ``minimum``)."""
+    def reset_sequence(self, spec: TableSpec, minimum: int | None, *, lower_after_commit: bool = False) -> None:
+        """After explicit ids: the next generated id is above every restored one (and ``minimum``).
+
+        Whatever happens to the transaction after this, no sequence may end below the largest id of its table;
+        ``lower_after_commit``: a counter above that may come down to ``minimum``, once the restore committed."""
+
+    # -- the dry-run report --------------------------------------------------------------------------
+    def before_table(self, spec: TableSpec) -> str:
+        return f"adcp_before_{spec.name}"
+
+    def snapshot_rows(self, spec: TableSpec, columns: Sequence[str], where: str = "",
+                      params: Sequence[Any] = ()) -> None:
+        """Copy the rows a restore replaces into a temporary table keyed by the primary key, for diff_rows."""
+        temp = self.before_table(spec)
+        with self.connection.cursor() as cursor:
+            cursor.execute(self.drop_temporary_sql(temp))
+            for number, statement in enumerate(self.before_table_sql(spec, columns, where)):
+                cursor.execute(statement, params if number == 0 else ())
+
+    def before_table_sql(self, spec: TableSpec, columns: Sequence[str], where: str) -> list[str]:
+        temp = self.quote(self.before_table(spec))
+        return [f"CREATE TEMPORARY TABLE {temp} AS SELECT {self.column_list(columns)} "
+                f"FROM {self.quote(spec.name)} {where}",
+                f"CREATE UNIQUE INDEX {self.quote(self.before_table(spec) + '_key')} "
+                f"ON {temp} ({self.quote(spec.primary_key)})"]
+
+    def same_value(self, left: str, right: str) -> str:
+        """SQL true when two values are equal or both NULL."""
+        return f"{left} IS NOT DISTINCT FROM {right}"
+
+    def diff_rows(self, spec: TableSpec, columns: Sequence[str], where: str = "",
+                  params: Sequence[Any] = ()) -> tuple[int, int, int]:
+        """Rows added, removed and changed since snapshot_rows, each count one index-backed join; drops the copy."""
+        table, temp = self.quote(spec.name), self.quote(self.before_table(spec))
+        pk = self.quote(spec.primary_key)
+        scoped = f"{where} AND" if where else "WHERE"
+        differs = " OR ".join(f"NOT ({self.same_value(f'n.{self.quote(c)}', f'o.{self.quote(c)}')})"
+                              for c in columns if c != spec.primary_key) or "1 = 0"
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM {table} n {scoped} "
+                           f"NOT EXISTS (SELECT 1 FROM {temp} o WHERE o.{pk} = n.{pk})", params)
+            added = int(cursor.fetchone()[0])
+            cursor.execute(f"SELECT COUNT(*) FROM {temp} o "
+                           f"WHERE NOT EXISTS (SELECT 1 FROM {table} n WHERE n.{pk} = o.{pk})")
+            removed = int(cursor.fetchone()[0])
+            cursor.execute(f"SELECT COUNT(*) FROM {table} n JOIN {temp} o ON o.{pk} = n.{pk} WHERE {differs}")
+            changed = int(cursor.fetchone()[0])
+            cursor.execute(self.drop_temporary_sql(self.before_table(spec)))
+        return added, removed, changed
 
     def check_foreign_keys(self, tables: Sequence[TableSpec]) -> list[Problem]:
         problems: list[Problem] = []

@@ -106,8 +106,18 @@ class MySQLEngine(Engine):
         finally:
             cursor.close()
 
-    def reset_sequence(self, spec: TableSpec, minimum: int | None) -> None:
-        """InnoDB already moves AUTO_INCREMENT above every explicit id inserted, inside the transaction.
+    def before_table_sql(self, spec: TableSpec, columns: Sequence[str], where: str) -> list[str]:
+        # CREATE INDEX commits the transaction on MariaDB, even on a temporary table: the key comes with the table.
+        return [f"CREATE TEMPORARY TABLE {self.quote(self.before_table(spec))} "
+                f"(PRIMARY KEY ({self.quote(spec.primary_key)})) "
+                f"SELECT {self.column_list(columns)} FROM {self.quote(spec.name)} {where}"]
+
+    def same_value(self, left: str, right: str) -> str:
+        return f"{left} <=> {right}"
+
+    def reset_sequence(self, spec: TableSpec, minimum: int | None, *, lower_after_commit: bool = False) -> None:
+        """InnoDB already moves AUTO_INCREMENT above every explicit id inserted, inside the transaction, and
+        never below the largest id; it is never lowered here.
 
         Raising it further to the backup's own counter takes ALTER TABLE, which would commit the restore
         half-way, so it runs only once the restore has committed.

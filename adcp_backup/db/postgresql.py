@@ -47,7 +47,16 @@ class PostgreSQLEngine(Engine):
     existing_tables = _after_copy(Engine.existing_tables)
     create_schema = _after_copy(Engine.create_schema)
     count = _after_copy(Engine.count)
+    has_rows = _after_copy(Engine.has_rows)
     delete_rows = _after_copy(Engine.delete_rows)
+    diff_rows = _after_copy(Engine.diff_rows)
+
+    @_after_copy
+    def snapshot_rows(self, spec: TableSpec, columns: Sequence[str], where: str = "",
+                      params: Sequence[Any] = ()) -> None:
+        super().snapshot_rows(spec, columns, where, params)
+        with self.connection.cursor() as cursor:  # autovacuum never analyses temporary tables: plans need it
+            cursor.execute(f"ANALYZE {self.quote(self.before_table(spec))}")
 
     def _raw(self) -> Any:
         self.connection.ensure_connection()
@@ -244,17 +253,40 @@ class PostgreSQLEngine(Engine):
             cursor.close()
 
     @_after_copy
-    def reset_sequence(self, spec: TableSpec, minimum: int | None) -> None:
-        table = self.quote(spec.name)
-        pk = self.quote(spec.primary_key)
+    def reset_sequence(self, spec: TableSpec, minimum: int | None, *, lower_after_commit: bool = False) -> None:
+        """setval is not transactional: a rolled-back restore (a dry run, a failed check, a kill) keeps whatever
+        it set. So inside the restore a sequence is only ever raised, to the largest id and ``minimum``; bringing
+        a higher counter down to them waits for the commit."""
+        sequence = self._serial_sequence(spec)
+        if sequence is None:
+            return
         with self.connection.cursor() as cursor:
-            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, spec.primary_key])
+            cursor.execute(f"SELECT COALESCE(MAX({self.quote(spec.primary_key)}), 0) FROM {self.quote(spec.name)}")
+            top = max(int(cursor.fetchone()[0]), minimum or 0)
+            cursor.execute(f"SELECT last_value, is_called FROM {sequence}")
+            last_value, is_called = cursor.fetchone()
+            issued = int(last_value) if is_called else int(last_value) - 1
+            if top > issued:
+                cursor.execute("SELECT setval(%s, %s, true)", [sequence, top])
+        if lower_after_commit:
+            transaction.on_commit(lambda: self._settle_sequence(spec, sequence, minimum), using=self.alias,
+                                  robust=True)
+
+    def _serial_sequence(self, spec: TableSpec) -> str | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [self.quote(spec.name), spec.primary_key])
             row = cursor.fetchone()
-            if not row or not row[0]:
-                return
-            cursor.execute(f"SELECT COALESCE(MAX({pk}), 0) FROM {table}")
+            return row[0] if row and row[0] else None
+
+    def _settle_sequence(self, spec: TableSpec, sequence: str, minimum: int | None) -> None:
+        """After the commit: the counter at the largest id or ``minimum``, whichever is higher, even if that is
+        lower than it was. The table is locked against inserts meanwhile, so no id above it is handed out."""
+        table = self.quote(spec.name)
+        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+            cursor.execute(f"SELECT COALESCE(MAX({self.quote(spec.primary_key)}), 0) FROM {table}")
             top = max(int(cursor.fetchone()[0]), minimum or 0)
             if top > 0:
-                cursor.execute("SELECT setval(%s, %s, true)", [row[0], top])
+                cursor.execute("SELECT setval(%s, %s, true)", [sequence, top])
             else:
-                cursor.execute("SELECT setval(%s, 1, false)", [row[0]])
+                cursor.execute("SELECT setval(%s, 1, false)", [sequence])

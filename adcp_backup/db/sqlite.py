@@ -88,10 +88,19 @@ class SQLiteEngine(Engine):
 
     @contextmanager
     def restore_transaction(self) -> Iterator[None]:
-        with transaction.atomic(using=self.alias):
-            # Foreign keys are checked once, before commit, and reported row by row.
-            self._raw().execute("PRAGMA defer_foreign_keys = ON")
-            yield
+        # BEGIN IMMEDIATE: the write lock from the start. A transaction that reads first (the counts) and
+        # writes later fails at once in WAL mode if anyone wrote in between (a job's heartbeat, a session).
+        connection: Any = self.connection
+        previous = connection.transaction_mode
+        connection.transaction_mode = "IMMEDIATE"
+        try:
+            with transaction.atomic(using=self.alias):
+                connection.transaction_mode = previous
+                # Foreign keys are checked once, before commit, and reported row by row.
+                self._raw().execute("PRAGMA defer_foreign_keys = ON")
+                yield
+        finally:
+            connection.transaction_mode = previous
 
     def delete_rows(self, table: str, where: str = "", params: Sequence[Any] = ()) -> int:
         # With foreign keys or triggers SQLite first collects every rowid to delete in memory (about 20 MB
@@ -127,7 +136,11 @@ class SQLiteEngine(Engine):
         sql = f"INSERT INTO {self.quote(spec.name)} ({self.column_list(columns)}) VALUES ({placeholders})"
         self._raw().executemany(sql, rows)
 
-    def reset_sequence(self, spec: TableSpec, minimum: int | None) -> None:
+    def same_value(self, left: str, right: str) -> str:
+        return f"{left} IS {right}"
+
+    def reset_sequence(self, spec: TableSpec, minimum: int | None, *, lower_after_commit: bool = False) -> None:
+        # sqlite_sequence is an ordinary table: it rolls back with the restore, so it is set exactly.
         raw = self._raw()
         if not raw.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
             return

@@ -22,6 +22,7 @@ class RowBatch:
     table: str
     rows: list[list[Any]]
     first_row: int  # 1-based number of the first row of the batch within its table
+    numbers: list[int] | None = None  # each row's number, when they do not follow on (rows picked for a scope)
 
 
 @dataclass

@@ -9,9 +9,11 @@ from typing import Any
 import orjson
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from .. import history
 from ..conf import backup_settings
 from ..display import format_size  # noqa: F401  (the commands import it from here)
 from ..exceptions import BackupError, BackupNotFound, InvalidBackup, SettingsFilesNotWritten, TenantConflict
+from ..models import BackupJob
 from ..progress import ProgressCallback, TerminalProgress, silent
 
 EXIT_FAILED = 1
@@ -31,12 +33,19 @@ def keep_freed_memory_for_reuse(pad: int = 16 << 20) -> None:
         pass
 
 
+def command_origin() -> history.Origin:
+    """A command typed at a terminal, or one run without a terminal (cron, systemd, a script)."""
+    interactive = sys.stdin is not None and sys.stdin.isatty()
+    return history.Origin(BackupJob.Origin.COMMAND if interactive else BackupJob.Origin.CRON, history.process_actor())
+
+
 class BackupCommand(BaseCommand):
     stealth_options = ("stdin",)
 
     def execute(self, *args: Any, **options: Any) -> Any:
         keep_freed_memory_for_reuse()
-        return super().execute(*args, **options)
+        with history.origin(command_origin()):
+            return super().execute(*args, **options)
 
     def add_arguments(self, parser: CommandParser) -> None:
         # Every command takes --database, as operators' scripts pass it to all of them alike.

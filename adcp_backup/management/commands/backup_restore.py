@@ -19,7 +19,7 @@ class Command(BackupCommand):
         parser.add_argument("--force", "--no-input", action="store_true", dest="force",
                             help="Do not ask for confirmation.")
         parser.add_argument("--skip-validation", action="store_true",
-                            help="Skip the row checks (checksums and database constraints still apply).")
+                            help="Leave NOT NULL to the database's constraints; every other check still applies.")
         parser.add_argument("--validate-only", action="store_true", help="Only validate the file.")
         parser.add_argument("--dry-run", action="store_true",
                             help="Do the whole restore, report what would change, then roll it back.")

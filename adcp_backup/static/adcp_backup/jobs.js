@@ -6,9 +6,9 @@
     function describe(data) {
         let text = data.status.charAt(0).toUpperCase() + data.status.slice(1);
         if (data.table) {
-            text += ': ' + data.phase + ' ' + data.table + ' ' + data.done;
+            text += ': ' + data.phase + ' ' + data.table + ' ' + data.done.toLocaleString();
             if (data.total) {
-                text += '/' + data.total + ' rows';
+                text += ' of ' + data.total.toLocaleString() + ' rows';
             }
         }
         if (data.message) {
