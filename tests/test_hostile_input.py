@@ -29,7 +29,6 @@ from adcp_backup import services
 from adcp_backup.exceptions import SettingsFilesNotWritten
 from adcp_backup.format.detect import open_reader
 from adcp_backup.format.events import FileRecord
-from adcp_backup.models import BackupJob
 from tests import forge
 from tests.conftest import engine_aliases, table_state
 from tests.legacy_fixtures import v2_document
@@ -65,8 +64,8 @@ def tree(root: Path, *, backups: bool = True) -> dict[str, tuple[bytes | None, i
 
 
 def django_state() -> list[tuple[Any, ...]]:
-    users = list(User.objects.order_by("pk").values_list("pk", "username", "password", "is_staff", "is_superuser"))
-    return [*users, ("jobs", BackupJob.objects.count())]
+    """The users and their rights (the app's own job history grows with each command and is not compared)."""
+    return list(User.objects.order_by("pk").values_list("pk", "username", "password", "is_staff", "is_superuser"))
 
 
 def problem_messages(report: dict[str, Any]) -> str:
@@ -455,8 +454,8 @@ def test_deep_nesting_in_a_native_row_is_refused(made, backup_env, tmp_path):
 
 # -- header fields of the wrong shape ------------------------------------------------------------------------
 BAD_HEADERS: dict[str, tuple[dict[str, Any], str]] = {
-    "counts with a key named items": ({"counts": {"items": 5}}, "counts names tables this tool does not know"),
-    "counts with an unknown table": ({"counts": {"tenant": 4, "evil": 1}}, "does not know: 'evil'"),
+    "counts with a key named items": ({"counts": {"items": 5}}, "counts names unknown tables"),
+    "counts with an unknown table": ({"counts": {"tenant": 4, "evil": 1}}, "(not in the registry): 'evil'"),
     "counts with a null": ({"counts": {"tenant": None, "product": 60}}, "counts of tenant should be a row count"),
     "counts with text": ({"counts": {"tenant": "4"}}, "counts of tenant should be a row count, not str"),
     "counts with a negative count": ({"counts": {"tenant": -1}}, "counts of tenant should be a row count"),
@@ -529,7 +528,7 @@ def _bad_counts(lines: list[forge.Line], _root: Path) -> list[forge.Line]:
 BOUNDS: dict[str, tuple[Callable[[list[forge.Line], Path], list[forge.Line]], str]] = {
     "a flood of problems": (_flood, "a line is not valid JSON"),
     "deep nesting in a row": (_deep_row, "not valid JSON"),
-    "counts with a null and an unknown key": (_bad_counts, "counts names tables this tool does not know"),
+    "counts with a null and an unknown key": (_bad_counts, "counts names unknown tables"),
 }
 
 

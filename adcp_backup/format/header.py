@@ -48,7 +48,7 @@ def shape_problems(header: dict[str, Any]) -> list[str]:
     else:
         unknown = [str(name)[:80] for name in counts if name not in tables]
         if unknown:
-            problems.append(f"counts names tables this tool does not know: {', '.join(map(repr, unknown[:5]))}")
+            problems.append(f"counts names unknown tables (not in the registry): {', '.join(map(repr, unknown[:5]))}")
         wrong = [name for name, value in counts.items() if name in tables and not _count(value)]
         for name in wrong:
             problems.append(f"counts of {name} should be a row count, not {_kind(counts[name])}")
