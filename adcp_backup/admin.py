@@ -9,7 +9,6 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import URLPattern, path
 
-from . import admin_drill, admin_views
 from .models import BackupFile, BackupJob
 from .templatetags.adcp_backup_admin import duration
 
@@ -32,10 +31,14 @@ class BackupFileAdmin(NothingToAddChangeOrDelete, admin.ModelAdmin):
     """Its URLs are the Backups page's own views; the placeholder model only supplies permissions."""
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return admin_views.has_perm(request, "view_backups")
-
+        user: Any = request.user
+        return bool(user.has_perm("adcp_backup.view_backups"))
 
     def get_urls(self) -> list[URLPattern]:
+        # The views (and the services behind them) load with the URLs, on a site's first request: Django
+        # imports this module while it starts, and management commands have no use for them.
+        from . import admin_drill, admin_views
+
         prefix = f"{self.model._meta.app_label}_{self.model._meta.model_name}"
 
         def wrap(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:

@@ -46,6 +46,7 @@ from .exceptions import (
     InvalidBackup,
     Problem,
     RestoreError,
+    ValuesRefused,
 )
 from .format.events import RowBatch, TableEnd, TableStart
 from .format.values import row_encoder
@@ -178,7 +179,7 @@ def _drill(*, name: str, file: str, live: str, alias: str, scratch: dict[str, st
     try:
         restored = restore_into(file=file, database=alias, create_schema=not precreate, safety_backup=False,
                                 restore_settings=False, identity=identity, progress=watch)
-    except InvalidBackup as exc:
+    except (InvalidBackup, ValuesRefused) as exc:  # both name their rows: a value the database cannot store
         problems.extend(exc.problems)
     except Exception as exc:
         if not (isinstance(exc, RestoreError) or refused_by_database(exc)):

@@ -116,6 +116,14 @@ class SettingsFilesNotWritten(BackupError):
         )
 
 
+class ValuesRefused(RestoreError):
+    """The target database cannot store some values of the backup (see db/limits.py); nothing was changed."""
+
+    def __init__(self, message: str, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__(message)
+
+
 class SchemaMismatch(RestoreError):
     """The database's tables do not match the backup's; nothing was written."""
 

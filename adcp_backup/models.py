@@ -87,11 +87,22 @@ class ProductEmbedding(models.Model):
         ]
 
 
+class NoRows(models.Manager["BackupFile"]):
+    """The placeholder's managers: every query is empty and never reaches the database, which has no table for
+    it, so Django's own model walks (dumpdata, with or without --all, and the like) pass over it."""
+
+    def get_queryset(self) -> models.QuerySet[BackupFile]:
+        return super().get_queryset().none()
+
+
 class BackupFile(models.Model):
     """Gives the admin its "Backups" entry and permission rows; no table stands behind it."""
 
+    objects = NoRows()
+
     class Meta:
         managed = False
+        base_manager_name = "objects"
         default_permissions = ()
         verbose_name = "backup"
         verbose_name_plural = "backups"

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from django.db import transaction
 
 from . import dataset, settings_files, validation
+from .db import limits
 from .db.base import Engine, shipped_ddl
 from .exceptions import InvalidBackup, Problem, RestoreError, SchemaMismatch
 from .format.events import End, EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
@@ -296,6 +297,7 @@ class TableWriter:
             self.defaults.append(declared.default if declared.has_default else None)
         self.columns = list(start.columns) + self.defaulted
         self.families = list(start.families) + [column_family(spec, c) for c in self.defaulted]
+        self.limits = engine.value_limits(spec.name, self.columns)  # what the live columns can store
 
     def write(self, rows: list[list[Any]], first_row: int) -> list[Problem]:
         if self.checker is not None:
@@ -305,6 +307,8 @@ class TableWriter:
         if self.defaults:
             for row in rows:
                 row.extend(self.defaults)
+        if self.limits is not None and (refused := self.limits.check(rows, first_row)):
+            raise limits.refused(refused, self.engine.vendor)
         rows = self.engine.adapt_rows(self.spec, self.columns, self.families, rows, self.source_vendor)
         self.engine.insert_rows(self.spec, self.columns, rows)
         return []

@@ -33,7 +33,7 @@ from . import (
 )
 from . import scope as tenant_scope
 from .conf import backup_settings
-from .db import get_engine
+from .db import get_engine, limits
 from .db.base import Engine, fingerprint
 from .exceptions import (
     BackupError,
@@ -42,6 +42,7 @@ from .exceptions import (
     Problem,
     ProblemLog,
     RestoreError,
+    ValuesRefused,
 )
 from .format import codecs, crypto
 from .format.detect import open_reader
@@ -113,6 +114,7 @@ class ValidationReport:
     problems: list[Problem]
     problems_total: int
     duration: float
+    target_engine: str | None = None  # whose limits the values were checked against, besides the file's own
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -388,12 +390,20 @@ def _validation_outcome(report: ValidationReport) -> tuple[str, dict[str, Any], 
 
 @history.recorded("validate", outcome=_validation_outcome)
 def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None,
+                    target_engine: str | None = None, database: str | None = None,
                     progress: ProgressCallback = silent) -> ValidationReport:
     """Read the whole file once: structure, checksums, counts, types, NOT NULL, unique and foreign keys.
 
+    With ``target_engine`` (sqlite, postgresql or mysql), also every value that engine would refuse (an
+    infinity on MariaDB, text longer than its column, ...), judged by the columns of ``database`` when that
+    alias is such a database holding the tables, else by the schema this app ships for the engine.
     An encrypted file needs an age identity (``identity``, else ADCP_BACKUP_AGE_IDENTITY); without a
     fitting one this raises EncryptionKeyError: the file's validity is then unknown, not disproved."""
     started = time.monotonic()
+    if target_engine is not None and target_engine not in limits.ENGINES:
+        raise BackupError(f"Unknown target engine {target_engine!r}: use {', '.join(limits.ENGINES)}.")
+    live = get_engine(database) if target_engine is not None and database is not None else None
+    target_limits: dict[str, limits.ValueLimits | None] = {}
     source = _resolve(file, identity)
     limit = backup_settings.MAX_PROBLEMS
     problems = ProblemLog(limit)  # capped: a file of a billion bad lines keeps `limit` problems and a count
@@ -416,6 +426,9 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
                         continue
                     spec = dataset.table(event.name)
                     checkers[event.name] = RowChecker(spec, event.columns, event.families)
+                    if target_engine is not None:
+                        target_limits[event.name] = limits.for_target(target_engine, spec.name, event.columns,
+                                                                      live=live)
                     keys.start_table(spec, event.columns)
                     progress(ProgressEvent("validate", event.name, 0, expected.get(event.name)))
                 elif isinstance(event, RowBatch):
@@ -423,6 +436,9 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
                     if checker is not None:
                         if not problems.full:
                             problems.extend(checker.check(event.rows, event.first_row))
+                        target = target_limits.get(event.table)
+                        if target is not None and len(problems) < limit:
+                            problems.extend(target.check(event.rows, event.first_row))
                         keys.add(event.table, event.rows, event.first_row)
                     progress(ProgressEvent("validate", event.table, event.first_row + len(event.rows) - 1,
                                            expected.get(event.table)))
@@ -454,6 +470,7 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
         problems=list(found.items),
         problems_total=found.total,
         duration=time.monotonic() - started,
+        target_engine=target_engine,
     )
     total = found.total
     logger.info("Validated %s: %s", source.display, "valid" if report.valid else f"{total} problem(s)")
@@ -613,6 +630,10 @@ def _passes_validation(name: str, identity: str | os.PathLike[str] | None = None
 
 
 # -- prune -----------------------------------------------------------------------------------------------
+POLICY_FROM_FLAGS = "flags"
+POLICY_FROM_SETTINGS = "settings"
+
+
 @dataclass(frozen=True)
 class PruneResult:
     dry_run: bool
@@ -622,9 +643,23 @@ class PruneResult:
     skipped: list[retention.PrunedFile]
     freed_bytes: int
     notes: list[str]
+    policy_source: str = POLICY_FROM_SETTINGS  # "flags": only the rules given apply; "settings": ADCP_BACKUP_KEEP_*
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def retention_policy(*, keep_last: int | None = None, keep_daily: int | None = None,
+                     keep_weekly: int | None = None, keep_monthly: int | None = None) -> tuple[retention.Policy, str]:
+    """The rules for regular backups, as restic reads its flags: when any count is given, exactly the counts
+    given apply and the others keep nothing; when none is, the ADCP_BACKUP_KEEP_* settings apply."""
+    given = (keep_last, keep_daily, keep_weekly, keep_monthly)
+    if any(count is not None for count in given):
+        last, daily, weekly, monthly = (0 if count is None else count for count in given)
+        return retention.Policy(last=last, daily=daily, weekly=weekly, monthly=monthly), POLICY_FROM_FLAGS
+    configured = retention.Policy(last=backup_settings.KEEP_LAST, daily=backup_settings.KEEP_DAILY,
+                                  weekly=backup_settings.KEEP_WEEKLY, monthly=backup_settings.KEEP_MONTHLY)
+    return configured, POLICY_FROM_SETTINGS
 
 
 @history.recorded("prune")
@@ -640,13 +675,13 @@ def backup_prune(
     dry_run: bool = False,
     database: str = "default",
 ) -> PruneResult:
-    """Apply the retention rules (restic's) to the backups in storage; ``None`` takes the setting's value."""
-    policy = retention.Policy(
-        last=backup_settings.KEEP_LAST if keep_last is None else keep_last,
-        daily=backup_settings.KEEP_DAILY if keep_daily is None else keep_daily,
-        weekly=backup_settings.KEEP_WEEKLY if keep_weekly is None else keep_weekly,
-        monthly=backup_settings.KEEP_MONTHLY if keep_monthly is None else keep_monthly,
-    )
+    """Apply the retention rules (restic's) to the backups in storage.
+
+    The four regular rules follow restic's flags: given any of them, only those given apply (``None`` keeps
+    nothing by that rule); given none, the ADCP_BACKUP_KEEP_* settings do. ``keep_safety`` is separate: safety
+    backups have their own rule, ADCP_BACKUP_KEEP_SAFETY when it is ``None``."""
+    policy, policy_source = retention_policy(keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly,
+                                             keep_monthly=keep_monthly)
     safety = int(backup_settings.KEEP_SAFETY if keep_safety is None else keep_safety)
     plan = retention.plan_prune(backup_list(), policy, keep_safety=safety, tz=django_timezone.get_default_timezone(),
                                 is_valid=lambda entry: _passes_validation(entry.name))
@@ -661,7 +696,7 @@ def backup_prune(
             logger.info("Pruned %s (created %s)", pruned.name, pruned.created_at)
     result = PruneResult(dry_run=dry_run, policy={**policy.as_dict(), "keep_safety": safety}, kept=plan.kept,
                          removed=plan.removed, skipped=plan.skipped,
-                         freed_bytes=sum(p.size for p in plan.removed), notes=notes)
+                         freed_bytes=sum(p.size for p in plan.removed), notes=notes, policy_source=policy_source)
     logger.info("%s: %s kept, %s removed, %s skipped", "Prune dry run" if dry_run else "Pruned",
                 len(result.kept), len(result.removed), len(result.skipped))
     return result
@@ -737,9 +772,13 @@ def backup_restore(
         if problems:
             raise InvalidBackup(problems)
         if tenants or tenant_scope.is_tenant_backup(header):
-            return _restore_tenants(source, engine, reader, tenants=tenants, skip_validation=skip_validation,
-                                    dry_run=dry_run, create_schema=create_schema, safety_backup=safety_backup,
-                                    restore_settings=restore_settings, progress=progress, started=started)
+            try:
+                return _restore_tenants(source, engine, reader, tenants=tenants, skip_validation=skip_validation,
+                                        dry_run=dry_run, create_schema=create_schema, safety_backup=safety_backup,
+                                        restore_settings=restore_settings, progress=progress, started=started)
+            except ValuesRefused as exc:
+                raise _every_value_refused(exc, file=file, identity=identity, engine=engine,
+                                           dry_run=dry_run) from exc
         plan = restore.plan_schema(engine, header, create_schema=create_schema)
         notes = list(plan.notes)
 
@@ -754,6 +793,8 @@ def backup_restore(
         try:
             outcome = restore.restore_data(engine, validation.checked_events(reader), header, plan, dry_run=dry_run,
                                            validate=not skip_validation, progress=progress)
+        except ValuesRefused as exc:
+            raise _every_value_refused(exc, file=file, identity=identity, engine=engine, dry_run=dry_run) from exc
         except DatabaseError as exc:
             raise RestoreError(f"The restore failed and was rolled back; the database is unchanged. ({exc})") from exc
         notes.extend(outcome.notes)
@@ -810,6 +851,17 @@ def _check_settings_records(source: Source, identity: str | os.PathLike[str] | N
         damaged = [p for p in reader.problems if p.section.startswith("file")]  # bad base64 or checksum
         if damaged:
             raise InvalidBackup(damaged)
+
+
+def _every_value_refused(exc: ValuesRefused, *, file: str, identity: str | os.PathLike[str] | None,
+                         engine: Engine, dry_run: bool) -> ValuesRefused:
+    """A real restore names the first value the database refused; a dry run reads on and names every one."""
+    if not dry_run:
+        return exc
+    report = backup_validate(file=file, identity=identity, target_engine=engine.vendor, database=engine.alias)
+    if not report.problems:
+        return exc
+    return limits.every_refusal(report.problems, engine.vendor, total=report.problems_total)
 
 
 def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Sequence[str] | None,

@@ -9,16 +9,6 @@ from pathlib import Path
 
 import environ
 
-try:  # MariaDB/MySQL through PyMySQL (pure Python, no client headers to build against) unless mysqlclient is there
-    import MySQLdb  # noqa: F401
-except ImportError:
-    try:
-        import pymysql
-
-        pymysql.install_as_MySQLdb()
-    except ImportError:
-        pass
-
 BASE_DIR = Path(__file__).resolve().parent.parent
 CWD = Path.cwd()
 
@@ -35,6 +25,20 @@ def _cwd_path(value: str) -> str:
 SQLITE_INIT_COMMAND = "PRAGMA journal_mode=wal"
 
 
+def _mysql_driver() -> None:
+    """MariaDB/MySQL through PyMySQL (pure Python, no client headers to build against) unless mysqlclient is
+    there; imported only when a database is MariaDB/MySQL, so that other commands start without it."""
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:
+        try:
+            import pymysql
+
+            pymysql.install_as_MySQLdb()
+        except ImportError:
+            pass
+
+
 def _database(url: str) -> dict:
     config = env.db_url_config(url)
     if config["ENGINE"] == "django.db.backends.sqlite3" and config["NAME"] not in ("", ":memory:"):
@@ -45,6 +49,7 @@ def _database(url: str) -> dict:
         # WAL: readers never wait for a writer, so the site and the admin keep answering during a restore.
         config.setdefault("OPTIONS", {}).setdefault("init_command", SQLITE_INIT_COMMAND)
     if config["ENGINE"] == "django.db.backends.mysql":
+        _mysql_driver()
         config.setdefault("OPTIONS", {}).setdefault("charset", "utf8mb4")
         config.setdefault("TEST", {}).update({"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_bin"})
     return config

@@ -28,6 +28,7 @@ from adcp_backup.storage import BackupStorage
 
 from .admin_fixtures import PASSWORD, admin_db, thread_jobs  # noqa: F401 (fixtures)
 from .conftest import table_state
+from .programs import require_program
 
 pytestmark = pytest.mark.browser
 
@@ -40,7 +41,7 @@ TIMEOUT = 60_000
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
     return {
         **browser_type_launch_args,
-        "executable_path": "/usr/bin/chromium",
+        "executable_path": require_program("chromium", "chromium-browser"),
         "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"],
     }

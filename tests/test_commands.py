@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -299,3 +300,18 @@ def test_plain_progress_prints_a_line_per_interval_and_the_end_of_each_table():
     assert quiet.getvalue().splitlines() == ["backup product: 100/100 rows (100%) done"]
     assert chatty.getvalue().splitlines() == ["backup product: 50/100 rows (50%)",
                                               "backup product: 100/100 rows (100%) done"]
+
+
+def test_a_command_that_needs_neither_the_admin_nor_celery_does_not_import_them(tmp_path):
+    """Start-up time is import time: backup_list must not pay for Celery, the admin's views or the MariaDB driver
+    (measured with python -X importtime, as docs/performance.md does)."""
+    from .scheduling_fixtures import PYTHON, REPO, project_env
+
+    env = project_env(tmp_path)
+    done = subprocess.run([PYTHON, "-X", "importtime", str(REPO / "manage.py"), "backup_list", "--json"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "adcp_backup.services" in imported and "django" in imported  # the measurement works
+    assert not imported & {"celery", "kombu", "project.celery", "adcp_backup.admin_views", "adcp_backup.jobs",
+                           "adcp_backup.tasks", "adcp_backup.notifications", "pymysql"}

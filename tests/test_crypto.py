@@ -1,6 +1,7 @@
 """age encryption: round trips, interoperability with the age CLI, and every key or file problem refused."""
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import json
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyrage
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections
@@ -24,6 +26,7 @@ from adcp_backup.format.codecs import AGE_MAGIC
 from adcp_backup.settings_files import REDACTED
 
 from .conftest import fts_match, table_state
+from .programs import require_program
 
 SECRET = "AIza-test-secret-value"  # set by the backup_env fixture as GEMINI_API_KEY
 HEADER_END = b"\n---"
@@ -33,11 +36,19 @@ LARGER = demo.DemoSize(tenants=4, products=400, agents=2, embeddings=400, dim=10
 
 
 def age_keygen(folder: Path, name: str) -> tuple[Path, str]:
-    """A key pair written by the real age-keygen: the identity file and its public key."""
+    """A new key pair from pyrage, in an identity file laid out as age-keygen writes one (comments, then the key),
+    so that no external program is needed: the identity file and its public key."""
+    identity = pyrage.x25519.Identity.generate()
+    public = str(identity.to_public())
     path = folder / f"{name}.txt"
-    subprocess.run(["age-keygen", "-o", str(path)], check=True, capture_output=True)
-    public = subprocess.run(["age-keygen", "-y", str(path)], check=True, capture_output=True, text=True).stdout.strip()
+    path.write_text(f"# created: 2026-11-29T00:00:00Z\n# public key: {public}\n{identity}\n", encoding="utf-8")
+    path.chmod(0o600)
     return path, public
+
+
+def age(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """The age command-line tool (skips the test where it is missing, except under CI)."""
+    return subprocess.run([require_program("age"), *args], check=True, capture_output=True)
 
 
 @pytest.fixture
@@ -59,7 +70,20 @@ def modify_database() -> None:
 
 
 def age_decrypt(path: str | Path, identity: Path) -> bytes:
-    return subprocess.run(["age", "-d", "-i", str(identity), str(path)], check=True, capture_output=True).stdout
+    """Decrypted by the age command-line tool: for the interoperability tests."""
+    return age("-d", "-i", str(identity), str(path)).stdout
+
+
+def decrypt(path: str | Path, identity: Path) -> bytes:
+    """Decrypted in memory by pyrage, apart from the app's streaming layer: for small files' contents."""
+    key = next(line for line in Path(identity).read_text().splitlines() if line.startswith("AGE-SECRET-KEY-1"))
+    return pyrage.decrypt(Path(path).read_bytes(), [pyrage.x25519.Identity.from_str(key)])
+
+
+def encrypt(plaintext: Path, target: Path, public: str) -> None:
+    """Encrypted by pyrage's own streaming call, apart from the app's layer."""
+    with open(plaintext, "rb") as source, open(target, "wb") as sink:
+        pyrage.encrypt_io(source, sink, [pyrage.x25519.Recipient.from_str(public)])
 
 
 def backup_names() -> list[str]:
@@ -118,7 +142,7 @@ def test_include_secrets_keeps_them_inside_the_encryption_only(seeded, keys):
     result = services.backup_create(compression="gzip", encrypt=True, include_secrets=True)
     assert result.secrets == "included"
     assert SECRET.encode() not in Path(result.path).read_bytes()
-    lines = [json.loads(line) for line in gzip.decompress(age_decrypt(result.path, keys["identity"])).splitlines()]
+    lines = [json.loads(line) for line in gzip.decompress(decrypt(result.path, keys["identity"])).splitlines()]
     assert lines[0]["secrets"] == "included"
     environment = next(line for line in lines if isinstance(line, dict) and line["kind"] == "environment")
     assert environment["variables"]["GEMINI_API_KEY"] == SECRET
@@ -129,7 +153,7 @@ def test_include_secrets_keeps_them_inside_the_encryption_only(seeded, keys):
     assert restored.environment["variables"]["GEMINI_API_KEY"] == REDACTED
 
     plain = services.backup_create(compression="gzip", encrypt=True)
-    lines = [json.loads(line) for line in gzip.decompress(age_decrypt(plain.path, keys["identity"])).splitlines()]
+    lines = [json.loads(line) for line in gzip.decompress(decrypt(plain.path, keys["identity"])).splitlines()]
     environment = next(line for line in lines if isinstance(line, dict) and line["kind"] == "environment")
     assert lines[0]["secrets"] == "redacted" and environment["variables"]["GEMINI_API_KEY"] == REDACTED
 
@@ -165,8 +189,7 @@ def test_a_file_encrypted_by_the_age_cli_restores(seeded, keys, tmp_path, armor)
     before = table_state()
     plain = services.backup_create(compression="gzip")
     encrypted = tmp_path / "by-cli.jsonl.gz.age"
-    subprocess.run(["age", *(["-a"] if armor else []), "-r", keys["public"], "-o", str(encrypted), plain.path],
-                   check=True, capture_output=True)
+    age(*(["-a"] if armor else []), "-r", keys["public"], "-o", str(encrypted), plain.path)
     modify_database()
     report = services.backup_validate(file=str(encrypted), identity=keys["identity"])
     assert report.valid and report.encrypted and report.compression == "gzip"
@@ -413,7 +436,7 @@ def test_the_decrypting_reader_reads_ahead_a_bounded_amount(keys, tmp_path):
     with open(plaintext, "wb") as f:
         f.truncate(24 << 20)
     encrypted = tmp_path / "zeros.age"
-    subprocess.run(["age", "-r", keys["public"], "-o", str(encrypted), str(plaintext)], check=True)
+    encrypt(plaintext, encrypted, keys["public"])
     threads = threading.active_count()
     with open(encrypted, "rb") as f:
         source = CountingReader(f)
@@ -440,7 +463,7 @@ def test_the_encrypting_writer_passes_data_on_as_it_goes(keys, tmp_path):
             for _ in range(24):
                 writer.write(block)
             assert sink.written > 16 << 20  # at most a few MiB are in flight, never the whole stream
-    assert age_decrypt(target, keys["identity"]) == bytes(24 << 20)
+    assert decrypt(target, keys["identity"]) == bytes(24 << 20)
 
 
 class CountingSink:
@@ -518,7 +541,7 @@ def test_an_abandoned_decrypting_reader_stops_its_worker(keys, tmp_path):
     with open(plaintext, "wb") as f:
         f.truncate(16 << 20)
     encrypted = tmp_path / "zeros.age"
-    subprocess.run(["age", "-r", keys["public"], "-o", str(encrypted), str(plaintext)], check=True)
+    encrypt(plaintext, encrypted, keys["public"])
     threads = threading.active_count()
     with open(encrypted, "rb") as handle:
         reader = crypto.decrypting_reader(handle, identity=keys["identity"])  # no scope will close it
@@ -527,3 +550,42 @@ def test_an_abandoned_decrypting_reader_stops_its_worker(keys, tmp_path):
         del reader
         gc.collect()
         assert threading.active_count() == threads
+
+
+# -- passphrase files ----------------------------------------------------------------------------------------
+def armor(data: bytes) -> bytes:
+    """age's ASCII armor: base64 in lines of 64 columns between its BEGIN and END lines."""
+    text = base64.b64encode(data)
+    lines = [text[i:i + 64] for i in range(0, len(text), 64)]
+    return b"-----BEGIN AGE ENCRYPTED FILE-----\n" + b"\n".join(lines) + b"\n-----END AGE ENCRYPTED FILE-----\n"
+
+
+@pytest.mark.parametrize("armored", [False, True], ids=["binary", "armored"])
+def test_a_passphrase_encrypted_file_is_recognised_and_refused_with_the_database_unchanged(
+        seeded, keys, tmp_path, settings, armored):
+    seeded()
+    plain = services.backup_create(compression="gzip")
+    sealed = pyrage.passphrase.encrypt(Path(plain.path).read_bytes(), "correct horse battery staple")
+    target = tmp_path / "by-passphrase.jsonl.gz.age"
+    target.write_bytes(armor(sealed) if armored else sealed)
+    assert crypto.is_passphrase_encrypted(target.read_bytes()[:256])
+    settings.ADCP_BACKUP_AGE_IDENTITY = str(keys["identity"])
+    with pytest.raises(EncryptionKeyError, match=r"encrypted with a passphrase \(age -p\)"):
+        services.backup_validate(file=str(target))
+    code, _out, message = run_command("backup_validate", str(target))
+    assert code == 1 and "passphrase" in message and "age -d FILE | age -r" in message
+    modify_database()
+    state = table_state()
+    code, _out, message = run_command("backup_restore", str(target), "--force")
+    assert code == 1 and "passphrase" in message
+    assert table_state() == state
+    entry = next(e for e in services.backup_list() if e.name == plain.name)
+    assert not crypto.is_passphrase_encrypted(Path(entry.path).read_bytes()[:256])
+
+
+def test_a_file_encrypted_to_a_key_is_not_taken_for_a_passphrase_file(seeded, keys):
+    seeded()
+    for compression in ("none", "gzip"):
+        head = Path(services.backup_create(compression=compression, encrypt=True).path).read_bytes()[:256]
+        assert head.startswith(AGE_MAGIC)
+        assert not crypto.is_passphrase_encrypted(head) and not crypto.is_passphrase_encrypted(armor(head)[:256])

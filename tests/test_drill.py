@@ -389,7 +389,6 @@ def test_a_killed_drill_leaves_a_leftover_that_the_next_drill_removes(adcp_schem
     deadline = time.monotonic() + 60
     while not scratch_leftovers(alias) and running.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(0.3)  # into the restore
     assert running.poll() is None, "the drill ended before it could be killed"
     running.send_signal(signal.SIGKILL)
     running.wait(30)
@@ -417,7 +416,6 @@ def test_sigterm_stops_a_drill_and_removes_its_scratch_database(adcp_schema, tmp
     deadline = time.monotonic() + 60
     while not scratch_leftovers("default") and running.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(0.3)
     assert running.poll() is None, "the drill ended before it could be stopped"
     running.send_signal(signal.SIGTERM)
     _out, err = running.communicate(timeout=60)

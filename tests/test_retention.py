@@ -269,3 +269,62 @@ def test_command_accepts_unlimited(folder, spread):
     assert len(expected) == 14
     assert {p["name"] for p in data["kept"]} == expected
     assert set(files(folder)) == expected
+
+
+# -- which rules apply: restic's reading of the flags ---------------------------------------------------------
+def d(month_day: str) -> str:
+    return f"2025-{month_day}"
+
+
+EVERY_DAY = [datetime(2025, 10, 1, 12, tzinfo=UTC) + timedelta(days=n) for n in range(71)]  # to Wed 2025-12-10
+SETTINGS_KEEP = (  # the defaults 7/14/8/12: the last 14 days, 5 more week ends, October's end and the oldest
+    {d(f"11-{n}") for n in range(27, 31)} | {d(f"12-{n:02}") for n in range(1, 11)}
+    | {d("11-23"), d("11-16"), d("11-09"), d("11-02"), d("10-26"), d("10-31"), d("10-01")}
+)
+
+
+# Kept sets worked out by hand from restic's rules (restic forget with the same flags keeps the same snapshots).
+@pytest.mark.parametrize(("flags", "kept"), [
+    ({}, SETTINGS_KEEP),
+    ({"keep_safety": 1}, SETTINGS_KEEP),
+    ({"keep_weekly": 10}, {d("12-10"), d("12-07"), d("11-30"), d("11-23"), d("11-16"), d("11-09"), d("11-02"),
+                           d("10-26"), d("10-19"), d("10-12")}),
+    ({"keep_last": 3}, {d("12-08"), d("12-09"), d("12-10")}),
+    ({"keep_daily": 2, "keep_monthly": 2}, {d("12-10"), d("12-09"), d("11-30")}),
+    ({"keep_monthly": 5}, {d("12-10"), d("11-30"), d("10-31"), d("10-01")}),
+    ({"keep_last": 1, "keep_weekly": 2}, {d("12-10"), d("12-07")}),
+    ({"keep_daily": -1}, {m.date().isoformat() for m in EVERY_DAY}),
+    ({"keep_last": 0}, {m.date().isoformat() for m in EVERY_DAY}),  # no rule left: nothing is removed
+], ids=["no-flags-settings", "safety-only-settings", "weekly-10", "last-3", "daily-2-monthly-2", "monthly-5",
+        "last-1-weekly-2", "daily-unlimited", "last-0"])
+def test_only_the_flags_given_apply_and_without_flags_the_settings(folder, backup_env, settings, flags, kept):
+    settings.TIME_ZONE = "UTC"
+    settings.ADCP_BACKUP_KEEP_LAST, settings.ADCP_BACKUP_KEEP_DAILY = 7, 14
+    settings.ADCP_BACKUP_KEEP_WEEKLY, settings.ADCP_BACKUP_KEEP_MONTHLY = 8, 12
+    day_of = {write_backup(folder, moment): moment.date().isoformat() for moment in EVERY_DAY}
+    result = services.backup_prune(**flags)
+    assert {day_of[p.name] for p in result.kept} == kept
+    assert {day_of[p.name] for p in result.removed} == set(day_of.values()) - kept
+    assert {day_of[name] for name in files(folder)} == kept
+    rules = {k: v for k, v in flags.items() if k != "keep_safety"}
+    assert result.policy_source == ("flags" if rules else "settings")
+    if rules:
+        assert result.policy == {"keep_last": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0,
+                                 "keep_safety": flags.get("keep_safety", 3), **rules}
+
+
+def test_command_prints_where_the_policy_comes_from(folder, backup_env):
+    for moment in EVERY_DAY[-20:]:
+        write_backup(folder, moment)
+    out = StringIO()
+    call_command("backup_prune", "--keep-weekly", "10", "--dry-run", stdout=out)
+    assert ("Policy from the --keep-* flags given; the rules not given keep nothing: keep-last 0, keep-daily 0, "
+            "keep-weekly 10, keep-monthly 0, keep-safety 3") in out.getvalue()
+    out = StringIO()
+    call_command("backup_prune", "--dry-run", stdout=out)
+    assert ("Policy from the ADCP_BACKUP_KEEP_* settings, as no --keep-* flag was given: keep-last 7, "
+            "keep-daily 14, keep-weekly 8, keep-monthly 12, keep-safety 3") in out.getvalue()
+    out = StringIO()
+    call_command("backup_prune", "--keep-last", "2", "--dry-run", "--json", stdout=out)
+    data = json.loads(out.getvalue())
+    assert data["policy_source"] == "flags" and len(data["kept"]) == 2

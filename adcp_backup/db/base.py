@@ -14,6 +14,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from .. import dataset
 from ..dataset import BLOB, BOOLEAN, DATETIME, FLOAT, INTEGER, TEXT, TableSpec
 from ..exceptions import Problem
+from .limits import ValueLimits
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,21 @@ class Engine:
 
     def get_sequence(self, table: str) -> int | None:
         return None
+
+    # -- what the target's columns take -------------------------------------------------------------
+    def declared_types(self, table: str) -> dict[str, str]:
+        """column -> SQL type as the live table declares it (sizes included): what limits a value."""
+        return {}
+
+    def max_row_bytes(self) -> int | None:
+        """The largest row one INSERT may carry, where the engine has such a limit."""
+        return None
+
+    def value_limits(self, table: str, columns: Sequence[str]) -> ValueLimits | None:
+        """The checks of ``columns`` of ``table`` against what this database's live columns can store."""
+        found = ValueLimits(self.vendor, table, columns, self.declared_types(table),
+                            max_row_bytes=self.max_row_bytes())
+        return found or None
 
     # -- writing -----------------------------------------------------------------------------------
     def drop_temporary_sql(self, name: str) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
@@ -14,8 +17,96 @@ from .base import Engine, LiveColumn, family_of, fetch_batches
 _AUTO_INCREMENT_OPTION = re.compile(r"\s+AUTO_INCREMENT=\d+")
 
 
+STATEMENT_BYTES = 1 << 20  # well below the default max_allowed_packet of 16 MiB
+_SPECIAL = re.compile("[\\0\\\\\\n\\r\\x1a'\"]")  # what a backslash-escaping string literal cannot hold as it is
+
+
+def _escaped(value: str) -> str:
+    """The text of a string literal under backslash escapes (the backslash first, then the rest)."""
+    return (value.replace("\\", "\\\\").replace("\0", "\\0").replace("\n", "\\n").replace("\r", "\\r")
+            .replace("\x1a", "\\Z").replace("'", "\\'").replace('"', '\\"'))
+
+
+def _float_literal(value: float) -> str:
+    text = repr(value)
+    if text in ("inf", "-inf", "nan"):  # the value checks refuse these before any insert; never send them
+        raise ValueError(f"{text} cannot be stored in MariaDB")
+    return text if "e" in text else text + "e0"  # an exponent makes it a DOUBLE literal, not an exact DECIMAL
+
+
+def _literal_writer(backslash_escapes: bool) -> Any:
+    """A function from one value to its SQL literal, by the value's type."""
+    if backslash_escapes:
+        def text(value: str) -> str:
+            return "'" + (_escaped(value) if _SPECIAL.search(value) else value) + "'"
+    else:
+        def text(value: str) -> str:
+            return "'" + value.replace("'", "''") + "'"
+
+    by_type: dict[type, Any] = {
+        int: int.__repr__,
+        bool: lambda value: "1" if value else "0",
+        float: _float_literal,
+        str: text,
+        bytes: lambda value: "X'" + value.hex() + "'",
+        bytearray: lambda value: "X'" + value.hex() + "'",
+        memoryview: lambda value: "X'" + value.hex() + "'",
+        type(None): lambda value: "NULL",
+        datetime: lambda value: "'" + value.replace(tzinfo=None).isoformat(" ") + "'",
+        date: lambda value: "'" + value.isoformat() + "'",
+        Decimal: lambda value: str(value),
+    }
+
+    def literal(value: Any) -> str:
+        return by_type[type(value)](value)
+
+    return literal
+
+
+def _statements(head: str, rows: Sequence[Sequence[Any]], literal: Any, limit: int) -> Iterator[str]:
+    """``head`` followed by as many "(v, ...)" row tuples as fit in ``limit`` bytes (at least one per statement)."""
+    parts: list[str] = []
+    size = len(head)
+    for row in rows:
+        values = "(" + ",".join(map(literal, row)) + ")"
+        if parts and size + len(values) > limit:
+            yield head + ",".join(parts)
+            parts, size = [], len(head)
+        parts.append(values)
+        size += len(values) + 1
+    if parts:
+        yield head + ",".join(parts)
+
+
+def _iso_datetime(text: str) -> str:
+    """MariaDB's DATETIME text as the ISO text a datetime's isoformat() gives (no ".000000")."""
+    if len(text) < 19:
+        return text
+    return text[:10] + "T" + (text[11:19] if text.endswith(".000000") else text[11:])
+
+
+@contextmanager
+def _datetimes_as_iso_text(raw: Any) -> Iterator[None]:
+    """For one query, PyMySQL hands DATETIME values over as ISO text, which is what the file holds, instead of
+    building datetime objects to format them again (a tenth of a backup's time). Other drivers: unchanged."""
+    decoders = getattr(raw, "decoders", None)
+    if decoders is None:
+        yield
+        return
+    field_type = importlib.import_module(type(raw).__module__.rsplit(".", 1)[0] + ".constants.FIELD_TYPE")
+    raw.decoders = {**decoders, field_type.DATETIME: _iso_datetime}
+    try:
+        yield
+    finally:
+        raw.decoders = decoders
+
+
 class MySQLEngine(Engine):
     vendor = "mysql"
+
+    def __init__(self, connection: Any) -> None:
+        super().__init__(connection)
+        self._escapes: bool | None = None
 
     def _raw(self) -> Any:
         self.connection.ensure_connection()
@@ -29,6 +120,19 @@ class MySQLEngine(Engine):
                 "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", [table])
             return [LiveColumn(name=name, family=family_of(declared), nullable=nullable == "YES")
                     for name, declared, nullable in cursor.fetchall()]
+
+    def declared_types(self, table: str) -> dict[str, str]:
+        """The live COLUMN_TYPEs (varchar(100), longtext, int(11), double, datetime(6)...): a database made from
+        the AdCP application's own DDL has narrower columns than the schema this app ships."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS "
+                           "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s", [table])
+            return {name: declared for name, declared in cursor.fetchall()}
+
+    def max_row_bytes(self) -> int | None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT @@max_allowed_packet")
+            return int(cursor.fetchone()[0])
 
     def capture_ddl(self, tables: Sequence[str]) -> list[str]:
         """SHOW CREATE TABLE of each table, parents first, without the current AUTO_INCREMENT counter."""
@@ -55,7 +159,8 @@ class MySQLEngine(Engine):
         cursors = importlib.import_module(type(raw).__module__.rsplit(".", 1)[0] + ".cursors")
         cursor = raw.cursor(cursors.SSCursor)  # unbuffered: rows arrive as they are fetched
         try:
-            cursor.execute(sql, tuple(params) or None)
+            with _datetimes_as_iso_text(raw):
+                cursor.execute(sql, tuple(params) or None)
             for rows in fetch_batches(cursor, batch_size):
                 if bool_idx:  # BOOL is TINYINT(1): give the file true/false like every other engine
                     rows = [list(r) for r in rows]
@@ -75,6 +180,20 @@ class MySQLEngine(Engine):
             return None if not row or row[0] is None else int(row[0]) - 1
 
     # -- writing -----------------------------------------------------------------------------------
+    @contextmanager
+    def restore_transaction(self) -> Iterator[None]:
+        """The restore's transaction, with InnoDB's row-by-row foreign-key checks off for this session while it
+        deletes and inserts (as mysqldump's files do): every restore checks the foreign keys of the tables it
+        wrote with one join each before it commits, and rolls back on an orphan."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SET SESSION foreign_key_checks = 0")
+        try:
+            with transaction.atomic(using=self.alias):
+                yield
+        finally:  # after the transaction, which a dry run marks for rollback: no query may run inside it then
+            with self.connection.cursor() as cursor:
+                cursor.execute("SET SESSION foreign_key_checks = 1")
+
     def drop_temporary_sql(self, name: str) -> str:
         # Plain DROP TABLE commits the transaction on MariaDB, even for a temporary table.
         return f"DROP TEMPORARY TABLE IF EXISTS {self.quote(name)}"
@@ -98,13 +217,24 @@ class MySQLEngine(Engine):
         return rows
 
     def insert_rows(self, spec: TableSpec, columns: Sequence[str], rows: list[list[Any]]) -> None:
-        placeholders = ", ".join(["%s"] * len(columns))
-        sql = f"INSERT INTO {self.quote(spec.name)} ({self.column_list(columns)}) VALUES ({placeholders})"
+        """Multi-row INSERTs of up to about 1 MB, their literals written here: a pure-Python driver's own
+        per-value escaping took most of a restore's time on the client."""
+        head = f"INSERT INTO {self.quote(spec.name)} ({self.column_list(columns)}) VALUES "
+        literal = _literal_writer(self._backslash_escapes())
         cursor = self._raw().cursor()
         try:
-            cursor.executemany(sql, rows)  # the driver sends multi-row INSERTs of up to about 1 MB each
+            for statement in _statements(head, rows, literal, STATEMENT_BYTES):
+                cursor.execute(statement)
         finally:
             cursor.close()
+
+    def _backslash_escapes(self) -> bool:
+        """Whether the session reads backslash escapes in string literals (no NO_BACKSLASH_ESCAPES in sql_mode)."""
+        if self._escapes is None:
+            with self.connection.cursor() as cursor:
+                cursor.execute("SELECT @@SESSION.sql_mode")
+                self._escapes = "NO_BACKSLASH_ESCAPES" not in str(cursor.fetchone()[0]).upper()
+        return self._escapes
 
     def before_table_sql(self, spec: TableSpec, columns: Sequence[str], where: str) -> list[str]:
         # CREATE INDEX commits the transaction on MariaDB, even on a temporary table: the key comes with the table.

@@ -73,6 +73,9 @@ class PostgreSQLEngine(Engine):
         return [LiveColumn(name=name, family=family_of(declared), nullable=not notnull)
                 for name, declared, notnull, _default, _sequence in self._columns(table)]
 
+    def declared_types(self, table: str) -> dict[str, str]:
+        return {name: declared for name, declared, _notnull, _default, _sequence in self._columns(table)}
+
     @_after_copy
     def capture_ddl(self, tables: Sequence[str]) -> list[str]:
         """Sequences, tables with their keys and checks, then foreign keys and indexes: replayable in order."""

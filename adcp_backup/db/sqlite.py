@@ -33,6 +33,10 @@ class SQLiteEngine(Engine):
             for _cid, name, declared, notnull, _default, pk in rows
         ]
 
+    def declared_types(self, table: str) -> dict[str, str]:
+        rows = self._raw().execute(f"PRAGMA table_info({self.quote(table)})").fetchall()
+        return {name: declared or "" for _cid, name, declared, _notnull, _default, _pk in rows}
+
     def existing_tables(self) -> set[str]:
         rows = self._raw().execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
         return {r[0] for r in rows}

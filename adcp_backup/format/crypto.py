@@ -1,6 +1,8 @@
 """age encryption of backup files: keys from settings, and streaming encrypt/decrypt layers over pyrage."""
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import logging
 import os
@@ -105,6 +107,38 @@ def load_identities(identity: str | os.PathLike[str] | None = None) -> list[Any]
             f"Cannot decrypt: {origin} holds no {SECRET_KEY_PREFIX}... line (write one with age-keygen)."
         )
     return identities
+
+
+# -- passphrase files -----------------------------------------------------------------------------------------
+# A file written by `age -p` has one recipient stanza, scrypt, right after the version line.
+PASSPHRASE_STANZA = b"age-encryption.org/v1\n-> scrypt "
+ARMOR_BEGIN = b"-----BEGIN AGE ENCRYPTED FILE-----"
+
+
+def is_passphrase_encrypted(head: bytes) -> bool:
+    """Whether the first bytes of an age file (binary or armored) show a passphrase (scrypt) recipient."""
+    if head.startswith(PASSPHRASE_STANZA):
+        return True
+    if not head.startswith(ARMOR_BEGIN):
+        return False
+    lines = head[len(ARMOR_BEGIN):].strip().splitlines()
+    if not lines:
+        return False
+    try:
+        first = base64.b64decode(lines[0].strip() + b"=" * (-len(lines[0].strip()) % 4))
+    except (binascii.Error, ValueError):
+        return False
+    return first.startswith(PASSPHRASE_STANZA[:len(first)]) and len(first) >= len(PASSPHRASE_STANZA)
+
+
+def refuse_passphrase_file(head: bytes) -> None:
+    """Passphrase files are not read (pyrage decrypts them only whole, in memory): say so, and how to convert."""
+    if is_passphrase_encrypted(head):
+        raise EncryptionKeyError(
+            "This backup is encrypted with a passphrase (age -p), which adcp-backup does not read: it reads files "
+            "encrypted to age public keys. Re-encrypt it to your key with "
+            "'age -d FILE | age -r age1... -o FILE.age' and use the new file."
+        )
 
 
 # -- the channel between the caller's thread and pyrage's ---------------------------------------------------

@@ -17,6 +17,8 @@ def open_reader(raw: IO[bytes], *, strict: bool = True, identity: Any = None) ->
     if encrypted:
         from . import crypto
 
+        head, stream = codecs.sniff(stream, 256)  # an armored file's first stanza lies past the first 64 bytes
+        crypto.refuse_passphrase_file(head)
         stream = crypto.decrypting_reader(stream, identity=identity)
         head, stream = codecs.sniff(stream)
     compression = codecs.detect_compression(head)

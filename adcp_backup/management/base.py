@@ -41,6 +41,9 @@ def command_origin() -> history.Origin:
 
 class BackupCommand(BaseCommand):
     stealth_options = ("stdin",)
+    # This app's own checks, not the whole project's: those import every URLconf and with it the admin's views
+    # and Celery, a quarter of a second before a command could start. `manage.py check` runs them all.
+    requires_system_checks = ["adcp_backup"]
 
     def execute(self, *args: Any, **options: Any) -> Any:
         keep_freed_memory_for_reuse()

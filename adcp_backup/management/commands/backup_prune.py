@@ -29,10 +29,12 @@ class Command(BackupCommand):
                            ("weekly", "the newest backup of each of the last N ISO weeks that have one"),
                            ("monthly", "the newest backup of each of the last N months that have one")):
             parser.add_argument(f"--keep-{rule}", type=count, metavar="N",
-                                help=f"Keep {what} (default: ADCP_BACKUP_KEEP_{rule.upper()}; 'unlimited' for all).")
+                                help=f"Keep {what}; 'unlimited' for all. As with restic, once any of --keep-last, "
+                                     "--keep-daily, --keep-weekly and --keep-monthly is given, only those given "
+                                     f"apply; with none, ADCP_BACKUP_KEEP_{rule.upper()} does.")
         parser.add_argument("--keep-safety", type=count, metavar="N",
                             help="Keep the newest N safety backups taken before restores "
-                                 "(default: ADCP_BACKUP_KEEP_SAFETY).")
+                                 "(default: ADCP_BACKUP_KEEP_SAFETY; it leaves the other rules as they are).")
         parser.add_argument("--dry-run", action="store_true", help="List what would be removed; remove nothing.")
 
     def handle(self, *args: Any, keep_last: int | None, keep_daily: int | None, keep_weekly: int | None,
@@ -48,7 +50,10 @@ class Command(BackupCommand):
             self.emit_json(result.as_dict())
             return
         policy = ", ".join(f"{k.replace('_', '-')} {'unlimited' if v < 0 else v}" for k, v in result.policy.items())
-        self.stdout.write(f"Policy: {policy}")
+        source = ("the --keep-* flags given; the rules not given keep nothing"
+                  if result.policy_source == services.POLICY_FROM_FLAGS
+                  else "the ADCP_BACKUP_KEEP_* settings, as no --keep-* flag was given")
+        self.stdout.write(f"Policy from {source}: {policy}")
         self._section("Keep", result.kept)
         self._section("Would remove" if dry_run else "Removed", result.removed)
         self._section("Left alone", result.skipped)

@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from ... import services
+from ...db.limits import ENGINES
 from ..base import EXIT_INVALID, BackupCommand, format_counts
 
 
@@ -18,10 +19,15 @@ class Command(BackupCommand):
         parser.add_argument("--identity", metavar="PATH",
                             help="age identity file that decrypts encrypted backups "
                                  "(default: ADCP_BACKUP_AGE_IDENTITY).")
+        parser.add_argument("--target-engine", choices=ENGINES,
+                            help="Also find every value this engine would refuse (mysql: MariaDB/MySQL), by the "
+                                 "columns of --database when it is that engine, else by the app's schema for it.")
 
-    def handle(self, *args: Any, file: str, identity: str | None, as_json: bool, **options: Any) -> None:
+    def handle(self, *args: Any, file: str, identity: str | None, target_engine: str | None, as_json: bool,
+               database: str, **options: Any) -> None:
         report = self.run_service(
-            lambda: services.backup_validate(file=file, identity=identity, progress=self.progress_reporter(options)),
+            lambda: services.backup_validate(file=file, identity=identity, target_engine=target_engine,
+                                             database=database, progress=self.progress_reporter(options)),
             as_json=as_json,
         )
         if as_json:
