@@ -56,7 +56,9 @@ SETTINGS: dict[str, Setting] = {
         Setting("SAFETY_BACKUP", True, "Take a backup of what a restore replaces, before it replaces it."),
         Setting("VERIFY", True, "Read a new backup back from storage and check its checksum before publishing it."),
         Setting("PROGRESS_INTERVAL", 5.0, "Seconds between progress lines when stderr is not a terminal."),
-        Setting("MAX_PROBLEMS", 100, "Problems a validation lists before it stops counting them one by one."),
+        Setting("MAX_PROBLEMS", 100, "Problems a validation lists; the rest are counted, not kept."),
+        Setting("MAX_LINE_LENGTH", 64 * 1024**2,
+                "Longest line, in bytes, a backup file may hold (at least 1 MiB); a longer one makes it invalid."),
         Setting("ADMIN_RESTORE", True, "Offer restore and upload in the admin; False leaves restores to the shell."),
         Setting("UPLOAD_MAX_SIZE", 2 * 1024**3, "Largest backup file, in bytes, the admin accepts as an upload."),
         Setting("JOB_STALE_AFTER", 300, "Seconds without a heartbeat after which an unfinished job is marked failed "

@@ -16,7 +16,7 @@ from django.db.models import QuerySet
 
 from . import history, services
 from .conf import backup_settings
-from .exceptions import BackupConfigurationError, BackupError, BackupLocked, InvalidBackup
+from .exceptions import BackupConfigurationError, BackupError, BackupLocked, InvalidBackup, SettingsFilesNotWritten
 from .interrupts import describe, signals_interrupt
 from .models import BackupJob
 from .progress import ProgressEvent
@@ -251,6 +251,10 @@ def run_job(job_id: int) -> None:
         result = {"problems": [p.as_dict() for p in exc.problems], "problems_total": exc.total}
     except JobFailed as exc:
         error, result = str(exc), exc.result
+    except SettingsFilesNotWritten as exc:  # the database WAS restored: the record says so, and what was not
+        error = str(exc)
+        result = {"database_restored": True, "restored": exc.restored, "files": exc.files,
+                  "files_not_written": exc.failed}
     except BackupError as exc:
         error = str(exc)
     except Exception as exc:

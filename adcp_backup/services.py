@@ -42,6 +42,7 @@ from .exceptions import (
     EncryptionKeyError,
     InvalidBackup,
     Problem,
+    ProblemLog,
     RestoreError,
     UnsignedBackup,
     ValuesRefused,
@@ -487,11 +488,12 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
     target_limits: dict[str, limits.ValueLimits | None] = {}
     source = _resolve(file, identity)
     limit = backup_settings.MAX_PROBLEMS
-    problems: list[Problem] = []
+    problems = ProblemLog(limit)  # capped: a file of a billion bad lines keeps `limit` problems and a count
     counts: dict[str, int] = {}
     checksums: dict[str, str | None] = {}
     header: dict[str, Any] = {}
     reader: Any = None
+    files = settings_files.RecordChecker()
     try:
         with _opened(source, strict=False, identity=identity) as reader, KeyIndex() as keys:
             header = reader.header
@@ -514,7 +516,7 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
                 elif isinstance(event, RowBatch):
                     checker = checkers.get(event.table)
                     if checker is not None:
-                        if len(problems) < limit:
+                        if not problems.full:
                             problems.extend(checker.check(event.rows, event.first_row))
                         target = target_limits.get(event.table)
                         if target is not None and len(problems) < limit:
@@ -528,26 +530,28 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
                     problems.extend(validation.end_problems(header, event))
                     progress(ProgressEvent("validate", event.name, event.rows, event.rows, finished=True))
                 elif isinstance(event, FileRecord):
-                    problems.extend(validation.file_problems(event))
-            problems = reader.problems + problems
+                    problems.extend(validation.file_problems(event, files))
             if not any(p.section == "trailer" for p in reader.problems):
                 problems.extend(keys.problems(limit))
     except InvalidBackup as exc:
-        problems = (reader.problems if reader is not None else []) + problems + exc.problems
-    total = len(problems)
-    provenance = _content_provenance(reader, problems)
+        problems.extend(exc.problems)
+    found = ProblemLog(limit)
+    if reader is not None:
+        found.absorb(reader.problems)
+    found.absorb(problems)
+    provenance = _content_provenance(reader, list(found.items))
     report = ValidationReport(
         name=source.name,
         path=source.path,
-        valid=not problems,
+        valid=not found,
         format=getattr(reader, "format", None),
         compression=getattr(reader, "compression", None),
-        encrypted=bool(getattr(reader, "encrypted", False)) or any(p.section == "encryption" for p in problems),
+        encrypted=bool(getattr(reader, "encrypted", False)) or any(p.section == "encryption" for p in found),
         created_at=header.get("created_at"),
         counts=counts,
         checksums=checksums,
-        problems=problems[:limit],
-        problems_total=total,
+        problems=list(found.items),
+        problems_total=found.total,
         duration=time.monotonic() - started,
         provenance=provenance.status,
         provenance_note=provenance.note,
@@ -555,6 +559,7 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
         withheld_files=[str(p) for p in header.get("withheld_files") or []][:100],
         target_engine=target_engine,
     )
+    total = found.total
     logger.info("Validated %s: %s, %s", source.display, "valid" if report.valid else f"{total} problem(s)",
                 provenance.label)
     return report
@@ -581,8 +586,9 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
         with crypto.layer_scope():
             reader = open_reader(handle, strict=True, identity=identity)
             counts = reader.header.get("counts")
-            if not counts or None in counts.values():
+            if not isinstance(reader, NativeReader) and (not counts or None in counts.values()):
                 counts = _count_rows(reader)  # legacy v1 files announce no counts: read them
+            # A native header's shape was checked when it was read (an invalid one raised InvalidBackup).
         header = reader.header
         provenance = _header_provenance(reader, name)
         return BackupEntry(
@@ -905,7 +911,11 @@ def backup_restore(
     started = time.monotonic()
     source = _resolve(file, identity)
     engine = get_engine(database)
-    with _opened(source, strict=True, identity=identity) as reader:
+    _check_settings_records(source, identity, restore_settings=restore_settings, tenants=tenants)
+    with _opened(source, strict=True, identity=identity) as opened:
+        # Settings-file records are checked as they stream past, inside the transaction: a bad one rolls it back.
+        reader = settings_files.CheckedRecords(
+            opened, targets=_writes_settings(opened.header, restore_settings=restore_settings, tenants=tenants))
         header = reader.header
         problems = validation.header_problems(header)  # before anything the header names is used
         if problems:
@@ -941,7 +951,7 @@ def backup_restore(
 
     files: list[dict[str, str]] = []
     if restore_settings:
-        files = restore.restore_files(outcome.files, dry_run=dry_run)
+        files = restore.restore_files(outcome.files, dry_run=dry_run, name=source.name, restored=outcome.restored)
     notes.extend(_provenance_notes(reader))
     result = RestoreResult(
         name=source.name,
@@ -970,6 +980,7 @@ def _require_signature(reader: Any, source: Source, identity: str | os.PathLike[
     An unsigned file that is also invalid is reported as invalid (exit 2), so it is validated first."""
     if allowed:
         return
+    reader = _unwrapped(reader)
     if isinstance(reader, NativeReader) and reader.header.get("signature") is not None:
         reader.require_signature = True
         return
@@ -985,11 +996,49 @@ def _require_signature(reader: Any, source: Source, identity: str | os.PathLike[
                          "with --allow-unsigned.")
 
 
+def _unwrapped(reader: Any) -> Any:
+    """The format's own reader behind the settings-file checking wrapper."""
+    return reader._reader if isinstance(reader, settings_files.CheckedRecords) else reader
+
+
 def _provenance_notes(reader: Any) -> list[str]:
+    reader = _unwrapped(reader)
     provenance = reader.provenance if isinstance(reader, NativeReader) else signing.legacy()
     if provenance is None or provenance.status == signing.SIGNED:
         return []
     return [f"provenance: {provenance.label} ({provenance.note})"]
+
+
+def _writes_settings(header: dict[str, Any], *, restore_settings: bool, tenants: Sequence[str] | None) -> bool:
+    """Whether this restore writes the settings files (and so needs their folders writable): a full restore does,
+    a tenant restore only of a whole tenant backup that holds them."""
+    if not restore_settings or tenants:
+        return False
+    if not tenant_scope.is_tenant_backup(header):
+        return True
+    return tenant_scope.SETTINGS in ((header.get("scope") or {}).get("global") or [])
+
+
+def _check_settings_records(source: Source, identity: str | os.PathLike[str] | None, *, restore_settings: bool,
+                            tenants: Sequence[str] | None) -> None:
+    """Refuse a file with an unsound settings-file record, or a target that cannot be written, before anything
+    is written (the safety backup included). A native file's records are found by a quick pass that skips its
+    rows; a legacy file's are made by its reader from fixed paths, and are checked on the real pass only."""
+    with _opened(source, strict=False, identity=identity) as reader:
+        if not isinstance(reader, NativeReader):
+            return
+
+        def readable_records() -> Iterator[Any]:
+            try:
+                yield from reader.file_records()
+            except InvalidBackup:
+                return  # a damaged stream or an endless line: the real pass reports it where it is
+
+        targets = _writes_settings(reader.header, restore_settings=restore_settings, tenants=tenants)
+        settings_files.refuse_unsound(readable_records(), targets=targets)
+        damaged = [p for p in reader.problems if p.section.startswith("file")]  # bad base64 or checksum
+        if damaged:
+            raise InvalidBackup(damaged)
 
 
 def _every_value_refused(exc: ValuesRefused, *, file: str, identity: str | os.PathLike[str] | None,
@@ -1025,7 +1074,8 @@ def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Se
                                                       progress=progress)
     except DatabaseError as exc:
         raise RestoreError(f"The restore failed and was rolled back; the database is unchanged. ({exc})") from exc
-    files = restore.restore_files(outcome.files, dry_run=dry_run) if restore_settings else []
+    files = (restore.restore_files(outcome.files, dry_run=dry_run, name=source.name, restored=outcome.restored)
+             if restore_settings else [])
     notes = [*outcome.notes, *_provenance_notes(reader)]
     result = RestoreResult(
         name=source.name,

@@ -1,16 +1,19 @@
 """Settings files and environment variables: captured byte for byte, secrets redacted, restored atomically."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .conf import backup_settings
+from .exceptions import BackupError, InvalidBackup, Problem, RestoreError, SettingsFilesNotWritten
+from .format.events import FileRecord
 
 REDACTED = "**redacted**"
 _TRUE = {"1", "true", "yes", "on"}
@@ -25,17 +28,20 @@ class CapturedFile:
 
 
 def capture_files(paths: Iterable[Path] | None = None, *, withhold_secrets: bool = False) -> list[CapturedFile]:
-    """The settings files as they are on disk; a missing file is recorded as missing.
+    """The settings files as they are on disk, with their permission bits only; a missing one is recorded as missing.
 
     Files are stored byte for byte, so their secrets cannot be masked: with ``withhold_secrets`` a file
     holding secret-looking keys is recorded as withheld, without its content."""
     captured = []
     for path in paths if paths is not None else backup_settings.settings_files:
         try:
-            content = path.read_bytes()
-            mode = path.stat().st_mode & 0o777
-        except FileNotFoundError:
+            with path.open("rb") as f:
+                content = f.read()
+                mode: int | None = os.fstat(f.fileno()).st_mode & 0o777
+        except (FileNotFoundError, NotADirectoryError):
             content, mode = None, None
+        except OSError as exc:
+            raise BackupError(f"Cannot read the settings file {path}: {exc.strerror or exc}.") from exc
         found = secret_keys(content) if withhold_secrets and content is not None else []
         if found:
             reason = f"it holds secret-looking keys ({', '.join(found[:10])}) and the backup is not encrypted"
@@ -204,21 +210,220 @@ def mask_variables(variables: dict[str, Any]) -> dict[str, Any]:
     return {name: redact_value(name, value) if isinstance(value, str) else value for name, value in variables.items()}
 
 
-def target_for(recorded: str, configured: Sequence[Path] | None = None) -> Path | None:
-    """Where a settings file recorded in a backup goes now: the configured file of that path, else of that name."""
+MAX_PATH_LENGTH = 4096
+# A restored settings file gets read and write bits only: never execute, setuid, setgid or sticky.
+PERMISSION_MASK = 0o666
+DEFAULT_MODE = 0o600
+
+
+def target_for(recorded: Any, configured: Sequence[Path] | None = None) -> Path | None:
+    """Where a settings file recorded in a backup goes now: the configured file of that path, else of that name.
+
+    The answer is always one of the configured paths; the recorded path is only compared, never opened."""
+    if not _plausible_path(recorded):
+        return None
     configured = list(configured if configured is not None else backup_settings.settings_files)
-    recorded_path = (Path.cwd() / recorded).resolve()
+    recorded_path = Path(os.path.normpath(os.path.join(os.getcwd(), recorded)))
     for path in configured:
         if path == recorded_path:
             return path
+    name = recorded_path.name
     for path in configured:
-        if path.name == Path(recorded).name:
+        if name and path.name == name:
             return path
     return None
 
 
+def _plausible_path(recorded: Any) -> bool:
+    return (isinstance(recorded, str) and 0 < len(recorded) <= MAX_PATH_LENGTH
+            and not any(ord(c) < 32 or c == "\x7f" for c in recorded))
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def applied_mode(record_mode: Any, target: Path) -> int:
+    """The permission bits a restored file gets: the recorded ones masked to 0o666, else the existing file's."""
+    if type(record_mode) is int:
+        return record_mode & PERMISSION_MASK
+    try:
+        return target.stat().st_mode & PERMISSION_MASK
+    except OSError:
+        return DEFAULT_MODE
+
+
+class RecordChecker:
+    """Checks the settings-file records of a backup one by one, as a reader yields them.
+
+    The one definition of a sound record, used by validation and by the restore before it commits: its path
+    names a configured settings file (at most once), its mode is absent or an integer among the permission
+    bits that leaves the file readable by its owner, and its size and checksum match its content."""
+
+    def __init__(self, configured: Sequence[Path] | None = None) -> None:
+        self.configured = list(configured if configured is not None else backup_settings.settings_files)
+        self.targets: dict[Path, str] = {}
+
+    def check(self, record: Any) -> list[Problem]:
+        path = getattr(record, "path", None)
+        section = f"file {_shown(path)}" if not isinstance(path, str) or not _plausible_path(path) else f"file {path}"
+        if not _plausible_path(path):
+            return [Problem(section, "the path is not a plain file path (empty, too long, or holding a NUL or "
+                                     "another control character)")]
+        target = target_for(path, self.configured)
+        if target is None:
+            return [Problem(section, "not one of the configured settings files (ADCP_BACKUP_SETTINGS_FILES: "
+                                     + ", ".join(p.name for p in self.configured) + ")")]
+        problems = []
+        if target in self.targets:
+            problems.append(Problem(section, f"a second record for {target} (the first was {self.targets[target]})"))
+        else:
+            self.targets[target] = str(path)
+        content = getattr(record, "content", None)
+        if content is None:
+            return problems
+        if not isinstance(content, bytes):
+            return [*problems, Problem(section, "the content is not bytes")]
+        mode = getattr(record, "mode", None)
+        if mode is not None:
+            if type(mode) is not int:
+                problems.append(Problem(section, f"the mode should be an integer, not {type(mode).__name__} "
+                                                 f"{_shown(mode)}"))
+            elif not 0 <= mode <= 0o777:
+                problems.append(Problem(section, f"the mode {_octal(mode)} is not permission bits (0 to 0o777): "
+                                                 "setuid, setgid, sticky or file-type bits are never restored"))
+            elif not mode & 0o400:
+                problems.append(Problem(section, f"the mode {_octal(mode)} would leave the file unreadable "
+                                                 "by its owner"))
+        size = getattr(record, "size", None)
+        if size is not None and (type(size) is not int or size != len(content)):
+            problems.append(Problem(section, f"the recorded size {_shown(size)} differs from the content's "
+                                             f"{len(content)} bytes"))
+        sha256 = getattr(record, "sha256", None)
+        if sha256 is not None and sha256 != hashlib.sha256(content).hexdigest():
+            problems.append(Problem(section, "checksum mismatch: the file's content was changed or damaged"))
+        return problems
+
+
+def _octal(mode: int) -> str:
+    return oct(mode) if abs(mode) < 1 << 64 else f"{str(mode)[:20]}... (a {mode.bit_length()}-bit number)"
+
+
+def check_records(records: Iterable[Any], configured: Sequence[Path] | None = None) -> list[Problem]:
+    """Every problem of these settings-file records (see RecordChecker)."""
+    checker = RecordChecker(configured)
+    return [problem for record in records for problem in checker.check(record)]
+
+
+def unwritable_targets(records: Iterable[Any], configured: Sequence[Path] | None = None) -> dict[str, str]:
+    """The configured files these records would replace that cannot be written now: path -> why.
+
+    Checked by the restore before it commits; a file that already holds the recorded content is not written."""
+    failed: dict[str, str] = {}
+    for record in records:
+        target = target_for(getattr(record, "path", None), configured)
+        if target is None or getattr(record, "content", None) is None:
+            continue
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            failed[str(target)] = "it is not a regular file"
+            continue
+        if target.is_file():
+            try:
+                if target.read_bytes() == record.content:
+                    continue
+            except OSError as exc:
+                failed[str(target)] = f"it cannot be read ({exc.strerror or exc})"
+                continue
+        folder = target.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            failed[str(target)] = f"{folder} is not a folder"
+        elif not os.access(folder, os.W_OK | os.X_OK):
+            failed[str(target)] = f"the folder {folder} is not writable"
+    return failed
+
+
+def refuse_unsound(records: Iterable[Any], checker: RecordChecker | None = None, *, targets: bool = True) -> None:
+    """Raise at the first record that is unsound (InvalidBackup) or, with ``targets``, whose target cannot be
+    written (RestoreError). Nothing is kept: a file of a million records costs one record's memory."""
+    checker = checker if checker is not None else RecordChecker()
+    for record in records:
+        problems = checker.check(record)
+        if problems:
+            raise InvalidBackup(problems)
+        failed = unwritable_targets([record], checker.configured) if targets else {}
+        if failed:
+            raise RestoreError("The settings files cannot be written, so nothing was restored: "
+                               + "; ".join(f"{path}: {why}" for path, why in failed.items()) + ".")
+
+
+class CheckedRecords:
+    """A reader whose settings-file records are checked as they stream past: inside a restore's transaction, a
+    bad record raises InvalidBackup (or RestoreError for a target that cannot be written) before the commit."""
+
+    def __init__(self, reader: Any, configured: Sequence[Path] | None = None, *, targets: bool = True) -> None:
+        self._reader = reader
+        self._configured = configured
+        self._targets = targets  # False when the restore leaves the settings files alone: records still checked
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+    def events(self) -> Iterator[Any]:
+        checker = RecordChecker(self._configured)
+        for event in self._reader.events():
+            if isinstance(event, FileRecord):
+                refuse_unsound([event], checker, targets=self._targets)
+            yield event
+
+
+def write_records(records: Sequence[FileRecord], *, dry_run: bool, name: str = "the backup",
+                  restored: dict[str, int] | None = None) -> list[dict[str, str]]:
+    """Write the records' content to their configured files (after the database committed); the report per file.
+
+    A file that cannot be written does not stop the others; afterwards SettingsFilesNotWritten names them."""
+    report: list[dict[str, str]] = []
+    failed: dict[str, str] = {}
+    for record in records:
+        target = target_for(record.path)
+        if target is None:
+            report.append({"path": str(record.path), "action": "skipped: not a configured settings file"})
+            continue
+        if record.withheld is not None:
+            report.append({"path": str(target), "action": f"left alone: withheld from the backup, as {record.withheld}"})
+            continue
+        if record.content is None:
+            report.append({"path": str(target), "action": "left alone: the file did not exist at backup time"})
+            continue
+        try:
+            current = target.read_bytes() if target.is_file() else None
+        except OSError:
+            current = None
+        if current == record.content:
+            report.append({"path": str(target), "action": "unchanged"})
+            continue
+        if dry_run:
+            report.append({"path": str(target), "action": "would be written"})
+            continue
+        try:
+            write_atomically(target, record.content, applied_mode(record.mode, target))
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            failed[str(target)] = reason
+            report.append({"path": str(target), "action": f"NOT written: {reason}"})
+            continue
+        report.append({"path": str(target), "action": "written"})
+    if failed:
+        raise SettingsFilesNotWritten(name=name, failed=failed, files=report, restored=restored or {})
+    return report
+
+
 def write_atomically(path: Path, content: bytes, mode: int | None = None) -> None:
-    """Temporary file beside the target, fsync, rename, fsync the folder: the file is old or new, never half."""
+    """Temporary file beside the target, fsync, rename, fsync the folder: the file is old or new, never half.
+
+    ``mode`` is masked to the read and write bits; without it the file keeps the existing file's."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -227,9 +432,9 @@ def write_atomically(path: Path, content: bytes, mode: int | None = None) -> Non
             f.flush()
             os.fsync(f.fileno())
         if mode is not None:
-            os.chmod(temp, mode)
+            os.chmod(temp, mode & PERMISSION_MASK)
         elif path.exists():
-            os.chmod(temp, path.stat().st_mode & 0o777)
+            os.chmod(temp, path.stat().st_mode & PERMISSION_MASK)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
@@ -241,7 +446,8 @@ def write_atomically(path: Path, content: bytes, mode: int | None = None) -> Non
         os.close(dir_fd)
 
 
-def record_problems(record: Any) -> list[Any]:
+def record_problems(record: Any, checker: RecordChecker | None = None) -> list[Problem]:
     """What is wrong with a settings-file record of a backup (validation and restore both ask, before the
-    database commits). Nothing yet: path, mode, size and checksum rules belong here."""
-    return []
+    database commits). Pass one RecordChecker for all the records of a file so that a second record for the
+    same settings file is caught too; without one, the record is judged on its own."""
+    return (checker if checker is not None else RecordChecker()).check(record)

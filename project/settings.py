@@ -164,6 +164,7 @@ ADCP_BACKUP_COMPRESSION = env.str("ADCP_BACKUP_COMPRESSION", default="gzip")
 ADCP_BACKUP_GZIP_LEVEL = env.int("ADCP_BACKUP_GZIP_LEVEL", default=1)
 ADCP_BACKUP_ZSTD_LEVEL = env.int("ADCP_BACKUP_ZSTD_LEVEL", default=3)
 ADCP_BACKUP_SAFETY_BACKUP = env.bool("ADCP_BACKUP_SAFETY_BACKUP", default=True)
+ADCP_BACKUP_MAX_LINE_LENGTH = env.int("ADCP_BACKUP_MAX_LINE_LENGTH", default=64 << 20)
 
 # Encryption with age (docs/security.md): public keys to encrypt to, and the identity file that decrypts.
 ADCP_BACKUP_ENCRYPT = env.bool("ADCP_BACKUP_ENCRYPT", default=False)

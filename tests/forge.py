@@ -17,7 +17,7 @@ import orjson
 
 from adcp_backup import signing
 
-Line = dict[str, Any] | list[Any] | bytes  # a record, a row, or raw bytes written as they are (no newline)
+Line = dict[str, Any] | list[Any] | bytes  # a record, a row, or raw bytes written as they are (plus a newline)
 
 
 def read_lines(path: str | Path) -> list[Line]:
@@ -49,6 +49,13 @@ def seal(lines: Iterable[Line], *, sign: bool = True, name: str | None = None) -
             if sign and name is not None:
                 line["signature"] = signing.header_signature(line, name)
         is_row = not isinstance(line, dict) and table_hash is not None
+        if isinstance(line, bytes):
+            # Raw bytes are hashed as the reader hashes them: a row inside a table when they start with "[",
+            # a record when they are a JSON object, and not at all otherwise (empty lines, garbage).
+            is_row = table_hash is not None and line.startswith(b"[")
+            if not is_row and not _is_object(line):
+                yield line + b"\n"
+                continue
         if isinstance(line, dict) and line.get("kind") == "table":
             table_hash, rows = hashlib.sha256(), 0
         elif isinstance(line, dict) and line.get("kind") == "table_end" and table_hash is not None:
@@ -66,6 +73,13 @@ def seal(lines: Iterable[Line], *, sign: bool = True, name: str | None = None) -
     if sign:
         trailer["signature"] = signing.trailer_signature(trailer["sha256"], counts)
     yield orjson.dumps(trailer) + b"\n"
+
+
+def _is_object(data: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(data), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def write(path: str | Path, lines: Iterable[Line], *, compress: bool = False, sign: bool = True) -> Path:
@@ -93,3 +107,24 @@ def header(lines: list[Line]) -> dict[str, Any]:
 
 def records(lines: list[Line], kind: str) -> list[dict[str, Any]]:
     return [line for line in lines if isinstance(line, dict) and line.get("kind") == kind]
+
+
+def before_trailer(lines: list[Line], extra: Iterable[Line]) -> Iterable[Line]:
+    """The lines with ``extra`` inserted just before the trailer (which seal replaces)."""
+    for line in lines:
+        if isinstance(line, dict) and line.get("kind") == "trailer":
+            yield from extra
+        yield line
+
+
+def with_records(lines: list[Line], kind: str, edit: Callable[[dict[str, Any]], Line | None]) -> list[Line]:
+    """The lines with every record of ``kind`` replaced by ``edit(record)`` (None drops it)."""
+    out: list[Line] = []
+    for line in lines:
+        if isinstance(line, dict) and line.get("kind") == kind:
+            edited = edit(dict(line))
+            if edited is not None:
+                out.append(edited)
+        else:
+            out.append(line)
+    return out

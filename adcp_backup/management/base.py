@@ -12,13 +12,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from .. import history
 from ..conf import backup_settings
 from ..display import format_size  # noqa: F401  (the commands import it from here)
-from ..exceptions import BackupError, BackupNotFound, InvalidBackup, TenantConflict
+from ..exceptions import BackupError, BackupNotFound, InvalidBackup, SettingsFilesNotWritten, TenantConflict
 from ..interrupts import describe, signals_interrupt
 from ..models import BackupJob
 from ..progress import ProgressCallback, TerminalProgress, silent
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+EXIT_FILES_NOT_WRITTEN = 3  # backup_restore: the database WAS restored, some settings files were not written
 M_TOP_PAD = -2  # glibc's mallopt parameter
 
 
@@ -71,10 +72,16 @@ class BackupCommand(BaseCommand):
 
     def fail(self, exc: BackupError, *, as_json: bool, extra: dict[str, Any] | None = None) -> CommandError:
         code = EXIT_INVALID if isinstance(exc, InvalidBackup) else EXIT_FAILED
+        if isinstance(exc, SettingsFilesNotWritten):
+            code = EXIT_FILES_NOT_WRITTEN
         if as_json:
             payload: dict[str, Any] = {"error": str(exc), "type": type(exc).__name__, **(extra or {})}
             if isinstance(exc, InvalidBackup):
                 payload["problems"] = [p.as_dict() for p in exc.problems]
+                payload["problems_total"] = exc.total
+            if isinstance(exc, SettingsFilesNotWritten):
+                payload.update(database_restored=True, restored=exc.restored, files=exc.files,
+                               files_not_written=exc.failed)
             if isinstance(exc, TenantConflict):
                 payload["conflicts"] = [c.as_dict() for c in exc.conflicts]
             self.emit_json(payload)
