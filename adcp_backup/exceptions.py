@@ -163,3 +163,7 @@ class TenantConflict(RestoreError):
         shown = "; ".join(str(c) for c in self.conflicts[:10])
         more = f" (and {len(self.conflicts) - 10} more)" if len(self.conflicts) > 10 else ""
         super().__init__(f"The tenant restore was refused, nothing was changed: {shown}{more}")
+
+
+class UnsignedBackup(RestoreError):
+    """A restore of a file this installation did not sign, without the explicit permission to restore it."""

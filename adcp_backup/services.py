@@ -1,6 +1,7 @@
 """The one API of adcp-backup: every command, admin view and task calls these functions."""
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -9,7 +10,7 @@ import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -29,6 +30,7 @@ from . import (
     retention,
     settings_files,
     signals,
+    signing,
     validation,
 )
 from . import scope as tenant_scope
@@ -42,6 +44,7 @@ from .exceptions import (
     Problem,
     ProblemLog,
     RestoreError,
+    UnsignedBackup,
     ValuesRefused,
 )
 from .format import codecs, crypto
@@ -54,6 +57,7 @@ from .restore import TableChange
 from .sources import Source
 from .sources import resolve as resolve_source
 from .storage import BackupStorage, HashingWriter, stream_file
+from .uploads import UPLOAD_PREFIX
 from .validation import KeyIndex, RowChecker
 
 logger = logging.getLogger(__name__)
@@ -76,6 +80,9 @@ class BackupResult:
     purpose: str
     secrets: str
     duration: float
+    provenance: str = signing.SIGNED
+    withheld_files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,11 +121,20 @@ class ValidationReport:
     problems: list[Problem]
     problems_total: int
     duration: float
+    provenance: str = signing.UNSIGNED
+    provenance_note: str = ""
+    future_dated: bool = False
+    withheld_files: list[str] = field(default_factory=list)
+
+    @property
+    def trusted(self) -> bool:
+        return self.valid and self.provenance in signing.TRUSTED
     target_engine: str | None = None  # whose limits the values were checked against, besides the file's own
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["problems"] = [p.as_dict() for p in self.problems]
+        data["trusted"] = self.trusted
         return data
 
 
@@ -135,13 +151,28 @@ class BackupEntry:
     purpose: str | None
     path: str | None
     error: str | None = None
+    provenance: str = signing.UNSIGNED
+    provenance_note: str = ""
+    uploaded: bool = False
+    future_dated: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "trusted": self.trusted}
 
     @property
     def created(self) -> datetime | None:
         return parse_time(self.created_at)
+
+    @property
+    def provenance_label(self) -> str:
+        return signing.LABELS.get(self.provenance, self.provenance)
+
+    @property
+    def trusted(self) -> bool:
+        """Whether this backup may steer anything automatic (``latest``, monitoring, retention): a readable
+        file whose header this installation signed, for this very name, dated no later than a few minutes
+        from now. Anything else is listed, validated and restored only on explicit request, never pruned."""
+        return self.error is None and self.provenance in signing.TRUSTED and not self.future_dated
 
 
 @dataclass(frozen=True)
@@ -153,6 +184,12 @@ class RestorePlan:
     current_counts: dict[str, int | None]
     settings_files: list[str]
     scope: dict[str, Any]
+    provenance: str = signing.UNSIGNED
+    provenance_note: str = ""
+
+    @property
+    def provenance_label(self) -> str:
+        return signing.LABELS.get(self.provenance, self.provenance)
 
 
 @dataclass(frozen=True)
@@ -171,6 +208,14 @@ class InfoResult:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+def is_future(created: datetime | None, now: datetime | None = None) -> bool:
+    """A creation time more than ADCP_BACKUP_FUTURE_TOLERANCE seconds ahead of now: a clock or a forgery."""
+    if created is None:
+        return False
+    now = now or datetime.now(UTC)
+    return (created - now).total_seconds() > float(backup_settings.FUTURE_TOLERANCE)
+
+
 def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
@@ -183,8 +228,11 @@ def parse_time(value: str | None) -> datetime | None:
 
 def new_backup_name(compression: str, *, now: datetime | None = None, suffix: str = "") -> str:
     now = now or datetime.now(UTC)
-    return (f"{NAME_PREFIX}{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}.jsonl"
-            f"{codecs.SUFFIXES[compression]}{suffix}")
+    stem = f"{NAME_PREFIX}{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
+    extension = f".jsonl{codecs.SUFFIXES[compression]}{suffix}"
+    if suffix == crypto.SUFFIX:  # readable only with an identity: the name itself says who wrote it, and when
+        return signing.signed_name(stem, extension)
+    return stem + extension
 
 
 def _storage() -> BackupStorage:
@@ -269,35 +317,41 @@ def backup_create(
         name = new_backup_name(compression, suffix=suffix)
     level = backup_settings.GZIP_LEVEL if compression == "gzip" else backup_settings.ZSTD_LEVEL
     created_at = datetime.now(UTC)
+    # Settings files are stored byte for byte: one holding secrets goes only into an encrypted backup.
+    captured_files = settings_files.capture_files(withhold_secrets=not encrypt) if include_settings else []
+    withheld = [c.path for c in captured_files if c.withheld]
+    notes: list[str] = []
 
-    with (_open_output(storage, name, output) as (out, final_name, final_path),
+    with (_open_output(storage, name, output, notes) as (out, final_name, final_path),
           crypto.encrypting(out, recipients) if encrypt else nullcontext(out) as sink):
         compressed = codecs.CompressedWriter(sink, compression, level)
         writer = BackupWriter(compressed)
         with engine.snapshot():
             counts = {spec.name: engine.count(spec.name, *tenant_scope.where(scope, engine, spec)) for spec in tables}
             schema = _capture_schema(engine, tables)
-            writer.header(
-                {
-                    "created_at": created_at.isoformat(),
-                    "tool": f"adcp-backup {__version__}",
-                    "source": _source_info(engine),
-                    "scope": scope.header() if scope else {"tenants": "all"},
-                    "purpose": purpose,
-                    "counts": counts,
-                    "compression": compression,
-                    "secrets": secrets_mode,
-                    "schema": schema,
-                }
-            )
+            header: dict[str, Any] = {
+                "created_at": created_at.isoformat(),
+                "tool": f"adcp-backup {__version__}",
+                "source": _source_info(engine),
+                "scope": scope.header() if scope else {"tenants": "all"},
+                "purpose": purpose,
+                "counts": counts,
+                "compression": compression,
+                "secrets": secrets_mode,
+                "withheld_files": withheld,
+                "schema": schema,
+            }
+            header["signature"] = signing.header_signature(BackupWriter.header_record(header), final_name)
+            writer.header(header)
             for spec in tables:
                 _write_table(engine, writer, spec, schema["tables"][spec.name], counts[spec.name], progress,
                              where=tenant_scope.where(scope, engine, spec))
         if include_settings:
-            for captured in settings_files.capture_files():
-                writer.file(path=captured.path, content=captured.content, mode=captured.mode)
+            for captured in captured_files:
+                writer.file(path=captured.path, content=captured.content, mode=captured.mode,
+                            withheld=captured.withheld)
             writer.environment(settings_files.capture_environment(include_secrets=include_secrets))
-        written = writer.trailer()
+        written = writer.trailer(sign=signing.trailer_signature)
         compressed.close()
         if written != counts:  # the snapshot guarantees equality; a difference is a bug, never a backup
             raise BackupError(f"Rows changed while they were read ({counts} counted, {written} written).")
@@ -314,7 +368,12 @@ def backup_create(
         purpose=purpose,
         secrets=secrets_mode,
         duration=time.monotonic() - started,
+        withheld_files=withheld,
+        notes=notes,
     )
+    for path in withheld:
+        logger.warning("Settings file %s was withheld from backup %s: it holds secret-looking keys and the backup "
+                       "is not encrypted (use --encrypt to keep it).", path, result.name)
     logger.info("Backup %s written: %s bytes, %s", result.name, result.size, result.counts)
     return result
 
@@ -334,25 +393,48 @@ def _write_table(engine: Engine, writer: BackupWriter, spec: dataset.TableSpec,
 
 
 @contextmanager
-def _open_output(storage: BackupStorage, name: str,
-                 output: str | os.PathLike[str] | None) -> Iterator[tuple[HashingWriter, str, str | None]]:
+def _open_output(storage: BackupStorage, name: str, output: str | os.PathLike[str] | None,
+                 notes: list[str]) -> Iterator[tuple[HashingWriter, str, str | None]]:
     if output is None:
         with storage.writer(name, verify=backup_settings.VERIFY) as out:
             yield out, name, storage.path(name)
         return
+    as_folder = str(output).endswith((os.sep, "/"))  # "DIR/": a folder, created when missing
     target = Path(output).expanduser()
     target = target if target.is_absolute() else Path.cwd() / target
-    if target.is_dir():
+    if as_folder or target.is_dir():
         target = target / name
-    if target.exists():
+    if os.path.lexists(target):
         raise BackupError(f"{target} already exists; a backup never overwrites a file.")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BackupError(f"Cannot create the folder {target.parent}: {exc.strerror}.") from exc
+    created = _make_private_folders(target.parent)
+    if created:
+        notes.append(f"Created the folder {created[0]} (mode 0700) for the backup.")
+        logger.info("Created the folder %s (mode 0700) for backup %s", created[0], target.name)
     local = BackupStorage(_LocalFolder(target.parent))
     with local.writer(target.name, verify=backup_settings.VERIFY) as out:
         yield out, target.name, str(target.resolve())
+
+
+def _make_private_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents, each 0700 whatever the umask; the ones created, outermost first."""
+    missing: list[Path] = []
+    probe = folder
+    while not os.path.lexists(probe) and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    created: list[Path] = []
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+            os.chmod(path, 0o700)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise BackupError(f"Cannot create the folder {path}: {exc.strerror}.") from exc
+        created.append(path)
+    if not folder.is_dir():
+        raise BackupError(f"{folder} is not a folder.")
+    return created
 
 
 def _LocalFolder(folder: Path) -> Any:
@@ -378,7 +460,7 @@ def _resolve(file: str, identity: str | os.PathLike[str] | None = None) -> Sourc
 
 
 def _latest_name(identity: str | os.PathLike[str] | None = None) -> str | None:
-    entries = [e for e in backup_list(identity=identity) if e.error is None and e.purpose != "safety"
+    entries = [e for e in backup_list(identity=identity) if e.trusted and e.purpose != "safety"
                and not tenant_scope.is_tenant_backup({"scope": e.scope})]
     return entries[0].name if entries else None
 
@@ -457,6 +539,7 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
     if reader is not None:
         found.absorb(reader.problems)
     found.absorb(problems)
+    provenance = _content_provenance(reader, list(found.items))
     report = ValidationReport(
         name=source.name,
         path=source.path,
@@ -470,10 +553,15 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
         problems=list(found.items),
         problems_total=found.total,
         duration=time.monotonic() - started,
+        provenance=provenance.status,
+        provenance_note=provenance.note,
+        future_dated=is_future(parse_time(header.get("created_at"))),
+        withheld_files=[str(p) for p in header.get("withheld_files") or []][:100],
         target_engine=target_engine,
     )
     total = found.total
-    logger.info("Validated %s: %s", source.display, "valid" if report.valid else f"{total} problem(s)")
+    logger.info("Validated %s: %s, %s", source.display, "valid" if report.valid else f"{total} problem(s)",
+                provenance.label)
     return report
 
 
@@ -502,6 +590,7 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
                 counts = _count_rows(reader)  # legacy v1 files announce no counts: read them
             # A native header's shape was checked when it was read (an invalid one raised InvalidBackup).
         header = reader.header
+        provenance = _header_provenance(reader, name)
         return BackupEntry(
             name=name,
             created_at=header.get("created_at"),
@@ -513,12 +602,19 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
             scope=header.get("scope"),
             purpose=header.get("purpose"),
             path=path,
+            provenance=provenance.status,
+            provenance_note=provenance.note,
+            uploaded=name.startswith(UPLOAD_PREFIX),
+            future_dated=is_future(parse_time(header.get("created_at"))),
         )
     except EncryptionKeyError:
-        modified = storage.modified(name)
-        return BackupEntry(name=name, created_at=modified.isoformat() if modified else None, size=size,
+        provenance, named_time = signing.verify_name(name)
+        created = named_time or storage.modified(name)
+        return BackupEntry(name=name, created_at=created.isoformat() if created else None, size=size,
                            format="adcp-backup (encrypted)", compression=None, encrypted=True, counts=None,
-                           scope=None, purpose=None, path=path)
+                           scope=None, purpose=None, path=path, provenance=provenance.status,
+                           provenance_note=provenance.note, uploaded=name.startswith(UPLOAD_PREFIX),
+                           future_dated=is_future(created))
     except InvalidBackup as exc:
         modified = storage.modified(name)
         return BackupEntry(name=name, created_at=modified.isoformat() if modified else None, size=size,
@@ -527,6 +623,23 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
     finally:
         if handle is not None:
             handle.close()
+
+
+def _content_provenance(reader: Any, problems: list[Problem]) -> signing.Provenance:
+    """Who wrote a file read to its end: the trailer's MAC, which counts only for a file without problems."""
+    if reader is None:
+        return signing.Provenance(signing.UNSIGNED, "the file could not be read")
+    if not isinstance(reader, NativeReader):
+        return signing.legacy()
+    if problems:
+        return signing.Provenance(signing.UNSIGNED, "the file has problems, so its signature proves nothing")
+    return reader.provenance or signing.Provenance(signing.UNSIGNED, "the file has no trailer")
+
+
+def _header_provenance(reader: Any, name: str) -> signing.Provenance:
+    if not isinstance(reader, NativeReader):
+        return signing.legacy()
+    return signing.verify_header(reader.header, name)
 
 
 def _count_rows(reader: Any) -> dict[str, int]:
@@ -557,6 +670,7 @@ def _backup_info(*, database: str, max_age: timedelta | None, identity: str | os
     entries = backup_list(identity=identity)
     usable = [e for e in entries if e.error is None]
     newest, invalid_newer = _newest_valid(usable, identity)
+    partials = storage.partial_files()
     now = datetime.now(UTC)
     newest_info = None
     stale = False
@@ -587,6 +701,11 @@ def _backup_info(*, database: str, max_age: timedelta | None, identity: str | os
             "unreadable": [e.name for e in entries if e.error is not None],
             "safety_backups": sum(1 for e in usable if e.purpose == "safety"),
             "invalid_newer_than_newest": invalid_newer,
+            "untrusted": [{"name": e.name, "provenance": e.provenance, "uploaded": e.uploaded,
+                           "future_dated": e.future_dated, "created_at": e.created_at}
+                          for e in usable if not e.trusted],
+            "partial_files": [{"path": str(p.path), "size": p.size, "age_seconds": round(p.age, 1)}
+                              for p in partials],
         },
         newest=newest_info,
         settings={
@@ -611,7 +730,7 @@ def _newest_valid(entries: list[BackupEntry],
     """The newest regular backup that passes validation, and the newer ones that do not (newest first)."""
     invalid: list[str] = []
     for entry in entries:
-        if (entry.purpose == "safety" or entry.created is None
+        if (not entry.trusted or entry.purpose == "safety" or entry.created is None
                 or tenant_scope.is_tenant_backup({"scope": entry.scope})):
             continue
         if _passes_validation(entry.name, identity):
@@ -620,11 +739,19 @@ def _newest_valid(entries: list[BackupEntry],
     return None, invalid
 
 
+def _untrusted_reason(entry: BackupEntry) -> str:
+    if entry.future_dated:
+        return f"dated in the future ({entry.created_at}): never pruned, never counted as the newest"
+    what = "uploaded" if entry.uploaded else signing.LABELS.get(entry.provenance, entry.provenance)
+    return f"{what}, not signed here for this name: never pruned ({entry.provenance_note})"
+
+
 def _passes_validation(name: str, identity: str | os.PathLike[str] | None = None) -> bool:
-    """Whether a backup validates. An encrypted one that no identity here opens counts as valid: it cannot be
-    checked on this host (one that writes backups needs only public keys), and age checks it on restore."""
+    """Whether a backup validates and its content is signed here. An encrypted one that no identity here opens
+    counts as valid: it cannot be checked on this host (one that writes backups needs only public keys), and
+    age checks it on restore."""
     try:
-        return backup_validate(file=name, identity=identity).valid
+        return backup_validate(file=name, identity=identity).trusted
     except EncryptionKeyError:
         return True
 
@@ -643,6 +770,7 @@ class PruneResult:
     skipped: list[retention.PrunedFile]
     freed_bytes: int
     notes: list[str]
+    partials_removed: list[str] = field(default_factory=list)
     policy_source: str = POLICY_FROM_SETTINGS  # "flags": only the rules given apply; "settings": ADCP_BACKUP_KEEP_*
 
     def as_dict(self) -> dict[str, Any]:
@@ -683,10 +811,17 @@ def backup_prune(
     policy, policy_source = retention_policy(keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly,
                                              keep_monthly=keep_monthly)
     safety = int(backup_settings.KEEP_SAFETY if keep_safety is None else keep_safety)
-    plan = retention.plan_prune(backup_list(), policy, keep_safety=safety, tz=django_timezone.get_default_timezone(),
+    entries = backup_list()
+    # Only this installation's own backups are subject to the rules: a file dropped into the storage (uploaded,
+    # foreign, future-dated) can neither push a real backup out of a rule nor be deleted by one.
+    plan = retention.plan_prune([e for e in entries if e.trusted or e.error is not None], policy,
+                                keep_safety=safety, tz=django_timezone.get_default_timezone(),
                                 is_valid=lambda entry: _passes_validation(entry.name))
+    untrusted = [retention.PrunedFile.of(e, [_untrusted_reason(e)]) for e in entries
+                 if e.error is None and not e.trusted]
     notes = ["every --keep-* count is 0: no regular backup is removed"] if policy.empty else []
     storage = _storage()
+    partials = [p for p in storage.partial_files() if p.age > float(backup_settings.PARTIAL_EXPIRY)]
     if not dry_run:
         for pruned in plan.removed:
             try:
@@ -694,9 +829,16 @@ def backup_prune(
             except OSError as exc:
                 raise BackupError(f"Could not delete {pruned.name}: {exc}; the backups after it were kept.") from exc
             logger.info("Pruned %s (created %s)", pruned.name, pruned.created_at)
+        for partial in partials:
+            partial.remove()
+            logger.info("Removed %s, left by an interrupted backup %.0f hours ago", partial.path, partial.age / 3600)
+    if partials:
+        notes.append(f"{'would remove' if dry_run else 'removed'} {len(partials)} partial file(s) of interrupted "
+                     f"backups: {', '.join(str(p.path) for p in partials)}")
     result = PruneResult(dry_run=dry_run, policy={**policy.as_dict(), "keep_safety": safety}, kept=plan.kept,
-                         removed=plan.removed, skipped=plan.skipped,
-                         freed_bytes=sum(p.size for p in plan.removed), notes=notes, policy_source=policy_source)
+                         removed=plan.removed, skipped=plan.skipped + untrusted,
+                         freed_bytes=sum(p.size for p in plan.removed), notes=notes, policy_source=policy_source,
+                         partials_removed=[str(p.path) for p in partials])
     logger.info("%s: %s kept, %s removed, %s skipped", "Prune dry run" if dry_run else "Pruned",
                 len(result.kept), len(result.removed), len(result.skipped))
     return result
@@ -713,7 +855,9 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
     with _opened(source, strict=True, identity=identity) as reader:
         header = reader.header
         fmt = reader.format
+        provenance = _header_provenance(reader, source.name)
     existing = engine.existing_tables()
+    signed = {"provenance": provenance.status, "provenance_note": provenance.note}
     file_tables = list((header.get("schema") or {}).get("tables") or dataset.table_names())
     counts = header.get("counts") or {}
     if tenants or tenant_scope.is_tenant_backup(header):
@@ -727,6 +871,7 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
             current_counts=dict(tenant_scope.current_counts(engine, slugs)),
             settings_files=[str(p) for p in backup_settings.settings_files] if "settings" in global_parts else [],
             scope={"tenants": slugs, "global": global_parts},
+            **signed,
         )
     return RestorePlan(
         name=source.name,
@@ -736,6 +881,7 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
         current_counts={t: engine.count(t) if t in existing else None for t in dataset.table_names()},
         settings_files=[str(p) for p in backup_settings.settings_files],
         scope=header.get("scope") or {"tenants": "all"},
+        **signed,
     )
 
 
@@ -753,12 +899,15 @@ def backup_restore(
     restore_settings: bool = True,
     tenants: Sequence[str] | None = None,
     identity: str | os.PathLike[str] | None = None,
+    allow_unsigned: bool = False,
     progress: ProgressCallback = silent,
 ) -> RestoreResult:
     """Replace the AdCP tables (and settings files) with a backup's, in one transaction, or change nothing.
 
     With ``tenants`` (slugs), or for a tenant backup, only those tenants' rows are replaced (see scope.py).
-    An encrypted file is decrypted while it is read, with ``identity`` (else ADCP_BACKUP_AGE_IDENTITY)."""
+    An encrypted file is decrypted while it is read, with ``identity`` (else ADCP_BACKUP_AGE_IDENTITY).
+    A file this installation did not sign is refused (UnsignedBackup) unless ``allow_unsigned``; a dry run
+    of one goes ahead, as it changes nothing."""
     started = time.monotonic()
     source = _resolve(file, identity)
     engine = get_engine(database)
@@ -771,6 +920,7 @@ def backup_restore(
         problems = validation.header_problems(header)  # before anything the header names is used
         if problems:
             raise InvalidBackup(problems)
+        _require_signature(reader, source, identity, allowed=allow_unsigned or dry_run)
         if tenants or tenant_scope.is_tenant_backup(header):
             try:
                 return _restore_tenants(source, engine, reader, tenants=tenants, skip_validation=skip_validation,
@@ -802,6 +952,7 @@ def backup_restore(
     files: list[dict[str, str]] = []
     if restore_settings:
         files = restore.restore_files(outcome.files, dry_run=dry_run, name=source.name, restored=outcome.restored)
+    notes.extend(_provenance_notes(reader))
     result = RestoreResult(
         name=source.name,
         format=reader.format,
@@ -819,6 +970,43 @@ def backup_restore(
     logger.info("%s %s into %r: %s", "Dry run of" if dry_run else "Restored", source.display, database,
                 result.restored)
     return result
+
+
+def _require_signature(reader: Any, source: Source, identity: str | os.PathLike[str] | None, *,
+                       allowed: bool) -> None:
+    """Refuse, before anything is written, a file that cannot be signed here; have the reader refuse one whose
+    trailer MAC fails (the restore's transaction then rolls back). ``allowed``: --allow-unsigned or a dry run.
+
+    An unsigned file that is also invalid is reported as invalid (exit 2), so it is validated first."""
+    if allowed:
+        return
+    reader = _unwrapped(reader)
+    if isinstance(reader, NativeReader) and reader.header.get("signature") is not None:
+        reader.require_signature = True
+        return
+    report = backup_validate(file=source.path or source.name, identity=identity)
+    if not report.valid:
+        raise InvalidBackup(report.problems, total=report.problems_total)
+    if not isinstance(reader, NativeReader):
+        raise UnsignedBackup(f"This is a {reader.format} file: the legacy backup code signed nothing, so nothing "
+                             "proves where it came from. Nothing was changed; check the file, then restore it "
+                             "with --allow-unsigned.")
+    raise UnsignedBackup("This file carries no signature: it was written by another installation or an older "
+                         "version, or changed. Nothing was changed; check where it came from, then restore it "
+                         "with --allow-unsigned.")
+
+
+def _unwrapped(reader: Any) -> Any:
+    """The format's own reader behind the settings-file checking wrapper."""
+    return reader._reader if isinstance(reader, settings_files.CheckedRecords) else reader
+
+
+def _provenance_notes(reader: Any) -> list[str]:
+    reader = _unwrapped(reader)
+    provenance = reader.provenance if isinstance(reader, NativeReader) else signing.legacy()
+    if provenance is None or provenance.status == signing.SIGNED:
+        return []
+    return [f"provenance: {provenance.label} ({provenance.note})"]
 
 
 def _writes_settings(header: dict[str, Any], *, restore_settings: bool, tenants: Sequence[str] | None) -> bool:
@@ -888,6 +1076,7 @@ def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Se
         raise RestoreError(f"The restore failed and was rolled back; the database is unchanged. ({exc})") from exc
     files = (restore.restore_files(outcome.files, dry_run=dry_run, name=source.name, restored=outcome.restored)
              if restore_settings else [])
+    notes = [*outcome.notes, *_provenance_notes(reader)]
     result = RestoreResult(
         name=source.name,
         format=reader.format,
@@ -899,7 +1088,7 @@ def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Se
         files=files,
         environment=outcome.environment,
         schema_created=False,
-        notes=outcome.notes,
+        notes=notes,
         duration=time.monotonic() - started,
     )
     logger.info("%s tenants %s of %s into %r: %s", "Dry run of" if dry_run else "Restored",
@@ -989,7 +1178,8 @@ def backup_drill(*, file: str = "latest", database: str = "default",
             file=source.name if source.in_storage else str(source.path),
             database=database,
             identity=identity,
-            restore_into=inspect.unwrap(backup_restore),
+            # A scratch database, never the live one: a file not signed here may be drilled as well.
+            restore_into=functools.partial(inspect.unwrap(backup_restore), allow_unsigned=True),
             open_backup=lambda: _opened(source, strict=False, identity=identity),
             progress=progress,
         )

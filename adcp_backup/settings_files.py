@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tempfile
@@ -9,7 +10,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from .conf import backup_settings
 from .exceptions import BackupError, InvalidBackup, Problem, RestoreError, SettingsFilesNotWritten
@@ -24,10 +24,14 @@ class CapturedFile:
     path: str
     content: bytes | None
     mode: int | None
+    withheld: str | None = None  # why the content stays out of the backup
 
 
-def capture_files(paths: Iterable[Path] | None = None) -> list[CapturedFile]:
-    """The settings files as they are on disk, with their permission bits only; a missing one is recorded as missing."""
+def capture_files(paths: Iterable[Path] | None = None, *, withhold_secrets: bool = False) -> list[CapturedFile]:
+    """The settings files as they are on disk, with their permission bits only; a missing one is recorded as missing.
+
+    Files are stored byte for byte, so their secrets cannot be masked: with ``withhold_secrets`` a file
+    holding secret-looking keys is recorded as withheld, without its content."""
     captured = []
     for path in paths if paths is not None else backup_settings.settings_files:
         try:
@@ -38,8 +42,52 @@ def capture_files(paths: Iterable[Path] | None = None) -> list[CapturedFile]:
             content, mode = None, None
         except OSError as exc:
             raise BackupError(f"Cannot read the settings file {path}: {exc.strerror or exc}.") from exc
-        captured.append(CapturedFile(_display_path(path), content, mode))
+        found = secret_keys(content) if withhold_secrets and content is not None else []
+        if found:
+            reason = f"it holds secret-looking keys ({', '.join(found[:10])}) and the backup is not encrypted"
+            captured.append(CapturedFile(_display_path(path), None, None, withheld=reason))
+        else:
+            captured.append(CapturedFile(_display_path(path), content, mode))
     return captured
+
+
+# A key names a secret when its last word is one of these (``gemini_api_key``, ``dbPassword``, ``SMTP_PASS``).
+_SECRET_WORDS = r"KEY|KEYS|SECRET|SECRETS|TOKEN|TOKENS|PASS|PWD|PASSWD|PASSWORD|PASSPHRASE|CREDENTIAL|CREDENTIALS|DSN"
+_SECRET_KEY = re.compile(rf"(?:^|_)(?:{_SECRET_WORDS})$")
+_TEXT_KEY = re.compile(rb"""^\s*["']?([A-Za-z0-9_.\-]{1,200})["']?\s*[:=]\s*(\S.*)$""", re.MULTILINE)
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a settings key names a secret: by its last word, camelCase and dotted names included."""
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).replace("-", "_").replace(".", "_").upper()
+    return bool(_SECRET_KEY.search(words)) or any(part in words for part in ("PASSWORD", "SECRET", "API_KEY"))
+
+
+def secret_keys(content: bytes) -> list[str]:
+    """The keys of ``content`` (JSON, else ``key = value`` / ``key: value`` lines) that hold a non-empty secret."""
+    found: list[str] = []
+    try:
+        data: Any = json.loads(content)
+    except ValueError:
+        for match in _TEXT_KEY.finditer(content):
+            key = match.group(1).decode("ascii", "replace")
+            if is_secret_key(key) and match.group(2).strip(b"\"' ,;") and key not in found:
+                found.append(key)
+        return found
+    stack: list[Any] = [data]
+    seen = 0
+    while stack and seen < 100_000:  # bounded: a settings file, not a puzzle
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if isinstance(value, dict | list):
+                    stack.append(value)
+                elif is_secret_key(str(key)) and value not in (None, "", False) and str(key) not in found:
+                    found.append(str(key))
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def _display_path(path: Path) -> str:
@@ -51,27 +99,72 @@ def _display_path(path: Path) -> str:
 
 
 def is_secret_name(name: str) -> bool:
+    """Whether an environment variable's name marks its value as a secret (ADCP_BACKUP_SECRET_PATTERNS)."""
     upper = name.upper()
-    return any(pattern in upper for pattern in backup_settings.SECRET_PATTERNS)
+    return any(pattern.upper() in upper for pattern in backup_settings.SECRET_PATTERNS)
+
+
+# The secret shapes a value can hold, whatever its variable is called. Each keeps everything around the
+# secret as it was (scheme, user name, host, IPv6 brackets, port, path), so the redacted value still says
+# where it points.
+#
+# URL credentials: ``scheme://userinfo@host``. A password may hold any character, ``/ # ? @`` included, so
+# the userinfo runs to the LAST ``@`` of the URL that is followed by a host (name, IPv4 or [IPv6]) and an
+# optional port, then the end of the URL or ``/ ? #``. A userinfo without a colon is a token: all of it goes.
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<rest>[^\s]+)")
+_HOST_AFTER_AT = re.compile(r"@(?:\[[0-9A-Fa-f:.%A-Za-z]+\]|[A-Za-z0-9._~%!$&'()*+,;=\-]*)(?::\d*)?(?=[/?#]|$)")
+_HOST_PORT = re.compile(r"\[[0-9A-Fa-f:.%A-Za-z]*\](?::\d*)?|[A-Za-z0-9._\-]+:\d+")
+# Query-string values (``?api_key=...&sig=...``): every value, since their names prove nothing.
+_QUERY_VALUE = re.compile(r"(?P<key>[?&;][^=&#\s]*=)(?P<value>[^&#\s]*)")
+# libpq key/value connection strings: ``host=db password=s3cret`` or ``password='with spaces'``.
+_DSN_PASSWORD = re.compile(r"(?P<key>\b(?:password|passwd|pwd|sslpassword)\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|[^\s;]+)",
+                           re.IGNORECASE)
+
+
+def _redact_one_url(match: re.Match[str]) -> str:
+    scheme, rest = match.group("scheme"), match.group("rest")
+    ats = list(_HOST_AFTER_AT.finditer(rest))
+    ats = [m for m in ats if _looks_like_userinfo(rest[: m.start()])]
+    if ats:
+        at = ats[-1]
+        userinfo, tail = rest[: at.start()], rest[at.start():]
+        user, colon, _password = userinfo.partition(":")
+        redacted_userinfo = f"{user}:{REDACTED}" if colon else REDACTED
+        rest = redacted_userinfo + tail
+        query_from = len(redacted_userinfo)
+    else:
+        query_from = 0
+    head, tail = rest[:query_from], rest[query_from:]
+    question = tail.find("?")
+    if question != -1:
+        tail = tail[:question] + _QUERY_VALUE.sub(_redact_query_value, tail[question:])
+    return scheme + head + tail
+
+
+def _looks_like_userinfo(text: str) -> bool:
+    """Text before an ``@`` that can be credentials: no ``/`` (a path), or ``user:`` before the first one, as a
+    password may hold ``/``. When in doubt the text is taken for credentials: masking too much is the safe way."""
+    if "/" not in text:
+        return True
+    first = text.split("/", 1)[0]
+    return ":" in first and not _HOST_PORT.fullmatch(first)
+
+
+def _redact_query_value(match: re.Match[str]) -> str:
+    return match.group("key") + (REDACTED if match.group("value") else "")
+
+
+def _redact_dsn(match: re.Match[str]) -> str:
+    return match.group("key") + REDACTED
 
 
 def redact_url(value: str) -> str:
-    """A URL with the password of its credentials replaced; any other text unchanged."""
-    if "://" not in value or "@" not in value:
-        return value
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return re.sub(r"//[^/@]*@", "//" + REDACTED + "@", value)
-    if parts.password is None and parts.username is None:
-        return value
-    user = parts.username or ""
-    netloc = f"{user}:{REDACTED}@" if parts.password is not None else f"{REDACTED}@"
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc += host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """``value`` with every secret shape in it replaced: URL credentials, query-string values, DSN passwords."""
+    if "://" in value:
+        value = _URL.sub(_redact_one_url, value)
+    if "=" in value:
+        value = _DSN_PASSWORD.sub(_redact_dsn, value)
+    return value
 
 
 def redact_value(name: str, value: str | None) -> str | None:
@@ -297,6 +390,9 @@ def write_records(records: Sequence[FileRecord], *, dry_run: bool, name: str = "
         target = target_for(record.path)
         if target is None:
             report.append({"path": str(record.path), "action": "skipped: not a configured settings file"})
+            continue
+        if record.withheld is not None:
+            report.append({"path": str(target), "action": f"left alone: withheld from the backup, as {record.withheld}"})
             continue
         if record.content is None:
             report.append({"path": str(target), "action": "left alone: the file did not exist at backup time"})

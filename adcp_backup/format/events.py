@@ -43,6 +43,7 @@ class FileRecord:
     sha256: str | None = None
     mode: Any = None
     size: Any = None
+    withheld: str | None = None  # why the backup holds no content for it (secrets kept out of a clear backup)
 
 
 @dataclass

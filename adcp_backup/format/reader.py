@@ -10,7 +10,8 @@ from typing import IO, Any
 import orjson
 
 from ..conf import backup_settings
-from ..exceptions import InvalidBackup, Problem, ProblemLog
+from ..exceptions import InvalidBackup, Problem, ProblemLog, UnsignedBackup
+from ..signing import UNSIGNED, Provenance, verify_trailer
 from .events import End, EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
 from .header import shape_problems
 from .values import TAG_MARK, rows_decoder
@@ -40,6 +41,9 @@ class NativeReader:
         self.problems = ProblemLog(backup_settings.MAX_PROBLEMS if max_problems is None else max_problems)
         limit = backup_settings.MAX_LINE_LENGTH if max_line_length is None else max_line_length
         self.max_line_length = max(int(limit), CHUNK_SIZE)
+        # Known once the trailer was read; require_signature makes a strict reader refuse an unsigned file there.
+        self.provenance: Provenance | None = None
+        self.require_signature = False
         self._hash = hashlib.sha256()
         # The start of a line whose end has not been read yet, as the chunks it came in: joined once, when the
         # line is complete, so a long line costs one pass and one copy, not one rescan per chunk.
@@ -284,12 +288,24 @@ class NativeReader:
                     if record.get("counts") != counts:
                         self._problem("trailer", f"the trailer's counts {record.get('counts')} "
                                                  f"differ from the file's {counts}")
+                    self._check_signature(record)
                 else:
                     self._problem("file", f"unknown record kind {kind!r}")
 
         if not trailer_seen:
             self._problem("trailer", "the trailer is missing: the file is truncated")
         yield End(counts)
+
+    def _check_signature(self, trailer: dict[str, Any]) -> None:
+        """The trailer's MAC counts only when every checksum before it held: then it covers every byte."""
+        if self.problems:
+            self.provenance = Provenance(UNSIGNED, "the file is damaged or changed: its signature proves nothing")
+        else:
+            self.provenance = verify_trailer(trailer)
+        if self.require_signature and not self.provenance.trusted:
+            raise UnsignedBackup(f"This file is not signed by this installation ({self.provenance.note}); "
+                                 "nothing was changed. Check where it came from, then restore it with "
+                                 "--allow-unsigned (in the admin: the permission to restore unsigned backups).")
 
     def _start_table(self, record: dict[str, Any]) -> TableStart | None:
         name = record.get("name")
@@ -355,6 +371,9 @@ class NativeReader:
             return
         if record.get("missing"):
             yield FileRecord(path, None)
+            return
+        if record.get("withheld") is not None:
+            yield FileRecord(path, None, withheld=str(record.get("withheld"))[:500])
             return
         try:
             content = b64decode(record.get("content_b64") or "", validate=True)

@@ -13,6 +13,7 @@ from .. import history
 from ..conf import backup_settings
 from ..display import format_size  # noqa: F401  (the commands import it from here)
 from ..exceptions import BackupError, BackupNotFound, InvalidBackup, SettingsFilesNotWritten, TenantConflict
+from ..interrupts import describe, signals_interrupt
 from ..models import BackupJob
 from ..progress import ProgressCallback, TerminalProgress, silent
 
@@ -47,8 +48,12 @@ class BackupCommand(BaseCommand):
 
     def execute(self, *args: Any, **options: Any) -> Any:
         keep_freed_memory_for_reuse()
-        with history.origin(command_origin()):
-            return super().execute(*args, **options)
+        try:
+            with signals_interrupt(), history.origin(command_origin()):
+                return super().execute(*args, **options)
+        except KeyboardInterrupt as exc:  # SIGINT, and SIGTERM/SIGHUP through signals_interrupt
+            raise CommandError(f"{describe(exc)}: stopped; temporary files were removed, nothing half-written was "
+                               "kept and the lock was released.", returncode=EXIT_FAILED) from exc
 
     def add_arguments(self, parser: CommandParser) -> None:
         # Every command takes --database, as operators' scripts pass it to all of them alike.
@@ -99,3 +104,17 @@ def format_counts(counts: dict[str, int] | None) -> str:
     if not counts:
         return "-"
     return ", ".join(f"{k} {'?' if v is None else f'{v:,}'}" for k, v in counts.items())
+
+
+def provenance_text(item: Any) -> str:
+    """A backup's provenance in words, with why when it is not this installation's own, and a future date."""
+    from .. import signing
+
+    label = signing.LABELS.get(item.provenance, item.provenance)
+    if getattr(item, "uploaded", False):
+        label = f"uploaded, {label}"
+    text = label if item.provenance == signing.SIGNED or not item.provenance_note else \
+        f"{label}: {item.provenance_note}"
+    if getattr(item, "future_dated", False):
+        text += "; CREATED IN THE FUTURE (a wrong clock or a forgery): ignored by latest, monitoring and retention"
+    return text

@@ -46,11 +46,20 @@ class Command(BackupCommand):
             b = info.backups
             self.stdout.write(f"Backups: {b['count']} ({format_size(b['total_size'])})"
                               + (f", {len(b['unreadable'])} unreadable file(s)" if b["unreadable"] else ""))
+            for other in b["untrusted"]:
+                why = "dated in the future" if other["future_dated"] else (
+                    "uploaded" if other["uploaded"] else other["provenance"])
+                self.stdout.write(f"  ignored (not this installation's own backup: {why}): {other['name']}")
             if info.newest:
                 hours = info.newest["age_seconds"] / 3600
-                self.stdout.write(f"Newest: {info.newest['name']} ({info.newest['created_at']}, {hours:.1f} h old)")
+                self.stdout.write(f"Newest: {info.newest['name']} ({info.newest['created_at']}, {hours:.1f} h old, "
+                                  "signed here)")
             else:
                 self.stdout.write("Newest: none")
+            for partial in b["partial_files"]:
+                self.stdout.write(f"Partial file of an interrupted backup: {partial['path']} "
+                                  f"({format_size(partial['size'])}, {partial['age_seconds'] / 3600:.1f} h old; "
+                                  "backup_prune removes it after a day)")
             s = info.settings
             safety = "on" if s["safety_backup"] else "off"
             self.stdout.write(f"Compression: {s['compression']}; safety backups: {safety}")

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from ... import services
-from ..base import EXIT_FAILED, EXIT_INVALID, BackupCommand, format_counts
+from ..base import EXIT_FAILED, EXIT_INVALID, BackupCommand, format_counts, provenance_text
 
 
 class Command(BackupCommand):
@@ -32,10 +32,13 @@ class Command(BackupCommand):
         parser.add_argument("--identity", metavar="PATH",
                             help="age identity file that decrypts encrypted backups "
                                  "(default: ADCP_BACKUP_AGE_IDENTITY).")
+        parser.add_argument("--allow-unsigned", action="store_true",
+                            help="Restore a file this installation did not sign (uploaded, from elsewhere, legacy).")
 
     def handle(self, *args: Any, file: str, force: bool, skip_validation: bool, validate_only: bool,
                dry_run: bool, no_safety_backup: bool, create_schema: bool, as_json: bool, database: str,
-               tenants: list[str] | None = None, identity: str | None = None, **options: Any) -> None:
+               tenants: list[str] | None = None, identity: str | None = None, allow_unsigned: bool = False,
+               **options: Any) -> None:
         progress = self.progress_reporter(options)
         if validate_only:
             report = self.run_service(
@@ -43,7 +46,8 @@ class Command(BackupCommand):
             if as_json:
                 self.emit_json(report.as_dict())
             elif report.valid:
-                self.stdout.write(self.style.SUCCESS(f"{report.name}: valid; nothing was restored."))
+                self.stdout.write(self.style.SUCCESS(f"{report.name}: valid, {provenance_text(report)}; "
+                                                     "nothing was restored."))
             else:
                 for problem in report.problems:
                     self.stdout.write(f"  - {problem}")
@@ -61,7 +65,7 @@ class Command(BackupCommand):
             lambda: services.backup_restore(
                 file=file, database=database, skip_validation=skip_validation, dry_run=dry_run,
                 create_schema=create_schema, safety_backup=False if no_safety_backup else None, tenants=tenants,
-                identity=identity, progress=progress,
+                identity=identity, allow_unsigned=allow_unsigned, progress=progress,
             ),
             as_json=as_json,
         )
@@ -90,7 +94,8 @@ class Command(BackupCommand):
 
     def confirm(self, plan: services.RestorePlan, stdin: Any, *, as_json: bool) -> None:
         err = self.stderr
-        err.write(f"Restoring {plan.name} ({plan.format}, created {plan.created_at or 'at an unknown time'})")
+        err.write(f"Restoring {plan.name} ({plan.format}, created {plan.created_at or 'at an unknown time'}, "
+                  f"{plan.provenance_label})")
         current = {k: v for k, v in plan.current_counts.items() if v is not None}
         err.write(f"into database tables that now hold: {format_counts(current)}")
         err.write(f"The backup holds: {format_counts({k: v for k, v in plan.file_counts.items() if v is not None})}")
