@@ -18,7 +18,7 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import history, jobs, services, uploads
+from . import history, jobs, services, signing, uploads
 from .conf import backup_settings
 from .db import without_waiting
 from .display import ENCRYPTED_WITHOUT_KEY, for_browser, format_size
@@ -431,10 +431,16 @@ def restore(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpRes
     form = RestoreForm(request.POST if request.method == "POST" else None, backup_name=name,
                        tenant_choices=_choices(name) if request.method == "GET" or request.POST.getlist("tenants")
                        else [], initial={"dry_run": True, "database": chosen_database(request)})
+    can_restore_unsigned = has_perm(request, "restore_unsigned_backups")
     if request.method == "POST" and form.is_valid() and not _from_elsewhere(form, name):
         options = form.service_options()
         if not options["dry_run"] and (verdict is None or not verdict.valid):
             options["validate_first"] = True
+        refusal = _unsigned_refusal(name, options, form.cleaned_data.get("database") or databases()[0],
+                                    can_restore_unsigned)
+        if refusal is not None:
+            messages.error(request, refusal)
+            return HttpResponseRedirect(url(request, "restore", name))
         return start(request, model_admin, kind=BackupJob.Kind.RESTORE, backup_name=name, options=options,
                      database=form.cleaned_data.get("database") or databases()[0],
                      back=url(request, "restore", name))
@@ -454,7 +460,7 @@ def restore(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpRes
     return TemplateResponse(request, "admin/adcp_backup/restore_confirm.html", context(
         model_admin, request, f"Restore {name}",
         name=name, plan=plan, tables=tables, form=form, running=jobs.restore_running(), verdict=verdict,
-        entry=describe_file(name), restore_database=database,
+        entry=describe_file(name), restore_database=database, can_restore_unsigned=can_restore_unsigned,
     ))
 
 
@@ -480,6 +486,24 @@ def _choices(name: str) -> list[tuple[str, str]]:
         return tenant_choices(name)
     except BackupError:
         return []  # an unreadable file: the plan says why
+
+
+def _unsigned_refusal(name: str, options: dict[str, Any], database: str, allowed: bool) -> str | None:
+    """Why a restore of ``name`` may not start (a real restore of a file not signed here, without the permission
+    to restore one), else None; with the permission, the job is told it may restore it."""
+    try:
+        plan = services.backup_restore_plan(file=name, database=database)
+    except BackupError:
+        return None  # the job reports what is wrong with the file
+    if plan.provenance in signing.TRUSTED:
+        return None  # a signed header's trailer is checked by the job itself
+    if allowed:
+        options["allow_unsigned"] = True
+        return None
+    if options.get("dry_run", True):
+        return None
+    return (f"{name} is not signed by this installation ({plan.provenance_note}); restoring it needs the permission "
+            "to restore unsigned backups. A dry run is allowed.")
 
 
 @require_GET

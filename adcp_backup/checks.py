@@ -24,6 +24,8 @@ E004_ENCRYPTION = "adcp_backup.E004"
 W003_AGE_IDENTITY = "adcp_backup.W003"
 E005_NO_BASE = "adcp_backup.E005"
 E006_DATABASES = "adcp_backup.E006"
+W004_SECRET_SETTINGS = "adcp_backup.W004"
+W005_SIGNING_KEY = "adcp_backup.W005"
 
 
 def check_backup_dir(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -86,6 +88,40 @@ def check_settings_files(app_configs: Any = None, **kwargs: Any) -> list[checks.
                                hint="Correct or empty ADCP_BACKUP_SETTINGS_FILES, or silence this warning with "
                                     f"SILENCED_SYSTEM_CHECKS = [{W002_SETTINGS_FILES!r}].",
                                id=W002_SETTINGS_FILES)]
+    return []
+
+
+def check_secret_settings_files(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Settings files holding secrets are withheld from backups that are not encrypted: say so before it matters."""
+    from .settings_files import secret_keys
+
+    if backup_settings.ENCRYPT:
+        return []
+    messages: list[checks.CheckMessage] = []
+    for path in backup_settings.settings_files:
+        try:
+            content = path.read_bytes()
+        except OSError:
+            continue
+        found = secret_keys(content)
+        if found:
+            messages.append(checks.Warning(
+                f"The settings file {path} holds secret-looking keys ({', '.join(found[:5])}): backups that are not "
+                "encrypted record it as withheld, without its content, and a restore leaves it as it is.",
+                hint="Encrypt backups (ADCP_BACKUP_ENCRYPT with ADCP_BACKUP_AGE_RECIPIENTS) to keep it in them.",
+                id=W004_SECRET_SETTINGS))
+    return messages
+
+
+def check_signing_key(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from django.conf import settings
+
+    key = str(backup_settings.SIGNING_KEY or "") or str(getattr(settings, "SECRET_KEY", "") or "")
+    if len(key) < 32:
+        return [checks.Warning("The backup signing key (ADCP_BACKUP_SIGNING_KEY, else SECRET_KEY) is shorter than "
+                               "32 characters: anyone who guesses it can sign backups as this installation.",
+                               hint="Set a long random ADCP_BACKUP_SIGNING_KEY (or SECRET_KEY); keep the old one in "
+                                    "the fallbacks so existing backups stay recognised.", id=W005_SIGNING_KEY)]
     return []
 
 
@@ -158,4 +194,6 @@ def register() -> None:
     checks.register(check_settings_files, "adcp_backup")
     checks.register(check_schedules, "adcp_backup")
     checks.register(check_encryption, "adcp_backup")
+    checks.register(check_secret_settings_files, "adcp_backup")
+    checks.register(check_signing_key, "adcp_backup")
     checks.register(check_tables, "adcp_backup", checks.Tags.database)

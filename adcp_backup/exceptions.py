@@ -1,6 +1,7 @@
 """The exception tree of adcp_backup: one root, leaves that also inherit the matching builtin."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from django.core.exceptions import ImproperlyConfigured
@@ -38,6 +39,47 @@ class Problem:
         return f"{where}: {self.message}"
 
 
+class ProblemLog:
+    """Problems kept up to a limit, and a count of every one: a file of a billion bad lines costs no memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, int(limit))
+        self.items: list[Problem] = []
+        self.total = 0
+
+    def add(self, problem: Problem, count: int = 1) -> None:
+        """Record ``problem``; ``count`` > 1 stands for a run of identical ones, kept once and counted each."""
+        self.total += count
+        if len(self.items) < self.limit:
+            self.items.append(problem)
+
+    def extend(self, problems: Iterable[Problem]) -> None:
+        for problem in problems:
+            self.add(problem)
+
+    def absorb(self, other: ProblemLog) -> None:
+        """Take another log's problems after this one's, and its count of those it did not keep."""
+        for problem in other.items:
+            self.add(problem)
+        self.total += other.total - len(other.items)
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= self.limit
+
+    def __iter__(self) -> Iterator[Problem]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Problem:
+        return self.items[index]
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+
 class InvalidBackup(BackupError):
     """The file is not a readable, complete and consistent backup."""
 
@@ -55,6 +97,23 @@ class InvalidBackup(BackupError):
 
 class RestoreError(BackupError):
     """A restore could not be carried out; the database was left as it was."""
+
+
+class SettingsFilesNotWritten(BackupError):
+    """The database WAS restored and committed, but some settings files could not be written afterwards."""
+
+    def __init__(self, *, name: str, failed: dict[str, str], files: list[dict[str, str]],
+                 restored: dict[str, int]) -> None:
+        self.name = name
+        self.failed = dict(failed)  # path -> why it was not written
+        self.files = list(files)  # the report of every settings file, written or not
+        self.restored = dict(restored)
+        shown = "; ".join(f"{path} ({reason})" for path, reason in self.failed.items())
+        super().__init__(
+            f"The database WAS restored from {name} and committed, but these settings files were not written "
+            f"and still hold their previous content: {shown}. Fix the cause and restore them, for example by "
+            "running the same restore again."
+        )
 
 
 class ValuesRefused(RestoreError):
@@ -108,3 +167,7 @@ class TenantConflict(RestoreError):
         shown = "; ".join(str(c) for c in self.conflicts[:10])
         more = f" (and {len(self.conflicts) - 10} more)" if len(self.conflicts) > 10 else ""
         super().__init__(f"The tenant restore was refused, nothing was changed: {shown}{more}")
+
+
+class UnsignedBackup(RestoreError):
+    """A restore of a file this installation did not sign, without the explicit permission to restore it."""

@@ -16,7 +16,8 @@ from django.db.models import QuerySet
 
 from . import history, services
 from .conf import backup_settings
-from .exceptions import BackupConfigurationError, BackupError, BackupLocked, InvalidBackup
+from .exceptions import BackupConfigurationError, BackupError, BackupLocked, InvalidBackup, SettingsFilesNotWritten
+from .interrupts import describe, signals_interrupt
 from .models import BackupJob
 from .progress import ProgressEvent
 from .storage import BackupStorage
@@ -239,7 +240,7 @@ def run_job(job_id: int) -> None:
     result: dict[str, Any] | None = None
     error = ""
     try:
-        with history.as_job(job_id), history.Heartbeat(job_id):
+        with signals_interrupt(), history.as_job(job_id), history.Heartbeat(job_id):
             status, result = _RUNNERS[job.kind](job, recorder)
         if status == BackupJob.Status.INVALID:
             lead = ("The uploaded file is not a valid backup and was not kept" if job.kind == BackupJob.Kind.UPLOAD
@@ -250,11 +251,19 @@ def run_job(job_id: int) -> None:
         result = {"problems": [p.as_dict() for p in exc.problems], "problems_total": exc.total}
     except JobFailed as exc:
         error, result = str(exc), exc.result
+    except SettingsFilesNotWritten as exc:  # the database WAS restored: the record says so, and what was not
+        error = str(exc)
+        result = {"database_restored": True, "restored": exc.restored, "files": exc.files,
+                  "files_not_written": exc.failed}
     except BackupError as exc:
         error = str(exc)
     except Exception as exc:
         logger.exception("Job %s (%s) failed unexpectedly", job_id, job.kind)
         error = f"Unexpected error: {type(exc).__name__}: {exc}"
+    except BaseException as exc:  # SIGTERM, SIGHUP, SIGINT, worker shutdown: record the failure, then stop
+        error = f"{describe(exc) if isinstance(exc, KeyboardInterrupt) else type(exc).__name__}: the job stopped " \
+                "before it finished; nothing half-written was kept."
+        raise
     finally:
         state = recorder.state
         # Only a job still running is finished here: one marked failed meanwhile keeps that verdict's reason.
@@ -315,6 +324,8 @@ def restore_options(options: dict[str, Any]) -> dict[str, Any]:
         restore["tenants"] = list(options["tenants"])
     if options.get("from_other_database"):
         restore["from_other_database"] = True
+    if options.get("allow_unsigned"):  # the admin sets it only for holders of restore_unsigned_backups
+        restore["allow_unsigned"] = True
     return restore
 
 

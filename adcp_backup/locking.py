@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import platform
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -116,7 +117,7 @@ def current_holder() -> Holder | None:
     if not path.exists():
         return None
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:
@@ -136,11 +137,20 @@ def _file_lock(kind: str, database: str, deadline: float) -> Iterator[None]:
     path = lock_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        # Never through a symbolic link: in a shared lock folder one could point at any file we can write.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BackupConfigurationError(
+                f"The lock file {path} is a symbolic link; it was not followed. Remove it, or set "
+                "ADCP_BACKUP_LOCK_DIR to a folder only this user can write."
+            ) from exc
         raise BackupConfigurationError(
             f"Cannot open the lock file {path}: {exc.strerror}. Set ADCP_BACKUP_LOCK_DIR to a writable folder."
         ) from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BackupConfigurationError(f"The lock file {path} is not a regular file; it was left alone.")
     try:
         while True:
             try:

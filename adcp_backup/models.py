@@ -111,6 +111,7 @@ class BackupFile(models.Model):
             ("create_backups", "Can create backups"),
             ("validate_backups", "Can validate backups"),
             ("restore_backups", "Can restore backups"),
+            ("restore_unsigned_backups", "Can restore unsigned backups"),
             ("download_backups", "Can download backups"),
             ("delete_backups", "Can delete backups"),
             ("upload_backups", "Can upload backups"),

@@ -9,6 +9,7 @@ from typing import Any
 from django.core.mail import mail_admins
 
 from .conf import backup_settings
+from .settings_files import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def mail_admins_on_scheduled_failure(sender: Any, *, arguments: dict[str, Any], 
         "No new backup was written. Run `python manage.py backup_info` to see the newest backup and its age,\n"
         "and `python manage.py backup_create` to try again by hand.\n"
     )
-    mail_admins(subject, message)
+    mail_admins(redact_url(subject), redact_url(message))  # an error can quote a URL with its credentials
     logger.info("Mailed the site's admins about the failed scheduled backup of %r.", database)
 
 
@@ -57,5 +58,5 @@ def mail_admins_on_drill_failure(sender: Any, *, arguments: dict[str, Any], resu
             f"The restore drill for database {database!r} on {platform.node()} could not run at {when}.\n\n"
             f"{type(exception).__name__}: {exception}\n\nRun `python manage.py backup_drill` by hand to see why.\n"
         )
-    mail_admins(subject[:200], message)
+    mail_admins(redact_url(subject[:200]), redact_url(message))
     logger.info("Mailed the site's admins about the failed restore drill for %r.", database)

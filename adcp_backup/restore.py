@@ -321,23 +321,9 @@ def column_family(spec: dataset.TableSpec, column: str) -> str:
         return dataset.TEXT
 
 
-def restore_files(records: list[FileRecord], *, dry_run: bool) -> list[dict[str, str]]:
-    report = []
-    for record in records:
-        target = settings_files.target_for(record.path)
-        if target is None:
-            report.append({"path": record.path, "action": "skipped: not a configured settings file"})
-            continue
-        if record.content is None:
-            report.append({"path": str(target), "action": "left alone: the file did not exist at backup time"})
-            continue
-        current = target.read_bytes() if target.exists() else None
-        if current == record.content:
-            report.append({"path": str(target), "action": "unchanged"})
-            continue
-        if dry_run:
-            report.append({"path": str(target), "action": "would be written"})
-            continue
-        settings_files.write_atomically(target, record.content, record.mode)
-        report.append({"path": str(target), "action": "written"})
-    return report
+def restore_files(records: list[FileRecord], *, dry_run: bool, name: str = "the backup",
+                  restored: dict[str, int] | None = None) -> list[dict[str, str]]:
+    """Write the settings files after the database committed (their records were checked before the commit).
+
+    A file that cannot be written now raises SettingsFilesNotWritten: the database WAS restored."""
+    return settings_files.write_records(records, dry_run=dry_run, name=name, restored=restored)

@@ -10,7 +10,7 @@ import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -31,6 +31,7 @@ from . import (
     retention,
     settings_files,
     signals,
+    signing,
     validation,
 )
 from . import scope as tenant_scope
@@ -43,18 +44,22 @@ from .exceptions import (
     InvalidBackup,
     OtherDatabase,
     Problem,
+    ProblemLog,
     RestoreError,
+    UnsignedBackup,
     ValuesRefused,
 )
 from .format import codecs, crypto
 from .format.detect import open_reader
 from .format.events import FileRecord, RowBatch, TableEnd, TableStart
+from .format.reader import NativeReader
 from .format.writer import BackupWriter
 from .progress import ProgressCallback, ProgressEvent, silent
 from .restore import TableChange
 from .sources import Source
 from .sources import resolve as resolve_source
 from .storage import BackupStorage, HashingWriter, stream_file
+from .uploads import UPLOAD_PREFIX
 from .validation import KeyIndex, RowChecker
 
 logger = logging.getLogger(__name__)
@@ -77,6 +82,9 @@ class BackupResult:
     purpose: str
     secrets: str
     duration: float
+    provenance: str = signing.SIGNED
+    withheld_files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,11 +124,20 @@ class ValidationReport:
     problems: list[Problem]
     problems_total: int
     duration: float
+    provenance: str = signing.UNSIGNED
+    provenance_note: str = ""
+    future_dated: bool = False
+    withheld_files: list[str] = field(default_factory=list)
+
+    @property
+    def trusted(self) -> bool:
+        return self.valid and self.provenance in signing.TRUSTED
     target_engine: str | None = None  # whose limits the values were checked against, besides the file's own
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["problems"] = [p.as_dict() for p in self.problems]
+        data["trusted"] = self.trusted
         return data
 
 
@@ -138,9 +155,13 @@ class BackupEntry:
     path: str | None
     error: str | None = None
     source: dict[str, Any] | None = None
+    provenance: str = signing.UNSIGNED
+    provenance_note: str = ""
+    uploaded: bool = False
+    future_dated: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "origin": origin.origin_info(self.source)}
+        return {**asdict(self), "origin": origin.origin_info(self.source), "trusted": self.trusted}
 
     @property
     def created(self) -> datetime | None:
@@ -153,6 +174,15 @@ class BackupEntry:
     def belongs_to(self, database: origin.DatabaseIdentity) -> bool:
         """Whether this backup is one of ``database``'s (see adcp_backup.origin for files without an identity)."""
         return origin.belongs_to(self.source, database)
+    def provenance_label(self) -> str:
+        return signing.LABELS.get(self.provenance, self.provenance)
+
+    @property
+    def trusted(self) -> bool:
+        """Whether this backup may steer anything automatic (``latest``, monitoring, retention): a readable
+        file whose header this installation signed, for this very name, dated no later than a few minutes
+        from now. Anything else is listed, validated and restored only on explicit request, never pruned."""
+        return self.error is None and self.provenance in signing.TRUSTED and not self.future_dated
 
 
 @dataclass(frozen=True)
@@ -166,6 +196,12 @@ class RestorePlan:
     scope: dict[str, Any]
     origin: dict[str, Any] | None = None
     other_database: bool = False
+    provenance: str = signing.UNSIGNED
+    provenance_note: str = ""
+
+    @property
+    def provenance_label(self) -> str:
+        return signing.LABELS.get(self.provenance, self.provenance)
 
 
 @dataclass(frozen=True)
@@ -184,6 +220,14 @@ class InfoResult:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+def is_future(created: datetime | None, now: datetime | None = None) -> bool:
+    """A creation time more than ADCP_BACKUP_FUTURE_TOLERANCE seconds ahead of now: a clock or a forgery."""
+    if created is None:
+        return False
+    now = now or datetime.now(UTC)
+    return (created - now).total_seconds() > float(backup_settings.FUTURE_TOLERANCE)
+
+
 def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
@@ -196,8 +240,11 @@ def parse_time(value: str | None) -> datetime | None:
 
 def new_backup_name(compression: str, *, now: datetime | None = None, suffix: str = "") -> str:
     now = now or datetime.now(UTC)
-    return (f"{NAME_PREFIX}{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}.jsonl"
-            f"{codecs.SUFFIXES[compression]}{suffix}")
+    stem = f"{NAME_PREFIX}{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
+    extension = f".jsonl{codecs.SUFFIXES[compression]}{suffix}"
+    if suffix == crypto.SUFFIX:  # readable only with an identity: the name itself says who wrote it, and when
+        return signing.signed_name(stem, extension)
+    return stem + extension
 
 
 def _storage() -> BackupStorage:
@@ -281,35 +328,41 @@ def backup_create(
         name = new_backup_name(compression, suffix=suffix)
     level = backup_settings.GZIP_LEVEL if compression == "gzip" else backup_settings.ZSTD_LEVEL
     created_at = datetime.now(UTC)
+    # Settings files are stored byte for byte: one holding secrets goes only into an encrypted backup.
+    captured_files = settings_files.capture_files(withhold_secrets=not encrypt) if include_settings else []
+    withheld = [c.path for c in captured_files if c.withheld]
+    notes: list[str] = []
 
-    with (_open_output(storage, name, output) as (out, final_name, final_path),
+    with (_open_output(storage, name, output, notes) as (out, final_name, final_path),
           crypto.encrypting(out, recipients) if encrypt else nullcontext(out) as sink):
         compressed = codecs.CompressedWriter(sink, compression, level)
         writer = BackupWriter(compressed)
         with engine.snapshot():
             counts = {spec.name: engine.count(spec.name, *tenant_scope.where(scope, engine, spec)) for spec in tables}
             schema = _capture_schema(engine, tables)
-            writer.header(
-                {
-                    "created_at": created_at.isoformat(),
-                    "tool": f"adcp-backup {__version__}",
-                    "source": _source_info(engine),
-                    "scope": scope.header() if scope else {"tenants": "all"},
-                    "purpose": purpose,
-                    "counts": counts,
-                    "compression": compression,
-                    "secrets": secrets_mode,
-                    "schema": schema,
-                }
-            )
+            header: dict[str, Any] = {
+                "created_at": created_at.isoformat(),
+                "tool": f"adcp-backup {__version__}",
+                "source": _source_info(engine),
+                "scope": scope.header() if scope else {"tenants": "all"},
+                "purpose": purpose,
+                "counts": counts,
+                "compression": compression,
+                "secrets": secrets_mode,
+                "withheld_files": withheld,
+                "schema": schema,
+            }
+            header["signature"] = signing.header_signature(BackupWriter.header_record(header), final_name)
+            writer.header(header)
             for spec in tables:
                 _write_table(engine, writer, spec, schema["tables"][spec.name], counts[spec.name], progress,
                              where=tenant_scope.where(scope, engine, spec))
         if include_settings:
-            for captured in settings_files.capture_files():
-                writer.file(path=captured.path, content=captured.content, mode=captured.mode)
+            for captured in captured_files:
+                writer.file(path=captured.path, content=captured.content, mode=captured.mode,
+                            withheld=captured.withheld)
             writer.environment(settings_files.capture_environment(include_secrets=include_secrets))
-        written = writer.trailer()
+        written = writer.trailer(sign=signing.trailer_signature)
         compressed.close()
         if written != counts:  # the snapshot guarantees equality; a difference is a bug, never a backup
             raise BackupError(f"Rows changed while they were read ({counts} counted, {written} written).")
@@ -326,7 +379,12 @@ def backup_create(
         purpose=purpose,
         secrets=secrets_mode,
         duration=time.monotonic() - started,
+        withheld_files=withheld,
+        notes=notes,
     )
+    for path in withheld:
+        logger.warning("Settings file %s was withheld from backup %s: it holds secret-looking keys and the backup "
+                       "is not encrypted (use --encrypt to keep it).", path, result.name)
     logger.info("Backup %s written: %s bytes, %s", result.name, result.size, result.counts)
     return result
 
@@ -346,25 +404,48 @@ def _write_table(engine: Engine, writer: BackupWriter, spec: dataset.TableSpec,
 
 
 @contextmanager
-def _open_output(storage: BackupStorage, name: str,
-                 output: str | os.PathLike[str] | None) -> Iterator[tuple[HashingWriter, str, str | None]]:
+def _open_output(storage: BackupStorage, name: str, output: str | os.PathLike[str] | None,
+                 notes: list[str]) -> Iterator[tuple[HashingWriter, str, str | None]]:
     if output is None:
         with storage.writer(name, verify=backup_settings.VERIFY) as out:
             yield out, name, storage.path(name)
         return
+    as_folder = str(output).endswith((os.sep, "/"))  # "DIR/": a folder, created when missing
     target = Path(output).expanduser()
     target = target if target.is_absolute() else Path.cwd() / target
-    if target.is_dir():
+    if as_folder or target.is_dir():
         target = target / name
-    if target.exists():
+    if os.path.lexists(target):
         raise BackupError(f"{target} already exists; a backup never overwrites a file.")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BackupError(f"Cannot create the folder {target.parent}: {exc.strerror}.") from exc
+    created = _make_private_folders(target.parent)
+    if created:
+        notes.append(f"Created the folder {created[0]} (mode 0700) for the backup.")
+        logger.info("Created the folder %s (mode 0700) for backup %s", created[0], target.name)
     local = BackupStorage(_LocalFolder(target.parent))
     with local.writer(target.name, verify=backup_settings.VERIFY) as out:
         yield out, target.name, str(target.resolve())
+
+
+def _make_private_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents, each 0700 whatever the umask; the ones created, outermost first."""
+    missing: list[Path] = []
+    probe = folder
+    while not os.path.lexists(probe) and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    created: list[Path] = []
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+            os.chmod(path, 0o700)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise BackupError(f"Cannot create the folder {path}: {exc.strerror}.") from exc
+        created.append(path)
+    if not folder.is_dir():
+        raise BackupError(f"{folder} is not a folder.")
+    return created
 
 
 def _LocalFolder(folder: Path) -> Any:
@@ -391,7 +472,7 @@ def _resolve(file: str, identity: str | os.PathLike[str] | None = None, *, datab
 
 def _latest_name(identity: str | os.PathLike[str] | None = None, *, database: str = "default") -> str | None:
     target = origin.of_alias(database)
-    entries = [e for e in backup_list(identity=identity) if e.error is None and e.purpose != "safety"
+    entries = [e for e in backup_list(identity=identity) if e.trusted and e.purpose != "safety"
                and not tenant_scope.is_tenant_backup({"scope": e.scope}) and e.belongs_to(target)]
     return entries[0].name if entries else None
 
@@ -424,11 +505,12 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
     target_limits: dict[str, limits.ValueLimits | None] = {}
     source = _resolve(file, identity, database=database or backup_settings.default_database)
     limit = backup_settings.MAX_PROBLEMS
-    problems: list[Problem] = []
+    problems = ProblemLog(limit)  # capped: a file of a billion bad lines keeps `limit` problems and a count
     counts: dict[str, int] = {}
     checksums: dict[str, str | None] = {}
     header: dict[str, Any] = {}
     reader: Any = None
+    files = settings_files.RecordChecker()
     try:
         with _opened(source, strict=False, identity=identity) as reader, KeyIndex() as keys:
             header = reader.header
@@ -451,7 +533,7 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
                 elif isinstance(event, RowBatch):
                     checker = checkers.get(event.table)
                     if checker is not None:
-                        if len(problems) < limit:
+                        if not problems.full:
                             problems.extend(checker.check(event.rows, event.first_row))
                         target = target_limits.get(event.table)
                         if target is not None and len(problems) < limit:
@@ -465,29 +547,38 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
                     problems.extend(validation.end_problems(header, event))
                     progress(ProgressEvent("validate", event.name, event.rows, event.rows, finished=True))
                 elif isinstance(event, FileRecord):
-                    problems.extend(validation.file_problems(event))
-            problems = reader.problems + problems
+                    problems.extend(validation.file_problems(event, files))
             if not any(p.section == "trailer" for p in reader.problems):
                 problems.extend(keys.problems(limit))
     except InvalidBackup as exc:
-        problems = (reader.problems if reader is not None else []) + problems + exc.problems
-    total = len(problems)
+        problems.extend(exc.problems)
+    found = ProblemLog(limit)
+    if reader is not None:
+        found.absorb(reader.problems)
+    found.absorb(problems)
+    provenance = _content_provenance(reader, list(found.items))
     report = ValidationReport(
         name=source.name,
         path=source.path,
-        valid=not problems,
+        valid=not found,
         format=getattr(reader, "format", None),
         compression=getattr(reader, "compression", None),
-        encrypted=bool(getattr(reader, "encrypted", False)) or any(p.section == "encryption" for p in problems),
+        encrypted=bool(getattr(reader, "encrypted", False)) or any(p.section == "encryption" for p in found),
         created_at=header.get("created_at"),
         counts=counts,
         checksums=checksums,
-        problems=problems[:limit],
-        problems_total=total,
+        problems=list(found.items),
+        problems_total=found.total,
         duration=time.monotonic() - started,
+        provenance=provenance.status,
+        provenance_note=provenance.note,
+        future_dated=is_future(parse_time(header.get("created_at"))),
+        withheld_files=[str(p) for p in header.get("withheld_files") or []][:100],
         target_engine=target_engine,
     )
-    logger.info("Validated %s: %s", source.display, "valid" if report.valid else f"{total} problem(s)")
+    total = found.total
+    logger.info("Validated %s: %s, %s", source.display, "valid" if report.valid else f"{total} problem(s)",
+                provenance.label)
     return report
 
 
@@ -517,9 +608,11 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
         with crypto.layer_scope():
             reader = open_reader(handle, strict=True, identity=identity)
             counts = reader.header.get("counts")
-            if not counts or None in counts.values():
+            if not isinstance(reader, NativeReader) and (not counts or None in counts.values()):
                 counts = _count_rows(reader)  # legacy v1 files announce no counts: read them
+            # A native header's shape was checked when it was read (an invalid one raised InvalidBackup).
         header = reader.header
+        provenance = _header_provenance(reader, name)
         return BackupEntry(
             name=name,
             created_at=header.get("created_at"),
@@ -532,12 +625,19 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
             purpose=header.get("purpose"),
             path=path,
             source=header.get("source") if isinstance(header.get("source"), dict) else None,
+            provenance=provenance.status,
+            provenance_note=provenance.note,
+            uploaded=name.startswith(UPLOAD_PREFIX),
+            future_dated=is_future(parse_time(header.get("created_at"))),
         )
     except EncryptionKeyError:
-        modified = storage.modified(name)
-        return BackupEntry(name=name, created_at=modified.isoformat() if modified else None, size=size,
+        provenance, named_time = signing.verify_name(name)
+        created = named_time or storage.modified(name)
+        return BackupEntry(name=name, created_at=created.isoformat() if created else None, size=size,
                            format="adcp-backup (encrypted)", compression=None, encrypted=True, counts=None,
-                           scope=None, purpose=None, path=path)
+                           scope=None, purpose=None, path=path, provenance=provenance.status,
+                           provenance_note=provenance.note, uploaded=name.startswith(UPLOAD_PREFIX),
+                           future_dated=is_future(created))
     except InvalidBackup as exc:
         modified = storage.modified(name)
         return BackupEntry(name=name, created_at=modified.isoformat() if modified else None, size=size,
@@ -546,6 +646,23 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
     finally:
         if handle is not None:
             handle.close()
+
+
+def _content_provenance(reader: Any, problems: list[Problem]) -> signing.Provenance:
+    """Who wrote a file read to its end: the trailer's MAC, which counts only for a file without problems."""
+    if reader is None:
+        return signing.Provenance(signing.UNSIGNED, "the file could not be read")
+    if not isinstance(reader, NativeReader):
+        return signing.legacy()
+    if problems:
+        return signing.Provenance(signing.UNSIGNED, "the file has problems, so its signature proves nothing")
+    return reader.provenance or signing.Provenance(signing.UNSIGNED, "the file has no trailer")
+
+
+def _header_provenance(reader: Any, name: str) -> signing.Provenance:
+    if not isinstance(reader, NativeReader):
+        return signing.legacy()
+    return signing.verify_header(reader.header, name)
 
 
 def _count_rows(reader: Any) -> dict[str, int]:
@@ -578,6 +695,7 @@ def _backup_info(*, database: str, max_age: timedelta | None, identity: str | os
     entries = [e for e in everything if e.belongs_to(target)]
     usable = [e for e in entries if e.error is None]
     newest, invalid_newer = _newest_valid(usable, identity)
+    partials = storage.partial_files()
     now = datetime.now(UTC)
     newest_info = None
     stale = False
@@ -610,6 +728,11 @@ def _backup_info(*, database: str, max_age: timedelta | None, identity: str | os
             "safety_backups": sum(1 for e in usable if e.purpose == "safety"),
             "invalid_newer_than_newest": invalid_newer,
             "other_databases": len(everything) - len(entries),
+            "untrusted": [{"name": e.name, "provenance": e.provenance, "uploaded": e.uploaded,
+                           "future_dated": e.future_dated, "created_at": e.created_at}
+                          for e in usable if not e.trusted],
+            "partial_files": [{"path": str(p.path), "size": p.size, "age_seconds": round(p.age, 1)}
+                              for p in partials],
         },
         newest=newest_info,
         settings={
@@ -634,7 +757,7 @@ def _newest_valid(entries: list[BackupEntry],
     """The newest regular backup that passes validation, and the newer ones that do not (newest first)."""
     invalid: list[str] = []
     for entry in entries:
-        if (entry.purpose == "safety" or entry.created is None
+        if (not entry.trusted or entry.purpose == "safety" or entry.created is None
                 or tenant_scope.is_tenant_backup({"scope": entry.scope})):
             continue
         if _passes_validation(entry.name, identity):
@@ -643,11 +766,19 @@ def _newest_valid(entries: list[BackupEntry],
     return None, invalid
 
 
+def _untrusted_reason(entry: BackupEntry) -> str:
+    if entry.future_dated:
+        return f"dated in the future ({entry.created_at}): never pruned, never counted as the newest"
+    what = "uploaded" if entry.uploaded else signing.LABELS.get(entry.provenance, entry.provenance)
+    return f"{what}, not signed here for this name: never pruned ({entry.provenance_note})"
+
+
 def _passes_validation(name: str, identity: str | os.PathLike[str] | None = None) -> bool:
-    """Whether a backup validates. An encrypted one that no identity here opens counts as valid: it cannot be
-    checked on this host (one that writes backups needs only public keys), and age checks it on restore."""
+    """Whether a backup validates and its content is signed here. An encrypted one that no identity here opens
+    counts as valid: it cannot be checked on this host (one that writes backups needs only public keys), and
+    age checks it on restore."""
     try:
-        return backup_validate(file=name, identity=identity).valid
+        return backup_validate(file=name, identity=identity).trusted
     except EncryptionKeyError:
         return True
 
@@ -666,6 +797,7 @@ class PruneResult:
     skipped: list[retention.PrunedFile]
     freed_bytes: int
     notes: list[str]
+    partials_removed: list[str] = field(default_factory=list)
     policy_source: str = POLICY_FROM_SETTINGS  # "flags": only the rules given apply; "settings": ADCP_BACKUP_KEEP_*
 
     def as_dict(self) -> dict[str, Any]:
@@ -706,11 +838,17 @@ def backup_prune(
     policy, policy_source = retention_policy(keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly,
                                              keep_monthly=keep_monthly)
     safety = int(backup_settings.KEEP_SAFETY if keep_safety is None else keep_safety)
-    plan = retention.plan_prune(_prune_candidates(database), policy, keep_safety=safety,
-                                tz=django_timezone.get_default_timezone(),
+    # Only this installation's own backups of this database are subject to the rules: a file dropped into the
+    # storage (uploaded, foreign, future-dated) can neither push a real backup out of a rule nor be deleted by one.
+    entries = _prune_candidates(database)
+    plan = retention.plan_prune([e for e in entries if e.trusted or e.error is not None], policy,
+                                keep_safety=safety, tz=django_timezone.get_default_timezone(),
                                 is_valid=lambda entry: _passes_validation(entry.name))
+    untrusted = [retention.PrunedFile.of(e, [_untrusted_reason(e)]) for e in entries
+                 if e.error is None and not e.trusted]
     notes = ["every --keep-* count is 0: no regular backup is removed"] if policy.empty else []
     storage = _storage()
+    partials = [p for p in storage.partial_files() if p.age > float(backup_settings.PARTIAL_EXPIRY)]
     if not dry_run:
         for pruned in plan.removed:
             try:
@@ -718,9 +856,16 @@ def backup_prune(
             except OSError as exc:
                 raise BackupError(f"Could not delete {pruned.name}: {exc}; the backups after it were kept.") from exc
             logger.info("Pruned %s (created %s)", pruned.name, pruned.created_at)
+        for partial in partials:
+            partial.remove()
+            logger.info("Removed %s, left by an interrupted backup %.0f hours ago", partial.path, partial.age / 3600)
+    if partials:
+        notes.append(f"{'would remove' if dry_run else 'removed'} {len(partials)} partial file(s) of interrupted "
+                     f"backups: {', '.join(str(p.path) for p in partials)}")
     result = PruneResult(dry_run=dry_run, policy={**policy.as_dict(), "keep_safety": safety}, kept=plan.kept,
-                         removed=plan.removed, skipped=plan.skipped,
-                         freed_bytes=sum(p.size for p in plan.removed), notes=notes, policy_source=policy_source)
+                         removed=plan.removed, skipped=plan.skipped + untrusted,
+                         freed_bytes=sum(p.size for p in plan.removed), notes=notes, policy_source=policy_source,
+                         partials_removed=[str(p.path) for p in partials])
     logger.info("%s: %s kept, %s removed, %s skipped", "Prune dry run" if dry_run else "Pruned",
                 len(result.kept), len(result.removed), len(result.skipped))
     return result
@@ -764,8 +909,10 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
     with _opened(source, strict=True, identity=identity) as reader:
         header = reader.header
         fmt = reader.format
+        provenance = _header_provenance(reader, source.name)
     came_from = _check_origin(header, database, from_other_database=from_other_database)
     existing = engine.existing_tables()
+    signed = {"provenance": provenance.status, "provenance_note": provenance.note}
     file_tables = list((header.get("schema") or {}).get("tables") or dataset.table_names())
     counts = header.get("counts") or {}
     if tenants or tenant_scope.is_tenant_backup(header):
@@ -781,6 +928,7 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
             scope={"tenants": slugs, "global": global_parts},
             origin=came_from,
             other_database=came_from["other_database"],
+            **signed,
         )
     return RestorePlan(
         name=source.name,
@@ -792,6 +940,7 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
         scope=header.get("scope") or {"tenants": "all"},
         origin=came_from,
         other_database=came_from["other_database"],
+        **signed,
     )
 
 
@@ -809,6 +958,7 @@ def backup_restore(
     restore_settings: bool = True,
     tenants: Sequence[str] | None = None,
     identity: str | os.PathLike[str] | None = None,
+    allow_unsigned: bool = False,
     progress: ProgressCallback = silent,
     from_other_database: bool = False,
 ) -> RestoreResult:
@@ -816,16 +966,23 @@ def backup_restore(
 
     With ``tenants`` (slugs), or for a tenant backup, only those tenants' rows are replaced (see scope.py).
     An encrypted file is decrypted while it is read, with ``identity`` (else ADCP_BACKUP_AGE_IDENTITY).
-    A backup taken from another database (adcp_backup.origin) is refused unless ``from_other_database``."""
+    A backup taken from another database (adcp_backup.origin) is refused unless ``from_other_database``.
+    A file this installation did not sign is refused (UnsignedBackup) unless ``allow_unsigned``; a dry run
+    of one goes ahead, as it changes nothing."""
     started = time.monotonic()
     source = _resolve(file, identity, database=database)
     engine = get_engine(database)
-    with _opened(source, strict=True, identity=identity) as reader:
+    _check_settings_records(source, identity, restore_settings=restore_settings, tenants=tenants)
+    with _opened(source, strict=True, identity=identity) as opened:
+        # Settings-file records are checked as they stream past, inside the transaction: a bad one rolls it back.
+        reader = settings_files.CheckedRecords(
+            opened, targets=_writes_settings(opened.header, restore_settings=restore_settings, tenants=tenants))
         header = reader.header
         problems = validation.header_problems(header)  # before anything the header names is used
         if problems:
             raise InvalidBackup(problems)
         came_from = _check_origin(header, database, from_other_database=from_other_database)
+        _require_signature(reader, source, identity, allowed=allow_unsigned or dry_run)
         if tenants or tenant_scope.is_tenant_backup(header):
             try:
                 return replace(
@@ -858,7 +1015,8 @@ def backup_restore(
 
     files: list[dict[str, str]] = []
     if restore_settings:
-        files = restore.restore_files(outcome.files, dry_run=dry_run)
+        files = restore.restore_files(outcome.files, dry_run=dry_run, name=source.name, restored=outcome.restored)
+    notes.extend(_provenance_notes(reader))
     result = RestoreResult(
         name=source.name,
         format=reader.format,
@@ -877,6 +1035,75 @@ def backup_restore(
     logger.info("%s %s into %r: %s", "Dry run of" if dry_run else "Restored", source.display, database,
                 result.restored)
     return result
+
+
+def _require_signature(reader: Any, source: Source, identity: str | os.PathLike[str] | None, *,
+                       allowed: bool) -> None:
+    """Refuse, before anything is written, a file that cannot be signed here; have the reader refuse one whose
+    trailer MAC fails (the restore's transaction then rolls back). ``allowed``: --allow-unsigned or a dry run.
+
+    An unsigned file that is also invalid is reported as invalid (exit 2), so it is validated first."""
+    if allowed:
+        return
+    reader = _unwrapped(reader)
+    if isinstance(reader, NativeReader) and reader.header.get("signature") is not None:
+        reader.require_signature = True
+        return
+    report = backup_validate(file=source.path or source.name, identity=identity)
+    if not report.valid:
+        raise InvalidBackup(report.problems, total=report.problems_total)
+    if not isinstance(reader, NativeReader):
+        raise UnsignedBackup(f"This is a {reader.format} file: the legacy backup code signed nothing, so nothing "
+                             "proves where it came from. Nothing was changed; check the file, then restore it "
+                             "with --allow-unsigned.")
+    raise UnsignedBackup("This file carries no signature: it was written by another installation or an older "
+                         "version, or changed. Nothing was changed; check where it came from, then restore it "
+                         "with --allow-unsigned.")
+
+
+def _unwrapped(reader: Any) -> Any:
+    """The format's own reader behind the settings-file checking wrapper."""
+    return reader._reader if isinstance(reader, settings_files.CheckedRecords) else reader
+
+
+def _provenance_notes(reader: Any) -> list[str]:
+    reader = _unwrapped(reader)
+    provenance = reader.provenance if isinstance(reader, NativeReader) else signing.legacy()
+    if provenance is None or provenance.status == signing.SIGNED:
+        return []
+    return [f"provenance: {provenance.label} ({provenance.note})"]
+
+
+def _writes_settings(header: dict[str, Any], *, restore_settings: bool, tenants: Sequence[str] | None) -> bool:
+    """Whether this restore writes the settings files (and so needs their folders writable): a full restore does,
+    a tenant restore only of a whole tenant backup that holds them."""
+    if not restore_settings or tenants:
+        return False
+    if not tenant_scope.is_tenant_backup(header):
+        return True
+    return tenant_scope.SETTINGS in ((header.get("scope") or {}).get("global") or [])
+
+
+def _check_settings_records(source: Source, identity: str | os.PathLike[str] | None, *, restore_settings: bool,
+                            tenants: Sequence[str] | None) -> None:
+    """Refuse a file with an unsound settings-file record, or a target that cannot be written, before anything
+    is written (the safety backup included). A native file's records are found by a quick pass that skips its
+    rows; a legacy file's are made by its reader from fixed paths, and are checked on the real pass only."""
+    with _opened(source, strict=False, identity=identity) as reader:
+        if not isinstance(reader, NativeReader):
+            return
+
+        def readable_records() -> Iterator[Any]:
+            try:
+                yield from reader.file_records()
+            except InvalidBackup:
+                return  # a damaged stream or an endless line: the real pass reports it where it is
+
+        targets = _writes_settings(reader.header, restore_settings=restore_settings, tenants=tenants)
+        settings_files.refuse_unsound(readable_records(), targets=targets)
+        damaged = [p for p in reader.problems if p.section.startswith("file")]  # bad base64 or checksum
+        if damaged:
+            raise InvalidBackup(damaged)
 
 
 def _every_value_refused(exc: ValuesRefused, *, file: str, identity: str | os.PathLike[str] | None,
@@ -912,7 +1139,9 @@ def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Se
                                                       progress=progress)
     except DatabaseError as exc:
         raise RestoreError(f"The restore failed and was rolled back; the database is unchanged. ({exc})") from exc
-    files = restore.restore_files(outcome.files, dry_run=dry_run) if restore_settings else []
+    files = (restore.restore_files(outcome.files, dry_run=dry_run, name=source.name, restored=outcome.restored)
+             if restore_settings else [])
+    notes = [*outcome.notes, *_provenance_notes(reader)]
     result = RestoreResult(
         name=source.name,
         format=reader.format,
@@ -924,7 +1153,7 @@ def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Se
         files=files,
         environment=outcome.environment,
         schema_created=False,
-        notes=outcome.notes,
+        notes=notes,
         duration=time.monotonic() - started,
     )
     logger.info("%s tenants %s of %s into %r: %s", "Dry run of" if dry_run else "Restored",
@@ -1014,8 +1243,10 @@ def backup_drill(*, file: str = "latest", database: str = "default",
             file=source.name if source.in_storage else str(source.path),
             database=database,
             identity=identity,
-            # The scratch database is another database than the backup's by design.
-            restore_into=functools.partial(inspect.unwrap(backup_restore), from_other_database=True),
+            # A scratch database, never the live one, and another database than the backup's by design: a file
+            # not signed here may be drilled as well.
+            restore_into=functools.partial(inspect.unwrap(backup_restore), from_other_database=True,
+                                           allow_unsigned=True),
             open_backup=lambda: _opened(source, strict=False, identity=identity),
             progress=progress,
         )

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import re
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +22,8 @@ from django.core.files.storage import FileSystemStorage, Storage, storages
 
 from .conf import backup_settings
 from .exceptions import BackupError, BackupNotFound
+
+logger = logging.getLogger(__name__)
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 PARTIAL_SUFFIX = ".partial"
@@ -43,6 +48,18 @@ class HashingWriter:
 
     def flush(self) -> None:
         self._raw.flush()
+
+
+@dataclass(frozen=True)
+class PartialFile:
+    """A temporary file an interrupted backup left behind (a kill -9 leaves no chance to remove it)."""
+
+    path: Path
+    size: int
+    age: float  # seconds since it was last written
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -135,6 +152,30 @@ class BackupStorage:
         stat = os.statvfs(location)
         return stat.f_bavail * stat.f_frsize
 
+    def partial_files(self) -> list[PartialFile]:
+        """Partial files of interrupted backups: in the backup folder, and in the temporary folder of uploads
+        to remote storage. Only regular files of this user, never through a symbolic link."""
+        folders = [Path(cast(FileSystemStorage, self.storage).location)] if self.is_local else []
+        folders.append(Path(backup_settings.TEMP_DIR or tempfile.gettempdir()))
+        found: list[PartialFile] = []
+        now = time.time()
+        for folder in dict.fromkeys(folders):
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                continue
+            for name in names:
+                if not (name.startswith(".") and name.endswith(PARTIAL_SUFFIX) and "adcp-" in name):
+                    continue
+                path = folder / name
+                try:
+                    info = path.lstat()
+                except OSError:
+                    continue
+                if stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid():
+                    found.append(PartialFile(path, info.st_size, max(0.0, now - info.st_mtime)))
+        return sorted(found, key=lambda p: str(p.path))
+
     @contextmanager
     def writer(self, name: str, *, verify: bool = True) -> Iterator[HashingWriter]:
         """Write a new backup; it appears under ``name`` only if the block ends without an exception."""
@@ -144,35 +185,47 @@ class BackupStorage:
         if self.is_local:
             final = Path(self.storage.path(name))
             final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            temp = final.with_name(f".{name}{PARTIAL_SUFFIX}")
+            folder, prefix = final.parent, f".{name}."
         else:
-            fd, temp_name = tempfile.mkstemp(prefix=".adcp-backup-", suffix=PARTIAL_SUFFIX,
-                                             dir=backup_settings.optional_path("TEMP_DIR"))
-            os.close(fd)
-            temp = Path(temp_name)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            folder = backup_settings.optional_path("TEMP_DIR") or Path(tempfile.gettempdir())
+            prefix = ".adcp-backup-"
+        # A fresh, unpredictable name created with O_EXCL|O_NOFOLLOW, mode 0600: nothing planted at a known path
+        # can receive the backup or redirect the write. The file is then only used through this descriptor.
         try:
-            with os.fdopen(fd, "wb", buffering=1 << 20) as raw:
+            fd, temp_name = tempfile.mkstemp(prefix=prefix, suffix=PARTIAL_SUFFIX, dir=folder)
+        except OSError as exc:
+            raise BackupError(f"Cannot create a temporary file in {folder}: {exc.strerror}.") from exc
+        temp = Path(temp_name)
+        try:
+            with os.fdopen(fd, "w+b", buffering=1 << 20) as raw:
                 hashing = HashingWriter(raw)
                 yield hashing
                 raw.flush()
                 os.fsync(raw.fileno())
-            if verify:
-                _verify_file(temp, hashing.sha256.hexdigest(), hashing.size)
-            if self.is_local:
-                _publish_without_overwriting(temp, final)
-                _fsync_dir(final.parent)
-            else:
-                with open(temp, "rb") as f:
-                    saved = self.storage.save(name, File(f, name=name))
-                if saved != name:
-                    self.storage.delete(saved)
-                    raise BackupError(f"The storage renamed the backup to {saved!r}; it was removed.")
-                if verify and self.storage.size(name) != hashing.size:
-                    self.storage.delete(name)
-                    raise BackupError("The storage holds a different size than was uploaded; the backup was removed.")
+                if verify:
+                    _verify_descriptor(raw.fileno(), hashing.sha256.hexdigest(), hashing.size)
+                if self.is_local:
+                    _publish_without_overwriting(temp, final)
+                    _fsync_dir(final.parent)
+                else:
+                    raw.seek(0)
+                    self._upload(name, raw, hashing.size, verify=verify)
         finally:
             temp.unlink(missing_ok=True)
+
+    def _upload(self, name: str, raw: IO[bytes], size: int, *, verify: bool) -> None:
+        """Send the finished temporary file to remote storage; an interrupted upload leaves no parts behind."""
+        try:
+            saved = self.storage.save(name, File(raw, name=name))
+        except BaseException:  # SIGINT, SIGTERM and SIGHUP included: S3 bills unfinished multipart uploads
+            abort_multipart_uploads(self.storage, name)
+            raise
+        if saved != name:
+            self.storage.delete(saved)
+            raise BackupError(f"The storage renamed the backup to {saved!r}; it was removed.")
+        if verify and self.storage.size(name) != size:
+            self.storage.delete(name)
+            raise BackupError("The storage holds a different size than was uploaded; the backup was removed.")
 
     def save_upload(self, name: str, chunks: Iterator[bytes]) -> int:
         """Store uploaded bytes under ``name`` through the same atomic path as a new backup."""
@@ -232,13 +285,39 @@ class _S3Stream(io.RawIOBase):
         super().close()
 
 
-def _verify_file(path: Path, sha256: str, size: int) -> None:
+def _verify_descriptor(fd: int, sha256: str, size: int) -> None:
+    """Read the written file back through its own descriptor (never by name) and compare."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    if path.stat().st_size != size or h.hexdigest() != sha256:
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        h.update(chunk)
+        offset += len(chunk)
+    if offset != size or os.fstat(fd).st_size != size or h.hexdigest() != sha256:
         raise BackupError("The backup read back from disk differs from what was written; it was not kept.")
+
+
+def abort_multipart_uploads(storage: Storage, name: str) -> int:
+    """Abort the unfinished S3 multipart uploads of ``name`` (a killed upload leaves its parts, billed, until
+    aborted); the number aborted. Other storages: nothing to do."""
+    if not _is_s3(storage):
+        return 0
+    aborted = 0
+    try:
+        key = storage._normalize_name(name)  # type: ignore[attr-defined]
+        client = storage.connection.meta.client  # type: ignore[attr-defined]
+        bucket = storage.bucket_name  # type: ignore[attr-defined]
+        listing = client.list_multipart_uploads(Bucket=bucket, Prefix=key)
+        for upload in listing.get("Uploads", ()):
+            if upload.get("Key") == key:
+                client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+                aborted += 1
+    except Exception as exc:  # botocore errors: report, never hide the interruption that brought us here
+        logger.warning("Could not abort the unfinished upload of %s: %s. A bucket lifecycle rule "
+                       "(AbortIncompleteMultipartUpload, docs/storage.md) removes it.", name, exc)
+        return aborted
+    if aborted:
+        logger.warning("Aborted %s unfinished multipart upload(s) of %s.", aborted, name)
+    return aborted
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -13,6 +13,7 @@ from celery.schedules import crontab, schedule
 from . import history, services
 from .conf import backup_settings
 from .exceptions import BackupConfigurationError
+from .interrupts import signals_interrupt
 from .schedules import parse_schedule
 
 CREATE = "adcp_backup.create"
@@ -25,8 +26,10 @@ RUN_JOB = "adcp_backup.run_job"
 def create_backup(*, database: str | None = None, compression: str | None = None,
                   purpose: str = "scheduled") -> dict[str, Any]:
     """Write a backup (of the default database unless ``database`` is given); ``purpose="scheduled"`` makes a
-    failure e-mail the admins when that is enabled."""
-    with history.origin(_celery_origin()):
+    failure e-mail the admins when that is enabled.
+
+    SIGTERM or SIGHUP to the process running it unwinds the backup like SIGINT: nothing half-written is left."""
+    with signals_interrupt(), history.origin(_celery_origin()):
         return services.backup_create(database=database or backup_settings.default_database,
                                       compression=compression, purpose=purpose).as_dict()
 
@@ -34,7 +37,7 @@ def create_backup(*, database: str | None = None, compression: str | None = None
 @shared_task(name=PRUNE)
 def prune_backups(*, dry_run: bool = False, database: str | None = None) -> dict[str, Any]:
     """Apply the retention settings (ADCP_BACKUP_KEEP_*) to one database's backups in storage."""
-    with history.origin(_celery_origin()):
+    with signals_interrupt(), history.origin(_celery_origin()):
         return services.backup_prune(dry_run=dry_run,
                                      database=database or backup_settings.default_database).as_dict()
 
@@ -47,7 +50,8 @@ def _celery_origin() -> history.Origin:
 def drill_backup(*, file: str = "latest", database: str | None = None) -> dict[str, Any]:
     """Restore drill of a backup (the database's newest by default) into a scratch database; the verdict is
     recorded and a failure sends ``drill_failed`` (which e-mails the admins when that is enabled)."""
-    return services.backup_drill(file=file, database=database or backup_settings.default_database).as_dict()
+    with signals_interrupt():
+        return services.backup_drill(file=file, database=database or backup_settings.default_database).as_dict()
 
 
 @shared_task(name=RUN_JOB)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -13,7 +14,9 @@ from typing import IO, Any
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest
 
+from .conf import backup_settings
 from .display import format_size
+from .exceptions import BackupConfigurationError
 from .storage import BackupStorage
 
 UPLOAD_PREFIX = "adcp-upload-"
@@ -27,12 +30,36 @@ KNOWN_SUFFIXES = (
 
 
 def quarantine_dir() -> Path:
-    """Where uploads wait for validation: a hidden folder of the backup folder, never listed as a backup."""
+    """Where uploads wait for validation: a hidden folder of the backup folder, never listed as a backup; with
+    remote storage, one in the temporary folder. Each folder of ours on the way is created 0700, or refused when
+    it exists and is not a private folder of this user (another user could read or swap the uploads)."""
     storage = BackupStorage()
-    base = Path(storage.location) if storage.is_local else Path(tempfile.gettempdir()) / "adcp-backup"
+    if storage.is_local:
+        base = Path(storage.location)
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder = base / QUARANTINE_FOLDER
+        _private_folder(folder)
+        return folder
+    base = Path(backup_settings.TEMP_DIR or tempfile.gettempdir()) / f"adcp-backup-{os.getuid()}"
+    _private_folder(base)
     folder = base / QUARANTINE_FOLDER
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_folder(folder)
     return folder
+
+
+def _private_folder(folder: Path) -> None:
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise BackupConfigurationError(f"Cannot create the upload folder {folder}: {exc.strerror}.") from exc
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise BackupConfigurationError(
+            f"The upload folder {folder} exists but is not a private folder of this user (a symbolic link, another "
+            f"owner, or mode {stat.S_IMODE(info.st_mode):04o} wider than 0700); uploads are refused until it is "
+            "removed or fixed.")
 
 
 def generated_name(original_name: str, *, now: datetime | None = None) -> str:
@@ -124,7 +151,11 @@ def prepare(request: HttpRequest, *, limit: int) -> str | None:
         declared = 0
     if declared > limit + FORM_ALLOWANCE:
         return too_large_message(limit)
-    request.upload_handlers = [QuarantineUploadHandler(request, max_size=limit, folder=quarantine_dir())]
+    try:
+        folder = quarantine_dir()
+    except BackupConfigurationError as exc:  # a folder planted by another user: say so, keep nothing
+        return str(exc)
+    request.upload_handlers = [QuarantineUploadHandler(request, max_size=limit, folder=folder)]
     return None
 
 

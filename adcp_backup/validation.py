@@ -158,9 +158,10 @@ def ddl_problems(engine: Any, ddl: Any) -> list[Problem]:
     return problems
 
 
-def file_problems(record: FileRecord) -> list[Problem]:
-    """A settings-file record: the rules live beside the code that writes settings files."""
-    return list(settings_files.record_problems(record))
+def file_problems(record: FileRecord, checker: settings_files.RecordChecker | None = None) -> list[Problem]:
+    """A settings-file record: the rules live beside the code that writes settings files. Give every record of
+    one file the same ``checker``, so that two records for one settings file are caught."""
+    return list(settings_files.record_problems(record, checker))
 
 
 MAX_SEQUENCE = 2**63 - 1  # the largest counter any engine keeps
@@ -190,6 +191,7 @@ def checked_events(reader: Any) -> Iterator[Any]:
     problems = header_problems(reader.header)
     if problems:
         raise InvalidBackup(problems)
+    files = settings_files.RecordChecker()
     for event in reader.events():
         problems = []
         if isinstance(event, TableStart):
@@ -197,7 +199,7 @@ def checked_events(reader: Any) -> Iterator[Any]:
         elif isinstance(event, TableEnd):
             problems = end_problems(reader.header, event)
         elif isinstance(event, FileRecord):
-            problems = file_problems(event)
+            problems = file_problems(event, files)
         if problems:
             raise InvalidBackup(problems)
         yield event

@@ -5,6 +5,9 @@ command-line tool. Every variable is listed in the README's configuration table.
 """
 from __future__ import annotations
 
+import os
+import secrets
+import stat
 from pathlib import Path
 
 import environ
@@ -55,8 +58,45 @@ def _database(url: str) -> dict:
     return config
 
 
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="adcp-backup-development-key-change-me")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# The key earlier versions used when DJANGO_SECRET_KEY was unset: public, so refused outside DEBUG.
+_PUBLISHED_KEY = "adcp-backup-development-key-change-me"
+
+
+def _secret_key() -> str:
+    """DJANGO_SECRET_KEY, else a random key generated on first run into data/.secret_key (mode 0600).
+
+    The key also signs the backups (adcp_backup.signing): a published one would let anyone sign a file."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    value = env.str("DJANGO_SECRET_KEY", default="")
+    if value:
+        if value == _PUBLISHED_KEY and not DEBUG:
+            raise ImproperlyConfigured("DJANGO_SECRET_KEY is the published development key; set a secret one "
+                                       "(or unset it to have one generated in data/.secret_key).")
+        return value
+    path = CWD / "data" / ".secret_key"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        fd = -1
+    if fd == -1:  # generated on an earlier run
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise ImproperlyConfigured(f"{path} must be a regular file of this user, mode 0600; it is not, so it "
+                                       "was not used. Fix or remove it, or set DJANGO_SECRET_KEY.")
+        key = path.read_text(encoding="utf-8").strip()
+        if len(key) < 32:
+            raise ImproperlyConfigured(f"{path} holds no usable key; remove it to have a new one generated.")
+        return key
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(key + "\n")
+    return key
+
+
+SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
 INSTALLED_APPS = [
@@ -124,12 +164,17 @@ ADCP_BACKUP_COMPRESSION = env.str("ADCP_BACKUP_COMPRESSION", default="gzip")
 ADCP_BACKUP_GZIP_LEVEL = env.int("ADCP_BACKUP_GZIP_LEVEL", default=1)
 ADCP_BACKUP_ZSTD_LEVEL = env.int("ADCP_BACKUP_ZSTD_LEVEL", default=3)
 ADCP_BACKUP_SAFETY_BACKUP = env.bool("ADCP_BACKUP_SAFETY_BACKUP", default=True)
+ADCP_BACKUP_MAX_LINE_LENGTH = env.int("ADCP_BACKUP_MAX_LINE_LENGTH", default=64 << 20)
 
 # Encryption with age (docs/security.md): public keys to encrypt to, and the identity file that decrypts.
 ADCP_BACKUP_ENCRYPT = env.bool("ADCP_BACKUP_ENCRYPT", default=False)
 ADCP_BACKUP_AGE_RECIPIENTS = env.list("ADCP_BACKUP_AGE_RECIPIENTS", default=[])
 ADCP_BACKUP_AGE_IDENTITY = _cwd_path(env.str("ADCP_BACKUP_AGE_IDENTITY")) if env.str(
     "ADCP_BACKUP_AGE_IDENTITY", default="") else ""
+# Backups are signed (docs/security.md); empty: a key derived from SECRET_KEY, SECRET_KEY_FALLBACKS honoured.
+ADCP_BACKUP_SIGNING_KEY = env.str("ADCP_BACKUP_SIGNING_KEY", default="")
+ADCP_BACKUP_SIGNING_KEY_FALLBACKS = env.list("ADCP_BACKUP_SIGNING_KEY_FALLBACKS", default=[])
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 ADCP_BACKUP_TEMP_DIR = _cwd_path(env.str("ADCP_BACKUP_TEMP_DIR")) if env.str("ADCP_BACKUP_TEMP_DIR", default="") else ""
 
 # Backups in S3-compatible object storage through django-storages (docs/storage.md). Credentials are not
@@ -207,12 +252,16 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
+    "filters": {
+        "redact": {"()": "adcp_backup.logs.RedactingFilter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
         "operations_file": {
-            "class": "logging.FileHandler",
+            "class": "adcp_backup.logs.PrivateFileHandler",  # mode 0600, never through a symbolic link
             "filename": LOG_FILE,
             "formatter": "plain",
+            "filters": ["redact"],
             "delay": True,
             "encoding": "utf-8",
         },

@@ -6,7 +6,7 @@ matching management command, which calls the same services, prints the same outp
 same codes (0 done; 1 failed or refused; 2 invalid backup file).
 
     python scripts/backup_cli.py create [--compress] [--output PATH]
-    python scripts/backup_cli.py restore FILE [--force] [--skip-validation] [--validate-only]
+    python scripts/backup_cli.py restore FILE [--force] [--skip-validation] [--validate-only] [--allow-unsigned]
     python scripts/backup_cli.py list [--limit N]
     python scripts/backup_cli.py validate FILE
     python scripts/backup_cli.py info
@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--force", action="store_true", help="Do not ask for confirmation.")
     restore.add_argument("--skip-validation", action="store_true", help="Skip the row checks before restoring.")
     restore.add_argument("--validate-only", action="store_true", help="Only validate the file.")
+    restore.add_argument("--allow-unsigned", action="store_true",
+                         help="Restore a file this installation did not sign (legacy files included).")
 
     listing = commands.add_parser("list", help="List the backups, newest first.")
     listing.add_argument("--limit", type=int, metavar="N", help="Show at most N backups.")
@@ -67,6 +69,8 @@ def management_argv(options: argparse.Namespace) -> list[str]:
             argv.append("--skip-validation")
         if options.validate_only:
             argv.append("--validate-only")
+        if options.allow_unsigned:
+            argv.append("--allow-unsigned")
     elif options.command == "list":
         argv = ["backup_list"]
         if options.limit is not None:

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from adcp_backup import __version__
+from adcp_backup import __version__, signing
 from adcp_backup.format.writer import BackupWriter
 
 TENANT_COLUMNS = [
@@ -24,13 +24,15 @@ TENANT_COLUMNS = [
 
 
 def write_backup(folder: Path, created_at: datetime, *, purpose: str = "manual", name: str | None = None,
-                 truncated: bool = False, source: dict[str, Any] | None = None) -> str:
-    """A native v3 backup of one tenant row, named so that its name says nothing true about its time."""
+                 truncated: bool = False, source: dict[str, Any] | None = None, signed: bool = True) -> str:
+    """A native v3 backup of one tenant row, named so that its name says nothing true about its time.
+
+    ``signed``: signed with this installation's key, as backup_create signs (else as if written elsewhere)."""
     folder.mkdir(parents=True, exist_ok=True)
     name = name or f"adcp-backup-{secrets.token_hex(6)}.jsonl"
     with open(folder / name, "wb") as out:
         writer = BackupWriter(out)
-        writer.header({
+        header = {
             "created_at": created_at.isoformat(),
             "tool": f"adcp-backup {__version__}",
             "source": source if source is not None else {"engine": "sqlite", "alias": "default"},
@@ -40,12 +42,15 @@ def write_backup(folder: Path, created_at: datetime, *, purpose: str = "manual",
             "compression": "none",
             "secrets": "redacted",
             "schema": {"engine": "sqlite", "tables": {"tenant": TENANT_COLUMNS}},
-        })
+        }
+        if signed:
+            header["signature"] = signing.header_signature(BackupWriter.header_record(header), name)
+        writer.header(header)
         writer.begin_table("tenant", TENANT_COLUMNS)
         writer.rows([[1, "Acme", "acme", None, None, False, "2024-01-01 00:00:00"]])
         writer.end_table()
         if not truncated:
-            writer.trailer()
+            writer.trailer(sign=signing.trailer_signature if signed else None)
     return name
 
 
@@ -65,6 +70,7 @@ def project_env(workdir: Path, **extra: str) -> dict[str, str]:
                                                for name in ("app_settings.json", "tenant_settings.json")),
         "ADCP_BACKUP_LOG_FILE": str(workdir / "backup_operations.log"),
         "ADCP_BACKUP_LOG_LEVEL": "WARNING",
+        "DJANGO_SECRET_KEY": os.environ["DJANGO_SECRET_KEY"],  # the tests' key: backups they sign verify there
     })
     env.update(extra)
     return env

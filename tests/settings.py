@@ -7,8 +7,12 @@ from pathlib import Path
 
 import environ
 
-from project.settings import *  # noqa: F403
-from project.settings import SQLITE_INIT_COMMAND, _database
+# One key for the test process and every manage.py it starts (they inherit the environment), so that backups
+# signed on one side verify on the other; set before the project's settings, which would otherwise generate one.
+os.environ.setdefault("DJANGO_SECRET_KEY", "adcp-backup-tests-signing-secret-of-this-test-run")
+
+from project.settings import *  # noqa: E402, F403
+from project.settings import SQLITE_INIT_COMMAND, _database  # noqa: E402
 
 _WORK = Path(os.environ.get("ADCP_TEST_WORKDIR") or tempfile.gettempdir()) / f"adcp-backup-tests-{os.getpid()}"
 _WORK.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
-"""The forging helper reproduces the writer's checksums, so hostile files built with it are refused for their
-content."""
+"""The forging helper reproduces the writer's checksums (and signature), so hostile files built with it are
+refused for their content; unsigned forgeries are refused for that alone."""
 from __future__ import annotations
 
 from adcp_backup import services

@@ -74,7 +74,7 @@ def test_v2_restores_every_value_exactly(legacy_source, backup_env, compress):
                     document, compress=compress)
     fresh_database()
 
-    result = services.backup_restore(file=str(path))
+    result = services.backup_restore(file=str(path), allow_unsigned=True)
 
     assert result.format == "legacy v2.0"
     assert result.restored == {"tenant": 4, "product": 60, "externalagent": 2, "product_embeddings": 12}
@@ -102,7 +102,7 @@ def test_v2_file_settings_nested_twice_restores_the_innermost_file(legacy_source
     assert set(wrapped) == {"environment_variables", "file_settings", "export_timestamp"}
     path = write_v2(backup_env / "comprehensive_backup_20250902_174646.json.gz", document)
     fresh_database()
-    services.backup_restore(file=str(path))
+    services.backup_restore(file=str(path), allow_unsigned=True)
     restored = json.loads((backup_env / "data" / "app_settings.json").read_text(encoding="utf-8"))
     assert restored == APP_FILE
     assert "file_settings" not in json.dumps(restored)
@@ -118,7 +118,8 @@ def test_v2_with_no_embeddings_empties_the_table(legacy_source, backup_env):
     document["product_embeddings"] = []
     document["backup_metadata"]["data_counts"]["embeddings"] = 0
     path = write_v2(backup_env / "comprehensive_backup_20250902_000000.json", document, compress=False)
-    services.backup_restore(file=str(path), safety_backup=False)  # into the seeded database, replacing it
+    # into the seeded database, replacing it
+    services.backup_restore(file=str(path), allow_unsigned=True, safety_backup=False)
     state = table_state()
     assert state["product_embeddings"] == []
     assert state["product"] == legacy_source["product"]
@@ -143,7 +144,7 @@ def test_v1_full_backup_restores_every_value_exactly(legacy_source, backup_env, 
                          compress=compress)
     fresh_database()
 
-    result = services.backup_restore(file=str(path))
+    result = services.backup_restore(file=str(path), allow_unsigned=True)
 
     assert result.format == "legacy v1.0 full_backup"
     assert result.restored == {"tenant": 4, "product": 60, "externalagent": 2, "product_embeddings": 12}
@@ -176,7 +177,7 @@ def test_csv_backup_restores_its_columns_and_defaults_the_rest(legacy_source, ba
                        "'2025-01-01 00:00:00.000000')")
     agents = table_state()["externalagent"]
 
-    result = services.backup_restore(file=str(path))
+    result = services.backup_restore(file=str(path), allow_unsigned=True)
 
     assert result.format == "legacy v1.0 csv_backup"
     assert result.restored == {"tenant": 4, "product": 60, "product_embeddings": 0}
@@ -253,6 +254,8 @@ def test_corrupted_v2_file_is_invalid_and_refused_with_the_database_unchanged(le
 
     # The database's unique index refuses a duplicate slug during the restore; the rest is refused by the checks.
     with pytest.raises(RestoreError if case == "duplicate slug" else InvalidBackup):
+        services.backup_restore(file=str(path), safety_backup=False, allow_unsigned=True)
+    with pytest.raises(InvalidBackup):  # without --allow-unsigned it is validated first: invalid, not unsigned
         services.backup_restore(file=str(path), safety_backup=False)
     assert table_state() == legacy_source
     assert (backup_env / "data" / "app_settings.json").read_bytes() == app_before
@@ -307,7 +310,7 @@ def test_create_schema_restores_a_legacy_file_into_an_empty_database(legacy_sour
 
     path = write_v2(backup_env / "comprehensive_backup_20250902_174646.json.gz", v2_document())
     drop_schema("default")
-    result = services.backup_restore(file=str(path), create_schema=True)
+    result = services.backup_restore(file=str(path), allow_unsigned=True, create_schema=True)
     assert result.schema_created
     assert table_state() == with_is_stale_null_as_zero(legacy_source)
     assert_fts_rebuilt()
@@ -356,8 +359,8 @@ def test_no_output_of_any_command_shows_a_legacy_secret(legacy_source, backup_en
                  ["backup_list", "--json"], ["backup_info", "--json"],
                  ["backup_restore", str(v2), "--force", "--dry-run"],
                  ["backup_restore", str(v2), "--force", "--dry-run", "--json"],
-                 ["backup_restore", str(v1), "--force", "--no-safety-backup"],
-                 ["backup_restore", str(v1), "--force", "--no-safety-backup", "--json"]):
+                 ["backup_restore", str(v1), "--force", "--no-safety-backup", "--allow-unsigned"],
+                 ["backup_restore", str(v1), "--force", "--no-safety-backup", "--allow-unsigned", "--json"]):
         out, err = StringIO(), StringIO()
         call_command(*args, stdout=out, stderr=err)
         outputs.append(out.getvalue() + err.getvalue())

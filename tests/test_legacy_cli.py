@@ -65,7 +65,10 @@ def test_legacy_command_lines_validate_and_restore_a_legacy_file(seeded, backup_
     assert cli("restore", str(good), "--validate-only").returncode == 0
     assert table_state() == empty
 
-    restored = cli("restore", str(good), "--force")
+    unsigned = cli("restore", str(good), "--force")  # the legacy code signed nothing: restoring one is a choice
+    assert unsigned.returncode == 1 and "--allow-unsigned" in unsigned.stderr
+    assert table_state() == empty
+    restored = cli("restore", str(good), "--force", "--allow-unsigned")
     assert restored.returncode == 0, restored.stderr
     assert "Restored: comprehensive_backup_20250902_174646.json.gz (legacy v2.0)" in restored.stdout
     assert "AIza-legacy-plain-secret" not in restored.stdout + restored.stderr

@@ -53,7 +53,7 @@ def test_legacy_file_restores_into_a_server_engine_like_a_native_backup(legacy_s
     reference: dict[str, list[tuple[Any, ...]]] = table_state(alias)
     create_schema(alias)
 
-    result = services.backup_restore(file=str(path), database=alias, safety_backup=False)
+    result = services.backup_restore(file=str(path), database=alias, safety_backup=False, allow_unsigned=True)
 
     assert result.format == fmt
     restored = table_state(alias)

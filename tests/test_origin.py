@@ -184,7 +184,10 @@ def test_restoring_another_databases_backup_needs_the_explicit_option(two_databa
 def test_a_legacy_file_of_unknown_origin_restores_anywhere_and_says_so(two_databases, backup_env):
     (backup_env / "backups").mkdir(exist_ok=True)
     legacy = write_v2(backup_env / "backups" / "adcp-legacy.json.gz", v2_document("default"))
-    assert services.latest_backup_name(database="default") == legacy.name  # the default database's
+    # It counts as the default database's (listing), but it is unsigned, so it never becomes anyone's `latest`.
+    entry = next(e for e in services.backup_list() if e.name == legacy.name)
+    assert entry.belongs_to(origin.of_alias("default")) and not entry.trusted
+    assert services.latest_backup_name(database="default") is None
     assert services.latest_backup_name(database="second") is None
     result = services.backup_restore(file=legacy.name, database="second", dry_run=True)
     assert result.origin is not None and result.origin["kind"] == origin.UNKNOWN

@@ -258,8 +258,11 @@ def test_restore_failing_on_a_foreign_key_changes_nothing(seeded, backup_env):
 
 
 def _rechecksum(lines: list[bytes]) -> bytes:
-    """Recompute every checksum, as a careless or malicious editor would: only the data is wrong."""
+    """Recompute every checksum, as a careless or malicious editor would: only the data is wrong. The trailer is
+    signed again with this installation's key (as if it had leaked), so the content checks are what refuse it."""
     import hashlib
+
+    from adcp_backup import signing
 
     out: list[bytes] = []
     total = hashlib.sha256()
@@ -278,6 +281,8 @@ def _rechecksum(lines: list[bytes]) -> bytes:
             record["sha256"] = table_hash.hexdigest()
         if record["kind"] == "trailer":
             record["sha256"] = total.hexdigest()
+            if "signature" in record:
+                record["signature"] = signing.trailer_signature(record["sha256"], record["counts"])
             out.append(json.dumps(record, separators=(",", ":")).encode())
             continue
         encoded = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()

@@ -35,10 +35,15 @@ class TableEnd:
 
 @dataclass
 class FileRecord:
+    """A settings file as the backup records it. ``path``, ``mode`` and ``size`` are the file's values, unchecked:
+    settings_files.RecordChecker decides whether they are sound before anything uses them."""
+
     path: str
     content: bytes | None  # None: the file did not exist when the backup was taken
     sha256: str | None = None
-    mode: int | None = None
+    mode: Any = None
+    size: Any = None
+    withheld: str | None = None  # why the backup holds no content for it (secrets kept out of a clear backup)
 
 
 @dataclass

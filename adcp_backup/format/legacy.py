@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from .. import dataset
-from ..exceptions import InvalidBackup, Problem
+from ..conf import backup_settings
+from ..exceptions import InvalidBackup, Problem, ProblemLog
 from ..extras import require
 from .events import End, EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
 
@@ -57,7 +58,8 @@ APP_SETTINGS_PATH = "data/app_settings.json"
 TENANT_SETTINGS_PATH = "data/tenant_settings.json"
 
 BATCH_SIZE = 2000
-MAX_PROBLEMS = 1000
+# The legacy files nest about six levels deep (settings objects inside the document); far deeper is no AdCP file.
+MAX_DEPTH = 100
 _SCALARS = frozenset({"null", "boolean", "integer", "double", "number", "string"})
 _END = ("end_of_file", None)
 
@@ -196,7 +198,7 @@ class LegacyReader:
         self.compression = compression
         self.encrypted = encrypted
         self.strict = strict
-        self.problems: list[Problem] = []
+        self.problems = ProblemLog(backup_settings.MAX_PROBLEMS)
         self._pending: tuple[str, str, Any] | None = None
         self._finished = False
         metadata = self._guard(self._read_metadata)
@@ -207,8 +209,7 @@ class LegacyReader:
         problem = Problem(section, message, row)
         if self.strict:
             raise InvalidBackup(problem)
-        if len(self.problems) < MAX_PROBLEMS:
-            self.problems.append(problem)
+        self.problems.add(problem)
 
     def _guard(self, call: Callable[[], Any]) -> Any:
         try:
@@ -225,23 +226,26 @@ class LegacyReader:
     def _next(self) -> tuple[str, Any]:
         return next(self._tokens, _END)
 
-    def _value(self, event: str, value: Any) -> Any:
-        """The whole JSON value that starts with ``event``."""
+    def _value(self, event: str, value: Any, depth: int = 1) -> Any:
+        """The whole JSON value that starts with ``event``; nesting deeper than MAX_DEPTH makes the file invalid."""
         tokens = self._tokens
+        if depth > MAX_DEPTH and event in ("start_map", "start_array"):
+            raise InvalidBackup(Problem("file", f"the JSON document nests values more than {MAX_DEPTH} levels "
+                                                "deep; no AdCP backup does"))
         if event == "start_map":
             obj: dict[str, Any] = {}
             for ev, key in tokens:
                 if ev == "end_map":
                     return obj
                 ev, val = next(tokens, _END)
-                obj[key] = val if ev in _SCALARS else self._value(ev, val)
+                obj[key] = val if ev in _SCALARS else self._value(ev, val, depth + 1)
             raise _Truncated
         if event == "start_array":
             items: list[Any] = []
             for ev, val in tokens:
                 if ev == "end_array":
                     return items
-                items.append(val if ev in _SCALARS else self._value(ev, val))
+                items.append(val if ev in _SCALARS else self._value(ev, val, depth + 1))
             raise _Truncated
         if event == _END[0]:
             raise _Truncated

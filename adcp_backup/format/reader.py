@@ -2,19 +2,26 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from base64 import b64decode
 from collections.abc import Iterator
 from typing import IO, Any
 
 import orjson
 
-from ..exceptions import InvalidBackup, Problem
+from ..conf import backup_settings
+from ..exceptions import InvalidBackup, Problem, ProblemLog, UnsignedBackup
+from ..signing import UNSIGNED, Provenance, verify_trailer
 from .events import End, EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
+from .header import shape_problems
 from .values import TAG_MARK, rows_decoder
 from .writer import FORMAT_NAME, FORMAT_VERSION
 
 CHUNK_SIZE = 1 << 20
 HEADER_LIMIT = 16 << 20
+_WHITESPACE = re.compile(rb"[ \t\r\n]+")  # one character class: matched without a backtracking stack
+_LINE_THAT_MAY_BE_JSON = re.compile(rb"\n[\[{ \t\r\n]")  # a line starting as a row, a record or blank
+_NOT_A_ROW = re.compile(rb"\n[^\[]")
 
 
 def looks_native(head: bytes) -> bool:
@@ -26,46 +33,62 @@ class NativeReader:
     """``strict``: raise InvalidBackup at the first problem (restore); otherwise collect them (validate)."""
 
     def __init__(self, stream: IO[bytes], *, compression: str = "none", encrypted: bool = False,
-                 strict: bool = True) -> None:
+                 strict: bool = True, max_line_length: int | None = None, max_problems: int | None = None) -> None:
         self._stream = stream
         self.compression = compression
         self.encrypted = encrypted
         self.strict = strict
-        self.problems: list[Problem] = []
+        self.problems = ProblemLog(backup_settings.MAX_PROBLEMS if max_problems is None else max_problems)
+        limit = backup_settings.MAX_LINE_LENGTH if max_line_length is None else max_line_length
+        self.max_line_length = max(int(limit), CHUNK_SIZE)
+        # Known once the trailer was read; require_signature makes a strict reader refuse an unsigned file there.
+        self.provenance: Provenance | None = None
+        self.require_signature = False
         self._hash = hashlib.sha256()
-        self._buffer = b""
-        self._eof = False
+        # The start of a line whose end has not been read yet, as the chunks it came in: joined once, when the
+        # line is complete, so a long line costs one pass and one copy, not one rescan per chunk.
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._rest = b""
         self.header = self._read_header()
         version = self.header.get("version")
         self.format = f"{FORMAT_NAME} v{version}"
 
     # -- low level -------------------------------------------------------------------------------
-    def _problem(self, section: str, message: str, row: int | None = None) -> None:
+    def _problem(self, section: str, message: str, row: int | None = None, count: int = 1) -> None:
         problem = Problem(section, message, row)
         if self.strict:
             raise InvalidBackup(problem)
-        self.problems.append(problem)
+        self.problems.add(problem, count)
 
-    def _fill(self) -> bool:
-        if self._eof:
-            return False
-        chunk = self._stream.read(CHUNK_SIZE)
-        if not chunk:
-            self._eof = True
-            return False
-        self._buffer += chunk
-        return True
+    def _too_long(self, section: str, limit: int, setting: str) -> InvalidBackup:
+        return InvalidBackup(Problem(section, f"a line is longer than {limit:,} bytes, the limit ({setting}); "
+                                              "no backup this tool writes has such a line"))
 
     def _read_header(self) -> dict[str, Any]:
-        while b"\n" not in self._buffer and len(self._buffer) < HEADER_LIMIT and self._fill():
-            pass
-        if not self._buffer.strip():
-            raise InvalidBackup(Problem("header", "the file is empty"))
-        end = self._buffer.find(b"\n")
-        if end == -1:
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            chunk = self._stream.read(CHUNK_SIZE)
+            if not chunk:
+                line, rest = None, b""
+                break
+            end = chunk.find(b"\n")
+            if end != -1:
+                parts.append(chunk[:end])
+                line, rest = b"".join(parts), chunk[end + 1:]
+                break
+            parts.append(chunk)
+            size += len(chunk)
+            if size > HEADER_LIMIT:
+                raise self._too_long("header", HEADER_LIMIT, "16 MiB for the header")
+        if line is None:
+            if not b"".join(parts).strip():
+                raise InvalidBackup(Problem("header", "the file is empty"))
             raise InvalidBackup(Problem("header", "the header line is incomplete: the file is truncated"))
-        line = self._buffer[:end]
-        self._buffer = self._buffer[end + 1:]
+        if len(line) > HEADER_LIMIT:
+            raise self._too_long("header", HEADER_LIMIT, "16 MiB for the header")
+        self._rest = rest  # the first bytes after the header: _blocks takes them as its first chunk
         try:
             header = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
@@ -73,26 +96,54 @@ class NativeReader:
         if not isinstance(header, dict) or header.get("kind") != "header":
             raise InvalidBackup(Problem("header", "the first line is not a backup header"))
         if header.get("format") != FORMAT_NAME:
-            raise InvalidBackup(Problem("header", f"unknown format {header.get('format')!r}"))
+            raise InvalidBackup(Problem("header", f"unknown format {repr(header.get('format'))[:80]}"))
         if header.get("version") != FORMAT_VERSION:
             raise InvalidBackup(
-                Problem("header", f"unsupported format version {header.get('version')!r} "
+                Problem("header", f"unsupported format version {repr(header.get('version'))[:80]} "
                                   f"(this tool reads {FORMAT_VERSION})")
             )
+        malformed = shape_problems(header)
+        if malformed:
+            # Every part of the tool reads the header (listings, plans, the admin): one of the wrong shape makes
+            # the whole file invalid, whatever the rest holds.
+            raise InvalidBackup([Problem("header", message) for message in malformed])
         self._hash.update(line + b"\n")
         return header
 
     def _blocks(self) -> Iterator[bytes]:
-        """Blocks of complete lines, about CHUNK_SIZE each; what follows the last newline waits."""
+        """Blocks of complete lines, about CHUNK_SIZE each; what follows the last newline waits for its end.
+
+        Each chunk is searched once, from its end, for its last newline; a line longer than the limit stops
+        the reading with InvalidBackup before it is held whole."""
+        limit = self.max_line_length
+        first, self._rest = self._rest, b""
         while True:
-            end = self._buffer.rfind(b"\n")
-            if end != -1:
-                block, self._buffer = self._buffer[: end + 1], self._buffer[end + 1:]
-                yield block
-            if not self._fill():
+            chunk, first = first or self._stream.read(CHUNK_SIZE), b""
+            if not chunk:
                 break
-        if self._buffer:
-            yield self._buffer  # an unterminated last line: a truncated file, reported by the parser
+            end = chunk.rfind(b"\n")
+            if end == -1:
+                self._pending.append(chunk)
+                self._pending_size += len(chunk)
+                if self._pending_size > limit:
+                    self._pending, self._pending_size = [], 0
+                    raise self._too_long("file", limit, "ADCP_BACKUP_MAX_LINE_LENGTH")
+                continue
+            if self._pending:
+                if self._pending_size + chunk.find(b"\n") > limit:
+                    self._pending, self._pending_size = [], 0
+                    raise self._too_long("file", limit, "ADCP_BACKUP_MAX_LINE_LENGTH")
+                self._pending.append(chunk[: end + 1])
+                block = b"".join(self._pending)
+            else:
+                block = chunk[: end + 1]
+            rest = chunk[end + 1:]
+            self._pending, self._pending_size = ([rest], len(rest)) if rest else ([], 0)
+            yield block
+        if self._pending:
+            tail = b"".join(self._pending)
+            self._pending, self._pending_size = [], 0
+            yield tail  # an unterminated last line: a truncated file, reported by the parser
 
     def structure(self) -> Iterator[TableStart | TableEnd]:
         """The file's table and table end records (columns; rows and checksum), found without parsing a single
@@ -136,6 +187,25 @@ class NativeReader:
                         self._problem("trailer", "data follows the trailer")
                     pos = size
                     break
+                space = _WHITESPACE.match(block, pos)
+                blank_end = block.rfind(b"\n", pos, space.end()) + 1 if space is not None else 0
+                if blank_end > pos:
+                    # Runs of empty lines are counted in one step: a file of nothing but newlines costs no time.
+                    count = block.count(b"\n", pos, blank_end)
+                    self._problem(table.name if table is not None else "file",
+                                  "an empty line" if count == 1 else f"{count:,} empty lines", None, count)
+                    pos = blank_end
+                    continue
+                if block[pos] not in b"[{ \t\r":
+                    # Lines that cannot start a row or a record are counted as one run, not parsed one by one.
+                    nxt = _LINE_THAT_MAY_BE_JSON.search(block, pos)
+                    end = nxt.start() + 1 if nxt is not None else size
+                    count = block.count(b"\n", pos, end) + (0 if block[end - 1] == 0x0A else 1)
+                    self._problem(table.name if table is not None else "file",
+                                  "a line is not valid JSON" if count == 1 else f"{count:,} lines are not valid JSON",
+                                  rows_seen + 1 if table is not None and count == 1 else None, count)
+                    pos = end
+                    continue
                 if block[pos] == 0x5B:  # "[": a run of row lines
                     end = block.find(b"\n{", pos)
                     end = size if end == -1 else end + 1
@@ -218,12 +288,24 @@ class NativeReader:
                     if record.get("counts") != counts:
                         self._problem("trailer", f"the trailer's counts {record.get('counts')} "
                                                  f"differ from the file's {counts}")
+                    self._check_signature(record)
                 else:
                     self._problem("file", f"unknown record kind {kind!r}")
 
         if not trailer_seen:
             self._problem("trailer", "the trailer is missing: the file is truncated")
         yield End(counts)
+
+    def _check_signature(self, trailer: dict[str, Any]) -> None:
+        """The trailer's MAC counts only when every checksum before it held: then it covers every byte."""
+        if self.problems:
+            self.provenance = Provenance(UNSIGNED, "the file is damaged or changed: its signature proves nothing")
+        else:
+            self.provenance = verify_trailer(trailer)
+        if self.require_signature and not self.provenance.trusted:
+            raise UnsignedBackup(f"This file is not signed by this installation ({self.provenance.note}); "
+                                 "nothing was changed. Check where it came from, then restore it with "
+                                 "--allow-unsigned (in the admin: the permission to restore unsigned backups).")
 
     def _start_table(self, record: dict[str, Any]) -> TableStart | None:
         name = record.get("name")
@@ -261,6 +343,27 @@ class NativeReader:
         self._problem(table, "the rows are not valid JSON", rows_before + 1)
         return None
 
+    def file_records(self) -> Iterator[FileRecord]:
+        """Only the settings-file records, found without parsing rows or checking checksums: the quick first
+        look a restore takes before it writes anything. Every line that is not a row is parsed, as events()
+        does, so no record escapes it; events() still checks everything on the real pass."""
+        for block in self._blocks():
+            pos, size = 0, len(block)
+            while pos < size:
+                end = block.find(b"\n", pos)
+                end = size if end == -1 else end
+                if block[pos] != 0x5B:  # "[": a row
+                    try:
+                        record = orjson.loads(block[pos:end])
+                    except orjson.JSONDecodeError:
+                        record = None
+                    if isinstance(record, dict) and record.get("kind") == "file":
+                        yield from self._file(record)
+                    pos = end + 1
+                    continue
+                nxt = _NOT_A_ROW.search(block, end)  # skip the run of rows in one step
+                pos = size if nxt is None else nxt.start() + 1
+
     def _file(self, record: dict[str, Any]) -> Iterator[FileRecord]:
         path = record.get("path")
         if not isinstance(path, str):
@@ -268,6 +371,9 @@ class NativeReader:
             return
         if record.get("missing"):
             yield FileRecord(path, None)
+            return
+        if record.get("withheld") is not None:
+            yield FileRecord(path, None, withheld=str(record.get("withheld"))[:500])
             return
         try:
             content = b64decode(record.get("content_b64") or "", validate=True)
@@ -277,4 +383,4 @@ class NativeReader:
         if hashlib.sha256(content).hexdigest() != record.get("sha256"):
             self._problem(f"file {path}", "checksum mismatch: the file's content was changed or damaged")
             return
-        yield FileRecord(path, content, record.get("sha256"), record.get("mode"))
+        yield FileRecord(path, content, record.get("sha256"), record.get("mode"), record.get("size"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from base64 import b64encode
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any
 
 import orjson
@@ -37,8 +37,13 @@ class BackupWriter:
         self._stream.write(data)
         self.bytes_written += len(data)
 
+    @staticmethod
+    def header_record(header: dict[str, Any]) -> dict[str, Any]:
+        """The header line's record, as readers will see it."""
+        return {"kind": "header", "format": FORMAT_NAME, "version": FORMAT_VERSION, **header}
+
     def header(self, header: dict[str, Any]) -> None:
-        self._line({"kind": "header", "format": FORMAT_NAME, "version": FORMAT_VERSION, **header})
+        self._line(self.header_record(header))
 
     def begin_table(self, name: str, columns: Sequence[dict[str, Any]], **extra: Any) -> None:
         assert self._table is None, "a table is already open"
@@ -74,7 +79,10 @@ class BackupWriter:
         self._counts[self._table] = self._table_rows
         self._table = None
 
-    def file(self, *, path: str, content: bytes | None, mode: int | None = None) -> None:
+    def file(self, *, path: str, content: bytes | None, mode: int | None = None, withheld: str | None = None) -> None:
+        if withheld is not None:  # held back on purpose (secrets in an unencrypted backup): no content at all
+            self._line({"kind": "file", "path": path, "withheld": withheld})
+            return
         if content is None:
             self._line({"kind": "file", "path": path, "missing": True})
             return
@@ -92,10 +100,14 @@ class BackupWriter:
     def environment(self, record: dict[str, Any]) -> None:
         self._line({"kind": "environment", **record})
 
-    def trailer(self) -> dict[str, int]:
+    def trailer(self, sign: Callable[[str, dict[str, int]], dict[str, str]] | None = None) -> dict[str, int]:
+        """The last line; ``sign(sha256, counts)`` returns the trailer's signature (see adcp_backup.signing)."""
         assert self._table is None, "a table is still open"
         counts = dict(self._counts)
-        data = orjson.dumps({"kind": "trailer", "counts": counts, "sha256": self._hash.hexdigest()}) + b"\n"
+        record: dict[str, Any] = {"kind": "trailer", "counts": counts, "sha256": self._hash.hexdigest()}
+        if sign is not None:
+            record["signature"] = sign(record["sha256"], counts)
+        data = orjson.dumps(record) + b"\n"
         self._stream.write(data)
         self.bytes_written += len(data)
         return counts

@@ -12,12 +12,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from .. import history
 from ..conf import backup_settings
 from ..display import format_size  # noqa: F401  (the commands import it from here)
-from ..exceptions import BackupError, BackupNotFound, InvalidBackup, TenantConflict
+from ..exceptions import BackupError, BackupNotFound, InvalidBackup, SettingsFilesNotWritten, TenantConflict
+from ..interrupts import describe, signals_interrupt
 from ..models import BackupJob
 from ..progress import ProgressCallback, TerminalProgress, silent
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+EXIT_FILES_NOT_WRITTEN = 3  # backup_restore: the database WAS restored, some settings files were not written
 M_TOP_PAD = -2  # glibc's mallopt parameter
 
 
@@ -51,8 +53,12 @@ class BackupCommand(BaseCommand):
                 options["database"] = backup_settings.default_database
             except BackupError as exc:
                 raise CommandError(str(exc), returncode=EXIT_FAILED) from exc
-        with history.origin(command_origin()):
-            return super().execute(*args, **options)
+        try:
+            with signals_interrupt(), history.origin(command_origin()):
+                return super().execute(*args, **options)
+        except KeyboardInterrupt as exc:  # SIGINT, and SIGTERM/SIGHUP through signals_interrupt
+            raise CommandError(f"{describe(exc)}: stopped; temporary files were removed, nothing half-written was "
+                               "kept and the lock was released.", returncode=EXIT_FAILED) from exc
 
     def add_arguments(self, parser: CommandParser) -> None:
         # Every command takes --database, as operators' scripts pass it to all of them alike.
@@ -72,10 +78,16 @@ class BackupCommand(BaseCommand):
 
     def fail(self, exc: BackupError, *, as_json: bool, extra: dict[str, Any] | None = None) -> CommandError:
         code = EXIT_INVALID if isinstance(exc, InvalidBackup) else EXIT_FAILED
+        if isinstance(exc, SettingsFilesNotWritten):
+            code = EXIT_FILES_NOT_WRITTEN
         if as_json:
             payload: dict[str, Any] = {"error": str(exc), "type": type(exc).__name__, **(extra or {})}
             if isinstance(exc, InvalidBackup):
                 payload["problems"] = [p.as_dict() for p in exc.problems]
+                payload["problems_total"] = exc.total
+            if isinstance(exc, SettingsFilesNotWritten):
+                payload.update(database_restored=True, restored=exc.restored, files=exc.files,
+                               files_not_written=exc.failed)
             if isinstance(exc, TenantConflict):
                 payload["conflicts"] = [c.as_dict() for c in exc.conflicts]
             self.emit_json(payload)
@@ -98,3 +110,17 @@ def format_counts(counts: dict[str, int] | None) -> str:
     if not counts:
         return "-"
     return ", ".join(f"{k} {'?' if v is None else f'{v:,}'}" for k, v in counts.items())
+
+
+def provenance_text(item: Any) -> str:
+    """A backup's provenance in words, with why when it is not this installation's own, and a future date."""
+    from .. import signing
+
+    label = signing.LABELS.get(item.provenance, item.provenance)
+    if getattr(item, "uploaded", False):
+        label = f"uploaded, {label}"
+    text = label if item.provenance == signing.SIGNED or not item.provenance_note else \
+        f"{label}: {item.provenance_note}"
+    if getattr(item, "future_dated", False):
+        text += "; CREATED IN THE FUTURE (a wrong clock or a forgery): ignored by latest, monitoring and retention"
+    return text

@@ -56,3 +56,8 @@ class Command(BackupCommand):
         encrypted = ", age-encrypted" if result.encrypted else ""
         self.stdout.write(f"  size {format_size(result.size)}, {result.compression}{encrypted}, sha256 {result.sha256}")
         self.stdout.write(f"  rows: {format_counts(result.counts)}")
+        for path in result.withheld_files:
+            self.stdout.write(f"  settings file {path}: withheld, as it holds secret-looking keys and the backup is "
+                              "not encrypted (--encrypt keeps it; a restore leaves the file on disk alone)")
+        for note in result.notes:
+            self.stdout.write(f"  {note}")

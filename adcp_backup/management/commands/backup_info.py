@@ -48,11 +48,20 @@ class Command(BackupCommand):
                               + (f", {len(b['unreadable'])} unreadable file(s)" if b["unreadable"] else "")
                               + (f"; {b['other_databases']} of other databases in the same storage"
                                  if b["other_databases"] else ""))
+            for other in b["untrusted"]:
+                why = "dated in the future" if other["future_dated"] else (
+                    "uploaded" if other["uploaded"] else other["provenance"])
+                self.stdout.write(f"  ignored (not this installation's own backup: {why}): {other['name']}")
             if info.newest:
                 hours = info.newest["age_seconds"] / 3600
-                self.stdout.write(f"Newest: {info.newest['name']} ({info.newest['created_at']}, {hours:.1f} h old)")
+                self.stdout.write(f"Newest: {info.newest['name']} ({info.newest['created_at']}, {hours:.1f} h old, "
+                                  "signed here)")
             else:
                 self.stdout.write("Newest: none")
+            for partial in b["partial_files"]:
+                self.stdout.write(f"Partial file of an interrupted backup: {partial['path']} "
+                                  f"({format_size(partial['size'])}, {partial['age_seconds'] / 3600:.1f} h old; "
+                                  "backup_prune removes it after a day)")
             s = info.settings
             safety = "on" if s["safety_backup"] else "off"
             self.stdout.write(f"Compression: {s['compression']}; safety backups: {safety}")

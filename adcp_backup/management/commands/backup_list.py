@@ -5,8 +5,8 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from ... import origin, services
-from ..base import BackupCommand, format_counts, format_size
+from ... import origin, services, signing
+from ..base import BackupCommand, format_counts, format_size, provenance_text
 
 
 class Command(BackupCommand):
@@ -36,15 +36,25 @@ class Command(BackupCommand):
             self.stdout.write("No backups." if all_databases else
                               f"No backups of the database {database!r} (--all-databases lists every one).")
             return
-        rows = [["NAME", "CREATED (UTC)", "SIZE", "FORMAT", "COMPRESSION", "ROWS", "SOURCE"]]
+        rows = [["NAME", "CREATED (UTC)", "SIZE", "FORMAT", "COMPRESSION", "PROVENANCE", "ROWS", "SOURCE"]]
+        notes: list[str] = []
         for e in entries:
             created = e.created.strftime("%Y-%m-%d %H:%M:%S") if e.created else "?"
+            if e.future_dated:
+                created += " (FUTURE)"
             if e.error:
-                rows.append([e.name, created, format_size(e.size), "unreadable", "-", e.error, "-"])
+                rows.append([e.name, created, format_size(e.size), "unreadable", "-", "-", e.error, "-"])
                 continue
             kind = e.format + (" (safety)" if e.purpose == "safety" else "")
             counts = "encrypted" if e.encrypted and e.counts is None else format_counts(e.counts)
-            rows.append([e.name, created, format_size(e.size), kind, e.compression or "-", counts,
+            provenance = ("uploaded, " if e.uploaded else "") + signing.LABELS.get(e.provenance, e.provenance)
+            rows.append([e.name, created, format_size(e.size), kind, e.compression or "-", provenance, counts,
                          origin.describe_source(e.source)])
+            if not e.trusted:
+                notes.append(f"{e.name}: {provenance_text(e)}")
         for line in self.table_lines(rows):
             self.stdout.write(line)
+        if notes:
+            self.stdout.write("Not this installation's own (never taken as latest, counted by monitoring or pruned):")
+            for note in notes:
+                self.stdout.write(f"  {note}")

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from ... import services
-from ..base import EXIT_FAILED, EXIT_INVALID, BackupCommand, format_counts
+from ..base import EXIT_FAILED, EXIT_INVALID, BackupCommand, format_counts, provenance_text
 
 
 class Command(BackupCommand):
@@ -34,10 +34,13 @@ class Command(BackupCommand):
         parser.add_argument("--identity", metavar="PATH",
                             help="age identity file that decrypts encrypted backups "
                                  "(default: ADCP_BACKUP_AGE_IDENTITY).")
+        parser.add_argument("--allow-unsigned", action="store_true",
+                            help="Restore a file this installation did not sign (uploaded, from elsewhere, legacy).")
 
     def handle(self, *args: Any, file: str, force: bool, skip_validation: bool, validate_only: bool,
                dry_run: bool, no_safety_backup: bool, create_schema: bool, as_json: bool, database: str,
                tenants: list[str] | None = None, identity: str | None = None, from_other_database: bool = False,
+               allow_unsigned: bool = False,
                **options: Any) -> None:
         progress = self.progress_reporter(options)
         if validate_only:
@@ -47,7 +50,8 @@ class Command(BackupCommand):
             if as_json:
                 self.emit_json(report.as_dict())
             elif report.valid:
-                self.stdout.write(self.style.SUCCESS(f"{report.name}: valid; nothing was restored."))
+                self.stdout.write(self.style.SUCCESS(f"{report.name}: valid, {provenance_text(report)}; "
+                                                     "nothing was restored."))
             else:
                 for problem in report.problems:
                     self.stdout.write(f"  - {problem}")
@@ -65,7 +69,8 @@ class Command(BackupCommand):
             lambda: services.backup_restore(
                 file=file, database=database, skip_validation=skip_validation, dry_run=dry_run,
                 create_schema=create_schema, safety_backup=False if no_safety_backup else None, tenants=tenants,
-                identity=identity, progress=progress, from_other_database=from_other_database,
+                identity=identity, allow_unsigned=allow_unsigned, progress=progress,
+                from_other_database=from_other_database,
             ),
             as_json=as_json,
         )
@@ -96,7 +101,8 @@ class Command(BackupCommand):
 
     def confirm(self, plan: services.RestorePlan, stdin: Any, *, as_json: bool) -> None:
         err = self.stderr
-        err.write(f"Restoring {plan.name} ({plan.format}, created {plan.created_at or 'at an unknown time'})")
+        err.write(f"Restoring {plan.name} ({plan.format}, created {plan.created_at or 'at an unknown time'}, "
+                  f"{plan.provenance_label})")
         if plan.origin:
             err.write(f"taken from: {_origin_line(plan.origin)}")
         current = {k: v for k, v in plan.current_counts.items() if v is not None}

@@ -7,7 +7,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from ... import services
 from ...db.limits import ENGINES
-from ..base import EXIT_INVALID, BackupCommand, format_counts
+from ..base import EXIT_INVALID, BackupCommand, format_counts, provenance_text
 
 
 class Command(BackupCommand):
@@ -35,11 +35,15 @@ class Command(BackupCommand):
         elif report.valid:
             self.stdout.write(self.style.SUCCESS(f"{report.name}: valid ({report.format}, {report.compression})"))
             self.stdout.write(f"  rows: {format_counts(report.counts)}")
+            self.stdout.write(f"  provenance: {provenance_text(report)}")
+            for path in report.withheld_files:
+                self.stdout.write(f"  settings file {path}: withheld (it holds secrets; the backup is not encrypted)")
         else:
             self.stdout.write(self.style.ERROR(f"{report.name}: INVALID, {report.problems_total} problem(s)"))
             for problem in report.problems:
                 self.stdout.write(f"  - {problem}")
             if report.problems_total > len(report.problems):
                 self.stdout.write(f"  ... and {report.problems_total - len(report.problems)} more")
+            self.stdout.write(f"  provenance: {provenance_text(report)}")
         if not report.valid:
             raise CommandError(f"{report.name} is not a valid backup.", returncode=EXIT_INVALID)
