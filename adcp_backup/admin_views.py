@@ -22,7 +22,7 @@ from . import history, jobs, services, signing, uploads
 from .conf import backup_settings
 from .db import without_waiting
 from .display import ENCRYPTED_WITHOUT_KEY, for_browser, format_size
-from .exceptions import BackupError, EncryptionKeyError
+from .exceptions import BackupError, EncryptionKeyError, OtherDatabase
 from .format import codecs, crypto
 from .models import BackupJob
 from .storage import BackupStorage
@@ -125,7 +125,7 @@ def databases() -> list[str]:
     from django.conf import settings
 
     configured = backup_settings.ADMIN_DATABASES
-    aliases = [configured] if isinstance(configured, str) else list(configured or ["default"])
+    aliases = [configured] if isinstance(configured, str) else list(configured or backup_settings.databases)
     return [alias for alias in aliases if alias in settings.DATABASES] or ["default"]
 
 
@@ -223,6 +223,8 @@ class RestoreForm(forms.Form):
     dry_run = forms.BooleanField(required=False, initial=True, label="Dry run: restore, report, then roll back")
     confirm_name = forms.CharField(required=False, label="Type the backup's name to restore for real")
     database = forms.ChoiceField(required=False, label="Into the database")
+    from_other_database = forms.BooleanField(
+        required=False, label="Restore it although it was taken from another database")
     tenants = forms.MultipleChoiceField(
         required=False, widget=forms.CheckboxSelectMultiple, label="Restore only these tenants",
         help_text="Leave all unticked for a full restore. A tenant restore replaces only that tenant's rows "
@@ -246,6 +248,8 @@ class RestoreForm(forms.Form):
         options: dict[str, Any] = {"dry_run": bool(self.cleaned_data["dry_run"])}
         if self.cleaned_data.get("tenants"):
             options["tenants"] = list(self.cleaned_data["tenants"])
+        if self.cleaned_data.get("from_other_database"):
+            options["from_other_database"] = True
         return options
 
 
@@ -289,7 +293,7 @@ def backup_list(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
     order = request.GET.get("o", "-created")
     order = order if order.lstrip("-") in SORTS else "-created"
     try:
-        entries = services.backup_list()
+        entries = services.backup_list(database=chosen_database(request))  # that database's backups only
         error = None
     except BackupError as exc:
         entries, error = [], browser_message(exc)
@@ -428,7 +432,7 @@ def restore(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpRes
                        tenant_choices=_choices(name) if request.method == "GET" or request.POST.getlist("tenants")
                        else [], initial={"dry_run": True, "database": chosen_database(request)})
     can_restore_unsigned = has_perm(request, "restore_unsigned_backups")
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and form.is_valid() and not _from_elsewhere(form, name):
         options = form.service_options()
         if not options["dry_run"] and (verdict is None or not verdict.valid):
             options["validate_first"] = True
@@ -446,7 +450,8 @@ def restore(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpRes
     database = (form.data.get("database") if form.is_bound else None) or chosen_database(request)
     database = database if database in databases() else databases()[0]
     try:
-        plan = services.backup_restore_plan(file=name, database=database)
+        # The plan is shown whatever the backup's origin; restoring another database's backup needs the box ticked.
+        plan = services.backup_restore_plan(file=name, database=database, from_other_database=True)
     except BackupError as exc:
         messages.error(request, f"The backup {name} cannot be restored: {browser_message(exc)}")
         return HttpResponseRedirect(url(request, "changelist"))
@@ -457,6 +462,22 @@ def restore(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpRes
         name=name, plan=plan, tables=tables, form=form, running=jobs.restore_running(), verdict=verdict,
         entry=describe_file(name), restore_database=database, can_restore_unsigned=can_restore_unsigned,
     ))
+
+
+def _from_elsewhere(form: RestoreForm, name: str) -> bool:
+    """Whether the backup comes from another database than the chosen one while the form does not allow it
+    (the refusal then stands on the form, which is shown again)."""
+    if form.cleaned_data.get("from_other_database"):
+        return False
+    database = form.cleaned_data.get("database") or databases()[0]
+    try:
+        services.backup_restore_plan(file=name, database=database)
+    except OtherDatabase as exc:
+        form.add_error("from_other_database", str(exc).replace("pass --from-other-database", "tick this box"))
+        return True
+    except BackupError:
+        return False  # the job reports it
+    return False
 
 
 def _choices(name: str) -> list[tuple[str, str]]:

@@ -1,10 +1,13 @@
-"""System checks: a backup folder that cannot be written, tables that are missing."""
+"""System checks: a backup folder that cannot be written or has no fixed place, tables that are missing.
+
+The warnings (W001, W002) can be silenced like any Django check: SILENCED_SYSTEM_CHECKS = ["adcp_backup.W002"]."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core import checks
 from django.db import DatabaseError
 
@@ -19,6 +22,8 @@ W002_SETTINGS_FILES = "adcp_backup.W002"
 E003_SCHEDULE = "adcp_backup.E003"
 E004_ENCRYPTION = "adcp_backup.E004"
 W003_AGE_IDENTITY = "adcp_backup.W003"
+E005_NO_BASE = "adcp_backup.E005"
+E006_DATABASES = "adcp_backup.E006"
 W004_SECRET_SETTINGS = "adcp_backup.W004"
 W005_SIGNING_KEY = "adcp_backup.W005"
 
@@ -26,7 +31,12 @@ W005_SIGNING_KEY = "adcp_backup.W005"
 def check_backup_dir(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     from .storage import BackupStorage
 
-    storage = BackupStorage()
+    try:
+        storage = BackupStorage()
+    except BackupConfigurationError as exc:
+        return [checks.Error(str(exc), hint="Set ADCP_BACKUP_DIR to an absolute folder, define BASE_DIR in the "
+                                            "settings, or configure an 'adcp_backup' storage in STORAGES.",
+                             id=E005_NO_BASE)]
     if not storage.is_local:
         return []
     folder = Path(storage.location)
@@ -54,6 +64,10 @@ def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
     from .schedules import parse_schedule
 
     messages: list[checks.CheckMessage] = []
+    try:
+        _ = backup_settings.scheduled_by
+    except BackupConfigurationError as exc:
+        messages.append(checks.Error(str(exc), id=E003_SCHEDULE))
     for name in ("SCHEDULE", "PRUNE_SCHEDULE", "DRILL_SCHEDULE"):
         try:
             parse_schedule(getattr(backup_settings, name), setting=f"ADCP_BACKUP_{name}")
@@ -63,9 +77,16 @@ def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
 
 
 def check_settings_files(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    missing = [str(p) for p in backup_settings.settings_files if not p.exists()]
+    """W002 only for settings files the project configured (ADCP_BACKUP_SETTINGS_FILES is empty by default)."""
+    try:
+        files = backup_settings.settings_files
+    except BackupConfigurationError as exc:
+        return [checks.Error(str(exc), id=E005_NO_BASE)]
+    missing = [str(p) for p in files if not p.exists()]
     if missing:
         return [checks.Warning(f"Settings files not found (backups will record them as missing): {', '.join(missing)}",
+                               hint="Correct or empty ADCP_BACKUP_SETTINGS_FILES, or silence this warning with "
+                                    f"SILENCED_SYSTEM_CHECKS = [{W002_SETTINGS_FILES!r}].",
                                id=W002_SETTINGS_FILES)]
     return []
 
@@ -105,21 +126,35 @@ def check_signing_key(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
 
 
 def check_tables(app_configs: Any = None, *, databases: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """W001 for the databases configured as holding the AdCP tables (ADCP_BACKUP_DATABASES), no others."""
     from .db import get_engine
 
+    try:
+        configured = backup_settings.databases
+    except BackupConfigurationError as exc:
+        return [checks.Error(str(exc), id=E006_DATABASES)]
+    unknown = [alias for alias in configured if alias not in settings.DATABASES]
+    if unknown:
+        return [checks.Error(f"ADCP_BACKUP_DATABASES names {', '.join(map(repr, unknown))}, which DATABASES does not "
+                             "define.", hint="List aliases of DATABASES in ADCP_BACKUP_DATABASES.", id=E006_DATABASES)]
+    hint = ("Set ADCP_BACKUP_DATABASES to the aliases that hold the AdCP tables (default ['default']), or silence "
+            f"this warning with SILENCED_SYSTEM_CHECKS = [{W001_MISSING_TABLES!r}].")
     messages: list[checks.CheckMessage] = []
     for alias in databases or []:
+        if alias not in configured:
+            continue
         try:
             existing = get_engine(alias).existing_tables()
         except (DatabaseError, BackupConfigurationError) as exc:
-            messages.append(checks.Warning(f"Cannot inspect database {alias!r}: {exc}", id=W001_MISSING_TABLES))
+            messages.append(checks.Warning(f"Cannot inspect database {alias!r}: {exc}", hint=hint,
+                                           id=W001_MISSING_TABLES))
             continue
         missing = [t for t in dataset.table_names() if t not in existing]
         if missing:
             messages.append(
                 checks.Warning(
                     f"Database {alias!r} lacks the AdCP tables {', '.join(missing)}.",
-                    hint="Back up an AdCP database, or run 'python manage.py adcp_demo' for a demo one.",
+                    hint=hint + " ('python manage.py adcp_demo' creates a demo AdCP database.)",
                     id=W001_MISSING_TABLES,
                 )
             )
@@ -137,9 +172,11 @@ def check_encryption(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
             crypto.parse_recipients(crypto.recipients_setting())
     except BackupConfigurationError as exc:
         messages.append(checks.Error(str(exc), id=E004_ENCRYPTION))
-    identity = backup_settings.AGE_IDENTITY
-    if identity:
-        path = Path(identity).expanduser()
+    try:
+        path = backup_settings.optional_path("AGE_IDENTITY")
+    except BackupConfigurationError as exc:
+        return [*messages, checks.Error(str(exc), id=E004_ENCRYPTION)]
+    if path is not None:
         if not path.is_file():
             messages.append(checks.Warning("The age identity file (ADCP_BACKUP_AGE_IDENTITY) does not exist.",
                                            hint="Encrypted backups cannot be restored until it does.",

@@ -1,6 +1,7 @@
 """Every ADCP_BACKUP_* setting in one place: its type, its default and what it does, read at call time."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,10 +42,12 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in (
-        Setting("DIR", "data/backups", "Folder of the default file-system backup storage."),
+        Setting("DATABASES", ["default"],
+                "Aliases of the databases holding the AdCP tables; the first is the commands' default --database."),
+        Setting("DIR", "backups", "Folder of the default file-system backup storage (relative: to BASE_DIR)."),
         Setting("STORAGE_ALIAS", "adcp_backup", "STORAGES alias of the backup storage, when the project defines it."),
-        Setting("SETTINGS_FILES", ["data/app_settings.json", "data/tenant_settings.json"],
-                "Settings files stored byte for byte in every full backup."),
+        Setting("SETTINGS_FILES", [],
+                "Settings files stored byte for byte in every full backup (relative: to BASE_DIR)."),
         Setting("ENV_VARS", list(LEGACY_ENV_VARS), "Environment variables recorded in every full backup."),
         Setting("SECRET_PATTERNS", ["KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL",
                                     "_PASS", "_PWD", "_DSN"],
@@ -64,12 +67,15 @@ SETTINGS: dict[str, Setting] = {
         Setting("JOB_STALE_AFTER", 300, "Seconds without a heartbeat after which an unfinished job is marked failed "
                                         "and stops blocking (a job whose process is gone is marked at once)."),
         Setting("JOB_HEARTBEAT", 15.0, "Seconds between the heartbeats a running job records."),
-        Setting("ADMIN_DATABASES", ["default"], "Database aliases the admin's Backups page manages; with several, "
-                                                "the page offers a choice."),
+        Setting("ADMIN_DATABASES", [], "Database aliases the admin's Backups page manages (default: "
+                                       "ADCP_BACKUP_DATABASES); with several, the page offers a choice."),
         Setting("JOB_RUNNER", "auto", "Where admin jobs run: auto (Celery when a broker is set), celery or thread."),
         Setting("SCHEDULE", "0 2 * * *",
                 "When Celery beat runs a backup: a crontab line, @daily-style alias, @every 6h, or empty for never."),
         Setting("PRUNE_SCHEDULE", "30 3 * * *", "When Celery beat applies the retention rules; same syntax."),
+        Setting("SCHEDULED_BY", "",
+                "What starts scheduled backups: celery (beat with the app's entries), cron, systemd, or empty for "
+                "nothing; backup_info shows a schedule only when it is set."),
         Setting("KEEP_LAST", 7, "backup_prune keeps the newest N backups."),
         Setting("KEEP_DAILY", 14, "backup_prune keeps the newest backup of each of the last N days that have one."),
         Setting("KEEP_WEEKLY", 8,
@@ -104,6 +110,24 @@ SETTINGS: dict[str, Setting] = {
 }
 
 
+SCHEDULERS = ("", "celery", "cron", "systemd")
+
+
+def resolve_path(value: str | os.PathLike[str], *, setting: str) -> Path:
+    """An absolute path for a path setting: relative ones are taken from settings.BASE_DIR, never from the
+    working directory, so cron, systemd, a web server and a shell all see the same files."""
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return path.resolve()
+    base = getattr(settings, "BASE_DIR", None)
+    if not base:
+        raise BackupConfigurationError(
+            f"{setting} is the relative path {str(value)!r} and the project defines no BASE_DIR to resolve it "
+            f"against: set {setting} to an absolute path."
+        )
+    return (Path(base) / path).resolve()
+
+
 class BackupSettings:
     """Lazy access: ``backup_settings.DIR`` reads ``settings.ADCP_BACKUP_DIR`` at that moment."""
 
@@ -116,14 +140,43 @@ class BackupSettings:
 
     @property
     def backup_dir(self) -> Path:
-        return Path(self.DIR).expanduser().resolve()
+        """The backup folder; raises BackupConfigurationError when it is relative and there is no BASE_DIR."""
+        return resolve_path(self.DIR, setting="ADCP_BACKUP_DIR")
 
     @property
     def settings_files(self) -> list[Path]:
         files = self.SETTINGS_FILES
         if isinstance(files, str):
             files = [part for part in files.split(",") if part.strip()]
-        return [Path(f).expanduser().resolve() for f in files]
+        return [resolve_path(f, setting="ADCP_BACKUP_SETTINGS_FILES") for f in files]
+
+    def optional_path(self, name: str) -> Path | None:
+        """A path setting that may be empty (LOCK_DIR, TEMP_DIR, AGE_IDENTITY), resolved like the others."""
+        value = getattr(self, name)
+        return resolve_path(value, setting=f"ADCP_BACKUP_{name}") if value else None
+
+    @property
+    def databases(self) -> list[str]:
+        """The aliases holding the AdCP tables, the default one first."""
+        value = self.DATABASES
+        aliases = [value] if isinstance(value, str) else list(value or [])
+        if not aliases or not all(isinstance(a, str) and a for a in aliases):
+            raise BackupConfigurationError("ADCP_BACKUP_DATABASES must be a list of database aliases, such as "
+                                           "['default'].")
+        return aliases
+
+    @property
+    def default_database(self) -> str:
+        return self.databases[0]
+
+    @property
+    def scheduled_by(self) -> str:
+        value = str(self.SCHEDULED_BY or "").lower()
+        if value not in SCHEDULERS:
+            raise BackupConfigurationError(
+                f"ADCP_BACKUP_SCHEDULED_BY must be celery, cron, systemd or empty, not {value!r}."
+            )
+        return value
 
     @property
     def compression(self) -> str:

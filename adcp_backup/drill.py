@@ -532,7 +532,7 @@ def scratch_name() -> str:
 
 
 def scratch_folder() -> Path:
-    return Path(backup_settings.DRILL_DIR or tempfile.gettempdir()).expanduser().resolve()
+    return backup_settings.optional_path("DRILL_DIR") or Path(tempfile.gettempdir()).resolve()
 
 
 @contextmanager
@@ -828,12 +828,15 @@ def state_path() -> Path:
 
 
 def record(summary: dict[str, Any]) -> None:
-    """Keep the last drill, and the last successful one, in the state file (written atomically)."""
+    """Keep the last drill, and the last successful one, in the state file (written atomically): overall, and
+    per database (``summary["database"]``), so that each database's monitoring sees its own drills."""
     path = state_path()
     state = read_state()
-    state["last"] = summary
-    if summary.get("restorable"):
-        state["last_success"] = summary
+    mine = state.setdefault("databases", {}).setdefault(str(summary.get("database")), {})
+    for kept in (state, mine):
+        kept["last"] = summary
+        if summary.get("restorable"):
+            kept["last_success"] = summary
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -846,20 +849,39 @@ def record(summary: dict[str, Any]) -> None:
         logger.warning("Could not record the drill's result in %s: %s", path, exc)
 
 
+def _drills(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if k in ("last", "last_success") and isinstance(v, dict)}
+
+
 def read_state() -> dict[str, Any]:
-    """``{"last": {...}, "last_success": {...}}``, either missing when there was none."""
+    """``{"last": {...}, "last_success": {...}, "databases": {alias: {"last", "last_success"}}}``, each part
+    missing when there was none."""
     try:
         data = json.loads(state_path().read_text(encoding="utf-8")[:1 << 20])
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict):
         return {}
-    return {k: v for k, v in data.items() if k in ("last", "last_success") and isinstance(v, dict)}
+    state = _drills(data)
+    databases = data.get("databases")
+    if isinstance(databases, dict):
+        state["databases"] = {str(alias)[:200]: _drills(entry) for alias, entry in list(databases.items())[:100]}
+    return state
 
 
-def info(max_age_seconds: float | None) -> dict[str, Any]:
-    """The last drill and the last successful one, with its age; ``stale`` when none is recent enough."""
+def info(max_age_seconds: float | None, *, database: str | None = None) -> dict[str, Any]:
+    """The last drill and the last successful one, with its age; ``stale`` when none is recent enough.
+
+    With ``database``: that database's drills only (a state file from before drills were kept per database
+    counts for the default database)."""
     state = read_state()
+    if database is not None:
+        if "databases" in state:
+            state = state["databases"].get(database, {})
+        elif database != backup_settings.default_database:
+            state = {}
     success = state.get("last_success")
     age = None
     if success is not None:

@@ -132,6 +132,10 @@ class SchemaMismatch(RestoreError):
         super().__init__("The database schema does not match the backup: " + "; ".join(differences))
 
 
+class OtherDatabase(RestoreError):
+    """The backup was taken from another database than the one it would restore into, and that was not allowed."""
+
+
 class BackupLocked(BackupError):
     """Another backup or restore is running."""
 

@@ -322,6 +322,8 @@ def restore_options(options: dict[str, Any]) -> dict[str, Any]:
     restore: dict[str, Any] = {"dry_run": bool(options.get("dry_run", True))}
     if options.get("tenants"):
         restore["tenants"] = list(options["tenants"])
+    if options.get("from_other_database"):
+        restore["from_other_database"] = True
     if options.get("allow_unsigned"):  # the admin sets it only for holders of restore_unsigned_backups
         restore["allow_unsigned"] = True
     return restore

@@ -59,8 +59,7 @@ class Holder:
 
 
 def lock_path() -> Path:
-    folder = backup_settings.LOCK_DIR or backup_settings.backup_dir
-    return Path(folder).expanduser().resolve() / LOCK_FILE_NAME
+    return (backup_settings.optional_path("LOCK_DIR") or backup_settings.backup_dir) / LOCK_FILE_NAME
 
 
 def _held() -> list[str]:

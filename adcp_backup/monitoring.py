@@ -14,9 +14,25 @@ from .schedules import parse_schedule
 _ENCRYPTION_WORDS = re.compile(r"ENCRYPT\w*|RECIPIENTS?|IDENTIT(Y|IES)|PASSPHRASE|AGE|KEYS?|KEY_?FILE")
 
 
+NOT_SCHEDULED = "never: nothing is set to start it (ADCP_BACKUP_SCHEDULED_BY is empty)"
+
+
 def schedule_info() -> dict[str, Any]:
-    """The backup and prune schedules as configured, whether Celery is set up, and any parsing error."""
+    """What starts backups and prunes on a timer, and when: the ADCP_BACKUP_*SCHEDULE settings only when Celery
+    beat runs them (ADCP_BACKUP_SCHEDULED_BY = "celery"); cron and systemd keep their times to themselves."""
     info: dict[str, Any] = {"celery_broker": bool(getattr(settings, "CELERY_BROKER_URL", ""))}
+    try:
+        by = backup_settings.scheduled_by
+    except BackupConfigurationError as exc:
+        by, info["error"] = "", str(exc)
+    info["scheduled_by"] = by or None
+    info["notify_admins"] = bool(backup_settings.NOTIFY_ADMINS)
+    info["admins"] = len(getattr(settings, "ADMINS", []) or [])
+    if by != "celery":
+        description = f"started by {by} (its times are in its own configuration)" if by else NOT_SCHEDULED
+        for key in ("backup", "prune", "drill"):
+            info[key] = {"setting": None, "description": description}
+        return info
     for key, setting in (("backup", "SCHEDULE"), ("prune", "PRUNE_SCHEDULE"), ("drill", "DRILL_SCHEDULE")):
         text = getattr(backup_settings, setting)
         try:
@@ -24,9 +40,7 @@ def schedule_info() -> dict[str, Any]:
         except BackupConfigurationError as exc:
             info[key] = {"setting": text, "error": str(exc)}
             continue
-        info[key] = {"setting": text, "description": parsed.describe() if parsed else "never"}
-    info["notify_admins"] = bool(backup_settings.NOTIFY_ADMINS)
-    info["admins"] = len(getattr(settings, "ADMINS", []) or [])
+        info[key] = {"setting": text, "description": f"Celery beat, {parsed.describe()}" if parsed else "never"}
     return info
 
 

@@ -26,6 +26,7 @@ from . import (
     history,
     locking,
     monitoring,
+    origin,
     restore,
     retention,
     settings_files,
@@ -41,6 +42,7 @@ from .exceptions import (
     BackupError,
     EncryptionKeyError,
     InvalidBackup,
+    OtherDatabase,
     Problem,
     ProblemLog,
     RestoreError,
@@ -102,6 +104,7 @@ class RestoreResult:
     schema_created: bool
     notes: list[str]
     duration: float
+    origin: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,19 +154,26 @@ class BackupEntry:
     purpose: str | None
     path: str | None
     error: str | None = None
+    source: dict[str, Any] | None = None
     provenance: str = signing.UNSIGNED
     provenance_note: str = ""
     uploaded: bool = False
     future_dated: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "trusted": self.trusted}
+        return {**asdict(self), "origin": origin.origin_info(self.source), "trusted": self.trusted}
 
     @property
     def created(self) -> datetime | None:
         return parse_time(self.created_at)
 
     @property
+    def origin_known(self) -> bool:
+        return origin.from_source(self.source)[0] != origin.UNKNOWN
+
+    def belongs_to(self, database: origin.DatabaseIdentity) -> bool:
+        """Whether this backup is one of ``database``'s (see adcp_backup.origin for files without an identity)."""
+        return origin.belongs_to(self.source, database)
     def provenance_label(self) -> str:
         return signing.LABELS.get(self.provenance, self.provenance)
 
@@ -184,6 +194,8 @@ class RestorePlan:
     current_counts: dict[str, int | None]
     settings_files: list[str]
     scope: dict[str, Any]
+    origin: dict[str, Any] | None = None
+    other_database: bool = False
     provenance: str = signing.UNSIGNED
     provenance_note: str = ""
 
@@ -252,8 +264,7 @@ def _check_tables(engine: Engine) -> list[dataset.TableSpec]:
 
 def _source_info(engine: Engine) -> dict[str, Any]:
     return {
-        "engine": engine.vendor,
-        "alias": engine.alias,
+        **origin.source_header(engine.alias),
         "django": django.get_version(),
         "python": platform.python_version(),
         "hostname": platform.node(),
@@ -454,15 +465,21 @@ def _opened(source: Source, *, strict: bool, identity: str | os.PathLike[str] | 
         handle.close()
 
 
-def _resolve(file: str, identity: str | os.PathLike[str] | None = None) -> Source:
+def _resolve(file: str, identity: str | os.PathLike[str] | None = None, *, database: str = "default") -> Source:
     storage = _storage()
-    return resolve_source(file, storage, latest=lambda: _latest_name(identity))
+    return resolve_source(file, storage, latest=lambda: _latest_name(identity, database=database))
 
 
-def _latest_name(identity: str | os.PathLike[str] | None = None) -> str | None:
+def _latest_name(identity: str | os.PathLike[str] | None = None, *, database: str = "default") -> str | None:
+    target = origin.of_alias(database)
     entries = [e for e in backup_list(identity=identity) if e.trusted and e.purpose != "safety"
-               and not tenant_scope.is_tenant_backup({"scope": e.scope})]
+               and not tenant_scope.is_tenant_backup({"scope": e.scope}) and e.belongs_to(target)]
     return entries[0].name if entries else None
+
+
+def latest_backup_name(*, database: str = "default", identity: str | os.PathLike[str] | None = None) -> str | None:
+    """The name ``latest`` stands for with ``--database database``: its newest full, non-safety backup."""
+    return _latest_name(identity, database=database)
 
 
 # -- validate --------------------------------------------------------------------------------------------
@@ -486,7 +503,7 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
         raise BackupError(f"Unknown target engine {target_engine!r}: use {', '.join(limits.ENGINES)}.")
     live = get_engine(database) if target_engine is not None and database is not None else None
     target_limits: dict[str, limits.ValueLimits | None] = {}
-    source = _resolve(file, identity)
+    source = _resolve(file, identity, database=database or backup_settings.default_database)
     limit = backup_settings.MAX_PROBLEMS
     problems = ProblemLog(limit)  # capped: a file of a billion bad lines keeps `limit` problems and a count
     counts: dict[str, int] = {}
@@ -566,12 +583,17 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
 
 
 # -- list and info ---------------------------------------------------------------------------------------
-def backup_list(*, limit: int | None = None, identity: str | os.PathLike[str] | None = None) -> list[BackupEntry]:
+def backup_list(*, limit: int | None = None, identity: str | os.PathLike[str] | None = None,
+                database: str | None = None) -> list[BackupEntry]:
     """Every backup in the storage, newest first, described from its header (never from its name).
 
+    With ``database`` (an alias): only the backups that belong to it (``BackupEntry.belongs_to``).
     An encrypted file that no available identity opens is listed as encrypted, without counts."""
     storage = _storage()
+    target = origin.of_alias(database) if database is not None else None
     entries = [_describe(storage, name, identity) for name in storage.names()]
+    if target is not None:
+        entries = [e for e in entries if e.belongs_to(target)]
     epoch = datetime.min.replace(tzinfo=UTC)
     entries.sort(key=lambda e: (e.created or epoch, e.name), reverse=True)
     return entries[:limit] if limit else entries
@@ -602,6 +624,7 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
             scope=header.get("scope"),
             purpose=header.get("purpose"),
             path=path,
+            source=header.get("source") if isinstance(header.get("source"), dict) else None,
             provenance=provenance.status,
             provenance_note=provenance.note,
             uploaded=name.startswith(UPLOAD_PREFIX),
@@ -667,7 +690,9 @@ def _backup_info(*, database: str, max_age: timedelta | None, identity: str | os
         tables[spec.name] = engine.count(spec.name) if spec.name in existing else None
     settings_dict = connections[database].settings_dict
     storage = _storage()
-    entries = backup_list(identity=identity)
+    target = origin.of_alias(database)
+    everything = backup_list(identity=identity)
+    entries = [e for e in everything if e.belongs_to(target)]
     usable = [e for e in entries if e.error is None]
     newest, invalid_newer = _newest_valid(usable, identity)
     partials = storage.partial_files()
@@ -685,6 +710,7 @@ def _backup_info(*, database: str, max_age: timedelta | None, identity: str | os
         database={
             "alias": database,
             "engine": engine.vendor,
+            "identity": target.as_header(),
             "name": str(settings_dict.get("NAME")),
             "host": settings_dict.get("HOST") or None,
             "tables": tables,
@@ -701,6 +727,7 @@ def _backup_info(*, database: str, max_age: timedelta | None, identity: str | os
             "unreadable": [e.name for e in entries if e.error is not None],
             "safety_backups": sum(1 for e in usable if e.purpose == "safety"),
             "invalid_newer_than_newest": invalid_newer,
+            "other_databases": len(everything) - len(entries),
             "untrusted": [{"name": e.name, "provenance": e.provenance, "uploaded": e.uploaded,
                            "future_dated": e.future_dated, "created_at": e.created_at}
                           for e in usable if not e.trusted],
@@ -721,7 +748,7 @@ def _backup_info(*, database: str, max_age: timedelta | None, identity: str | os
         },
         max_age=max_age.total_seconds() if max_age is not None else None,
         stale=stale,
-        drill=drill.info(max_drill_age.total_seconds() if max_drill_age is not None else None),
+        drill=drill.info(max_drill_age.total_seconds() if max_drill_age is not None else None, database=database),
     )
 
 
@@ -811,9 +838,9 @@ def backup_prune(
     policy, policy_source = retention_policy(keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly,
                                              keep_monthly=keep_monthly)
     safety = int(backup_settings.KEEP_SAFETY if keep_safety is None else keep_safety)
-    entries = backup_list()
-    # Only this installation's own backups are subject to the rules: a file dropped into the storage (uploaded,
-    # foreign, future-dated) can neither push a real backup out of a rule nor be deleted by one.
+    # Only this installation's own backups of this database are subject to the rules: a file dropped into the
+    # storage (uploaded, foreign, future-dated) can neither push a real backup out of a rule nor be deleted by one.
+    entries = _prune_candidates(database)
     plan = retention.plan_prune([e for e in entries if e.trusted or e.error is not None], policy,
                                 keep_safety=safety, tz=django_timezone.get_default_timezone(),
                                 is_valid=lambda entry: _passes_validation(entry.name))
@@ -844,18 +871,46 @@ def backup_prune(
     return result
 
 
+def _prune_candidates(database: str) -> list[BackupEntry]:
+    """The backups retention may judge for ``database``: its own. Where several databases share the storage,
+    a backup whose origin cannot be read (legacy, or encrypted without a key here) is never removed."""
+    target = origin.of_alias(database)
+    shared = len(backup_settings.databases) > 1
+    return [e for e in backup_list() if e.belongs_to(target) and (e.origin_known or not shared)]
+
+
 # -- restore ---------------------------------------------------------------------------------------------
+def _check_origin(header: dict[str, Any], database: str, *, from_other_database: bool) -> dict[str, Any]:
+    """The backup's origin, for the plan and the result; refuses a backup of another database unless allowed."""
+    source = header.get("source")
+    info = origin.origin_info(source)
+    target = origin.of_alias(database)
+    # Only a known origin can be another database: a file that does not say where it came from (legacy) is
+    # shown as "origin unknown" and restores anywhere.
+    info["other_database"] = info["kind"] != origin.UNKNOWN and not origin.belongs_to(source, target)
+    if info["other_database"] and not from_other_database:
+        raise OtherDatabase(
+            f"This backup was taken from {info['description']}, not from {target.describe()}. "
+            "To restore it into this database anyway, pass --from-other-database."
+        )
+    return info
+
+
 def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequence[str] | None = None,
-                        identity: str | os.PathLike[str] | None = None) -> RestorePlan:
+                        identity: str | os.PathLike[str] | None = None,
+                        from_other_database: bool = False) -> RestorePlan:
     """What a restore of ``file`` would replace: the file's counts beside the database's, read from headers.
 
-    With ``tenants``: the database's counts are those tenants' rows; the file's are unknown until it is read."""
-    source = _resolve(file, identity)
+    With ``tenants``: the database's counts are those tenants' rows; the file's are unknown until it is read.
+    A backup taken from another database raises OtherDatabase unless ``from_other_database``; the plan's
+    ``origin`` says where the backup came from either way."""
+    source = _resolve(file, identity, database=database)
     engine = get_engine(database)
     with _opened(source, strict=True, identity=identity) as reader:
         header = reader.header
         fmt = reader.format
         provenance = _header_provenance(reader, source.name)
+    came_from = _check_origin(header, database, from_other_database=from_other_database)
     existing = engine.existing_tables()
     signed = {"provenance": provenance.status, "provenance_note": provenance.note}
     file_tables = list((header.get("schema") or {}).get("tables") or dataset.table_names())
@@ -871,6 +926,8 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
             current_counts=dict(tenant_scope.current_counts(engine, slugs)),
             settings_files=[str(p) for p in backup_settings.settings_files] if "settings" in global_parts else [],
             scope={"tenants": slugs, "global": global_parts},
+            origin=came_from,
+            other_database=came_from["other_database"],
             **signed,
         )
     return RestorePlan(
@@ -881,6 +938,8 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
         current_counts={t: engine.count(t) if t in existing else None for t in dataset.table_names()},
         settings_files=[str(p) for p in backup_settings.settings_files],
         scope=header.get("scope") or {"tenants": "all"},
+        origin=came_from,
+        other_database=came_from["other_database"],
         **signed,
     )
 
@@ -901,15 +960,17 @@ def backup_restore(
     identity: str | os.PathLike[str] | None = None,
     allow_unsigned: bool = False,
     progress: ProgressCallback = silent,
+    from_other_database: bool = False,
 ) -> RestoreResult:
     """Replace the AdCP tables (and settings files) with a backup's, in one transaction, or change nothing.
 
     With ``tenants`` (slugs), or for a tenant backup, only those tenants' rows are replaced (see scope.py).
     An encrypted file is decrypted while it is read, with ``identity`` (else ADCP_BACKUP_AGE_IDENTITY).
+    A backup taken from another database (adcp_backup.origin) is refused unless ``from_other_database``.
     A file this installation did not sign is refused (UnsignedBackup) unless ``allow_unsigned``; a dry run
     of one goes ahead, as it changes nothing."""
     started = time.monotonic()
-    source = _resolve(file, identity)
+    source = _resolve(file, identity, database=database)
     engine = get_engine(database)
     _check_settings_records(source, identity, restore_settings=restore_settings, tenants=tenants)
     with _opened(source, strict=True, identity=identity) as opened:
@@ -920,12 +981,15 @@ def backup_restore(
         problems = validation.header_problems(header)  # before anything the header names is used
         if problems:
             raise InvalidBackup(problems)
+        came_from = _check_origin(header, database, from_other_database=from_other_database)
         _require_signature(reader, source, identity, allowed=allow_unsigned or dry_run)
         if tenants or tenant_scope.is_tenant_backup(header):
             try:
-                return _restore_tenants(source, engine, reader, tenants=tenants, skip_validation=skip_validation,
-                                        dry_run=dry_run, create_schema=create_schema, safety_backup=safety_backup,
-                                        restore_settings=restore_settings, progress=progress, started=started)
+                return replace(
+                    _restore_tenants(source, engine, reader, tenants=tenants, skip_validation=skip_validation,
+                                     dry_run=dry_run, create_schema=create_schema, safety_backup=safety_backup,
+                                     restore_settings=restore_settings, progress=progress, started=started),
+                    origin=came_from)
             except ValuesRefused as exc:
                 raise _every_value_refused(exc, file=file, identity=identity, engine=engine,
                                            dry_run=dry_run) from exc
@@ -966,6 +1030,7 @@ def backup_restore(
         schema_created=plan.create,
         notes=notes,
         duration=time.monotonic() - started,
+        origin=came_from,
     )
     logger.info("%s %s into %r: %s", "Dry run of" if dry_run else "Restored", source.display, database,
                 result.restored)
@@ -1096,9 +1161,9 @@ def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Se
     return result
 
 
-def backup_file_tenants(*, file: str, identity: Any = None) -> list[dict[str, Any]]:
+def backup_file_tenants(*, file: str, identity: Any = None, database: str = "default") -> list[dict[str, Any]]:
     """The tenants a backup holds ({"id", "slug", "name", "products"}), read in one streaming pass."""
-    source = _resolve(file, identity)
+    source = _resolve(file, identity, database=database)
     with _opened(source, strict=True, identity=identity) as reader:
         return tenant_scope.file_tenants(reader)
 
@@ -1172,14 +1237,16 @@ def backup_drill(*, file: str = "latest", database: str = "default",
     runs without the live lock and without the restore signals, which belong to real restores."""
     arguments = {"file": file, "database": database}
     try:
-        source = _resolve(file, identity)
+        source = _resolve(file, identity, database=database)
         result = drill.run(
             name=source.name,
             file=source.name if source.in_storage else str(source.path),
             database=database,
             identity=identity,
-            # A scratch database, never the live one: a file not signed here may be drilled as well.
-            restore_into=functools.partial(inspect.unwrap(backup_restore), allow_unsigned=True),
+            # A scratch database, never the live one, and another database than the backup's by design: a file
+            # not signed here may be drilled as well.
+            restore_into=functools.partial(inspect.unwrap(backup_restore), from_other_database=True,
+                                           allow_unsigned=True),
             open_backup=lambda: _opened(source, strict=False, identity=identity),
             progress=progress,
         )

@@ -392,7 +392,8 @@ def write_records(records: Sequence[FileRecord], *, dry_run: bool, name: str = "
             report.append({"path": str(record.path), "action": "skipped: not a configured settings file"})
             continue
         if record.withheld is not None:
-            report.append({"path": str(target), "action": f"left alone: withheld from the backup, as {record.withheld}"})
+            report.append({"path": str(target),
+                           "action": f"left alone: withheld from the backup, as {record.withheld}"})
             continue
         if record.content is None:
             report.append({"path": str(target), "action": "left alone: the file did not exist at backup time"})

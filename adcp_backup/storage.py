@@ -187,7 +187,8 @@ class BackupStorage:
             final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             folder, prefix = final.parent, f".{name}."
         else:
-            folder, prefix = Path(backup_settings.TEMP_DIR or tempfile.gettempdir()), ".adcp-backup-"
+            folder = backup_settings.optional_path("TEMP_DIR") or Path(tempfile.gettempdir())
+            prefix = ".adcp-backup-"
         # A fresh, unpredictable name created with O_EXCL|O_NOFOLLOW, mode 0600: nothing planted at a known path
         # can receive the backup or redirect the write. The file is then only used through this descriptor.
         try:

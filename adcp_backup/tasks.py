@@ -23,20 +23,23 @@ RUN_JOB = "adcp_backup.run_job"
 
 
 @shared_task(name=CREATE)
-def create_backup(*, database: str = "default", compression: str | None = None,
+def create_backup(*, database: str | None = None, compression: str | None = None,
                   purpose: str = "scheduled") -> dict[str, Any]:
-    """Write a backup; ``purpose="scheduled"`` makes a failure e-mail the admins when that is enabled.
+    """Write a backup (of the default database unless ``database`` is given); ``purpose="scheduled"`` makes a
+    failure e-mail the admins when that is enabled.
 
     SIGTERM or SIGHUP to the process running it unwinds the backup like SIGINT: nothing half-written is left."""
     with signals_interrupt(), history.origin(_celery_origin()):
-        return services.backup_create(database=database, compression=compression, purpose=purpose).as_dict()
+        return services.backup_create(database=database or backup_settings.default_database,
+                                      compression=compression, purpose=purpose).as_dict()
 
 
 @shared_task(name=PRUNE)
-def prune_backups(*, dry_run: bool = False, database: str = "default") -> dict[str, Any]:
-    """Apply the retention settings (ADCP_BACKUP_KEEP_*) to the backups in storage."""
+def prune_backups(*, dry_run: bool = False, database: str | None = None) -> dict[str, Any]:
+    """Apply the retention settings (ADCP_BACKUP_KEEP_*) to one database's backups in storage."""
     with signals_interrupt(), history.origin(_celery_origin()):
-        return services.backup_prune(dry_run=dry_run, database=database).as_dict()
+        return services.backup_prune(dry_run=dry_run,
+                                     database=database or backup_settings.default_database).as_dict()
 
 
 def _celery_origin() -> history.Origin:
@@ -44,11 +47,11 @@ def _celery_origin() -> history.Origin:
 
 
 @shared_task(name=DRILL)
-def drill_backup(*, file: str = "latest", database: str = "default") -> dict[str, Any]:
-    """Restore drill of a backup (the newest by default) into a scratch database; the verdict is recorded and a
-    failure sends ``drill_failed`` (which e-mails the admins when that is enabled)."""
+def drill_backup(*, file: str = "latest", database: str | None = None) -> dict[str, Any]:
+    """Restore drill of a backup (the database's newest by default) into a scratch database; the verdict is
+    recorded and a failure sends ``drill_failed`` (which e-mails the admins when that is enabled)."""
     with signals_interrupt():
-        return services.backup_drill(file=file, database=database).as_dict()
+        return services.backup_drill(file=file, database=database or backup_settings.default_database).as_dict()
 
 
 @shared_task(name=RUN_JOB)
@@ -80,13 +83,20 @@ def celery_schedule(text: str | None, *, setting: str) -> crontab | schedule | N
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
-    """The beat entries the settings ask for: a backup, a prune and a restore drill, each left out when its
-    setting is empty."""
+    """The beat entries the settings ask for, in the form of Celery's ``beat_schedule`` setting: a backup, a
+    prune and a restore drill of each database in ADCP_BACKUP_DATABASES, each left out when its schedule
+    setting is empty.
+
+    The default database's entries are named ``adcp-backup-create``, ``adcp-backup-prune`` and
+    ``adcp-backup-drill``; the others' end in ``-<alias>``. A project adds them to its own Celery app
+    (docs/install.md)."""
     entries: dict[str, dict[str, Any]] = {}
-    for key, task, setting in (("adcp-backup-create", CREATE, "SCHEDULE"),
-                               ("adcp-backup-prune", PRUNE, "PRUNE_SCHEDULE"),
-                               ("adcp-backup-drill", DRILL, "DRILL_SCHEDULE")):
-        when = celery_schedule(getattr(backup_settings, setting), setting=f"ADCP_BACKUP_{setting}")
-        if when is not None:
-            entries[key] = {"task": task, "schedule": when}
+    for position, alias in enumerate(backup_settings.databases):
+        suffix = "" if position == 0 else f"-{alias}"
+        for key, task, setting in (("adcp-backup-create", CREATE, "SCHEDULE"),
+                                   ("adcp-backup-prune", PRUNE, "PRUNE_SCHEDULE"),
+                                   ("adcp-backup-drill", DRILL, "DRILL_SCHEDULE")):
+            when = celery_schedule(getattr(backup_settings, setting), setting=f"ADCP_BACKUP_{setting}")
+            if when is not None:
+                entries[key + suffix] = {"task": task, "schedule": when, "kwargs": {"database": alias}}
     return entries

@@ -26,4 +26,4 @@ def add_backup_schedule(sender: Celery, **kwargs: Any) -> None:
     from adcp_backup.tasks import beat_schedule
 
     for name, entry in beat_schedule().items():
-        sender.add_periodic_task(entry["schedule"], sender.signature(entry["task"]), name=name)
+        sender.add_periodic_task(entry["schedule"], sender.signature(entry["task"], kwargs=entry["kwargs"]), name=name)

@@ -1,7 +1,7 @@
 """Settings of the adcp-backup project, read from the environment with django-environ.
 
 Relative paths in the environment resolve against the working directory, as operators expect from a
-command-line tool. Every variable is listed in docs/configuration.md.
+command-line tool. Every variable is listed in the README's configuration table.
 """
 from __future__ import annotations
 
@@ -220,6 +220,9 @@ if env.str("ADCP_BACKUP_S3_BUCKET", default=""):
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 CELERY_TIMEZONE = TIME_ZONE
+# The demo's Celery app (project/celery.py) gives beat the app's entries, so with a broker Celery runs the
+# schedule; without one, say "cron" or "systemd" here when they start the backups.
+ADCP_BACKUP_SCHEDULED_BY = env.str("ADCP_BACKUP_SCHEDULED_BY", default="celery" if CELERY_BROKER_URL else "")
 
 # Scheduling, retention, locking and notifications (docs/operations.md).
 ADCP_BACKUP_SCHEDULE = env.str("ADCP_BACKUP_SCHEDULE", default="0 2 * * *")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from adcp_backup import __version__, signing
 from adcp_backup.format.writer import BackupWriter
@@ -23,7 +24,7 @@ TENANT_COLUMNS = [
 
 
 def write_backup(folder: Path, created_at: datetime, *, purpose: str = "manual", name: str | None = None,
-                 truncated: bool = False, signed: bool = True) -> str:
+                 truncated: bool = False, source: dict[str, Any] | None = None, signed: bool = True) -> str:
     """A native v3 backup of one tenant row, named so that its name says nothing true about its time.
 
     ``signed``: signed with this installation's key, as backup_create signs (else as if written elsewhere)."""
@@ -34,7 +35,7 @@ def write_backup(folder: Path, created_at: datetime, *, purpose: str = "manual",
         header = {
             "created_at": created_at.isoformat(),
             "tool": f"adcp-backup {__version__}",
-            "source": {"engine": "sqlite", "alias": "default"},
+            "source": source if source is not None else {"engine": "sqlite", "alias": "default"},
             "scope": {"tenants": "all"},
             "purpose": purpose,
             "counts": {"tenant": 1},

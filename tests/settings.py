@@ -23,7 +23,14 @@ DATABASES = {
         "NAME": str(_WORK / "default.sqlite3"),
         "TEST": {"NAME": str(_WORK / "test_default.sqlite3")},
         "OPTIONS": {"init_command": SQLITE_INIT_COMMAND},
-    }
+    },
+    # A second SQLite database, for backups of several databases sharing one storage.
+    "second": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(_WORK / "second.sqlite3"),
+        "TEST": {"NAME": str(_WORK / "test_second.sqlite3")},
+        "OPTIONS": {"init_command": SQLITE_INIT_COMMAND},
+    },
 }
 
 _env = environ.Env()

@@ -896,3 +896,37 @@ def test_a_command_line_validation_and_a_scheduled_backup_appear_in_the_admin(ad
     row = page[page.index(f'data-name="{scheduled["name"]}"'):]
     assert '<span class="adcp-good">valid</span>' in row[:row.index("</tr>")]  # no longer "never"
     assert "scheduled" in row[:row.index("</tr>")]
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+def test_the_page_lists_and_restores_the_chosen_databases_backups_only(admin_client, admin_db, backup_env, seeded,
+                                                                       settings):
+    from adcp_backup import demo
+
+    from .conftest import table_state
+
+    seeded("second", demo.DemoSize(tenants=2, products=10, agents=1, embeddings=2, dim=8))
+    settings.ADCP_BACKUP_DATABASES = ["default", "second"]  # the admin manages what the app backs up
+    mine = services.backup_create(database="default")
+    theirs = services.backup_create(database="second")
+    listed = section(admin_client.get(u("changelist")).content.decode(), "backups")
+    assert mine.name in listed and theirs.name not in listed
+    listed = section(admin_client.get(u("changelist"), {"database": "second"}).content.decode(), "backups")
+    assert theirs.name in listed and mine.name not in listed
+
+    plan = admin_client.get(u("restore", theirs.name), {"database": "default"}).content.decode()
+    assert "(alias &#x27;second&#x27;)" in plan and "another database than default" in plan
+    before = table_state("default")
+    refused = admin_client.post(u("restore", theirs.name), {"database": "default", "confirm_name": theirs.name})
+    assert refused.status_code == 200 and "tick this box" in refused.content.decode()
+    assert not admin_jobs().filter(kind="restore").exists() and table_state("default") == before
+    job = job_from(admin_client.post(u("restore", theirs.name), {"database": "default", "dry_run": "on",
+                                                                  "from_other_database": "on"}))
+    assert job.status == "succeeded" and job.options["from_other_database"] is True
+    assert table_state("default") == before
+
+
+def section(page: str, element_id: str) -> str:
+    """The part of a page from the element with this id to the end of the next table."""
+    start = page.index(f'id="{element_id}"')
+    return page[start:page.index("</table>", start)]

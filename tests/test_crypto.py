@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import os
+import re
 import stat
 import subprocess
 import threading
@@ -344,7 +345,8 @@ def test_encrypted_backups_are_listed_as_encrypted_without_a_key(seeded, keys):
     code, out, _ = run_command("backup_list")
     assert code == 0
     line = next(line for line in out.splitlines() if line.startswith(encrypted.name))
-    assert "adcp-backup (encrypted)" in line and line.endswith("encrypted") and "unreadable" not in out
+    assert "adcp-backup (encrypted)" in line and re.search(r"\sencrypted +origin unknown$", line)
+    assert "unreadable" not in out
 
     code, out, _ = run_command("backup_list", "--json", "--identity", str(keys["identity"]))
     listed = {e["name"]: e for e in json.loads(out)["backups"]}

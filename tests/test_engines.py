@@ -137,7 +137,8 @@ def test_cross_engine_restore_into_an_empty_database(seeded, adcp_schema, source
         drop_schema(target)
     assert not set(dataset.table_names()) & get_engine(target).existing_tables()
 
-    restored = services.backup_restore(file=result.name, database=target, create_schema=True)
+    restored = services.backup_restore(file=result.name, database=target, create_schema=True,
+                                       from_other_database=True)
     assert restored.schema_created
     assert restored.restored == result.counts
     assert canonical_state(target) == expected
@@ -161,7 +162,8 @@ def test_chain_sqlite_postgresql_mariadb_sqlite_ends_where_it_started(seeded, ad
         else:
             adcp_schema(target)
             drop_schema(target)
-        services.backup_restore(file=result.name, database=target, create_schema=True, safety_backup=False)
+        services.backup_restore(file=result.name, database=target, create_schema=True, safety_backup=False,
+                                from_other_database=True)
     # Exactly the same stored values and storage classes: datetimes come back as SQLite's own text
     # ("2025-08-30 07:28:26.672543"), booleans as integers 0/1, floats and blobs bit for bit.
     assert table_state("default") == start

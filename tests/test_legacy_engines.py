@@ -49,7 +49,7 @@ def test_legacy_file_restores_into_a_server_engine_like_a_native_backup(legacy_s
     # The reference: the same SQLite data through a native backup, restored into the same engine.
     native = services.backup_create(compression="none")
     create_schema(alias)
-    services.backup_restore(file=native.name, database=alias, safety_backup=False)
+    services.backup_restore(file=native.name, database=alias, safety_backup=False, from_other_database=True)
     reference: dict[str, list[tuple[Any, ...]]] = table_state(alias)
     create_schema(alias)
 

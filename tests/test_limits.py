@@ -214,7 +214,7 @@ def test_a_refused_value_stops_the_restore_with_one_sentence_and_changes_nothing
     tables = get_engine("mysql").existing_tables()
     with pytest.raises(ValuesRefused) as raised:
         services.backup_restore(file=str(hostile_file), database="mysql", safety_backup=False,
-                                create_schema=create_schema)
+                                create_schema=create_schema, from_other_database=True)
     message = str(raised.value)
     assert message.startswith("MariaDB cannot store a value of tenant row 2: slug holds 800 characters")
     assert "\n" not in message and "rolled back" in message
@@ -223,6 +223,7 @@ def test_a_refused_value_stops_the_restore_with_one_sentence_and_changes_nothing
     out, err = io.StringIO(), io.StringIO()
     with pytest.raises(CommandError) as command:
         call_command("backup_restore", str(hostile_file), "--database", "mysql", "--force", "--no-safety-backup",
+                     "--from-other-database",
                      *(["--create-schema"] if create_schema else []), stdout=out, stderr=err)
     assert command.value.returncode == 1 and str(command.value) == message
     assert "Traceback" not in out.getvalue() + err.getvalue()
@@ -239,7 +240,7 @@ def test_an_infinity_alone_gets_its_sentence_too(seeded, backup_env):
     state = table_state("mysql")
     with pytest.raises(RestoreError, match=r"^MariaDB cannot store a value of product row 4: price_cpm is -inf, "
                                            r"which MariaDB cannot store \(it has no infinities or NaN\); the restore"):
-        services.backup_restore(file=str(path), database="mysql", safety_backup=False)
+        services.backup_restore(file=str(path), database="mysql", safety_backup=False, from_other_database=True)
     assert table_state("mysql") == state
 
 
@@ -249,7 +250,7 @@ def test_the_dry_run_names_every_refused_value(hostile_file, seeded):
     seeded("mysql")
     state = table_state("mysql")
     with pytest.raises(ValuesRefused) as raised:
-        services.backup_restore(file=str(hostile_file), database="mysql", dry_run=True)
+        services.backup_restore(file=str(hostile_file), database="mysql", dry_run=True, from_other_database=True)
     assert located(raised.value.problems) == {(t, r, c) for t, r, c, _v, schema in HOSTILE if schema == "shipped"}
     assert "cannot store 4 value(s) of the backup" in str(raised.value)
     assert table_state("mysql") == state
@@ -262,7 +263,7 @@ def test_a_backup_restores_into_a_legacy_mariadb_database_and_long_values_are_na
     seeded("default")
     expected = table_state("default")
     made = services.backup_create(compression="none")
-    restored = services.backup_restore(file=made.name, database="mysql", safety_backup=False)
+    restored = services.backup_restore(file=made.name, database="mysql", safety_backup=False, from_other_database=True)
     assert restored.restored == made.counts
     assert len(table_state("mysql")["product"]) == len(expected["product"])
 
@@ -271,7 +272,7 @@ def test_a_backup_restores_into_a_legacy_mariadb_database_and_long_values_are_na
     path = forge.write(backup_env / "long-name.jsonl", lines)
     with pytest.raises(ValuesRefused, match=r"tenant row 3: name holds 300 characters, more than the 255 of "
                                             r"MariaDB's VARCHAR\(255\) column"):
-        services.backup_restore(file=str(path), database="mysql", safety_backup=False)
+        services.backup_restore(file=str(path), database="mysql", safety_backup=False, from_other_database=True)
     assert table_state("mysql") == state
 
 
@@ -297,7 +298,7 @@ def test_a_backup_that_restores_into_postgresql_restores_into_mariadb(seeded, ad
     for alias in ("postgresql", "mysql"):
         adcp_schema(alias)
         drop_schema(alias)
-        services.backup_restore(file=str(path), database=alias, create_schema=True)
+        services.backup_restore(file=str(path), database=alias, create_schema=True, from_other_database=True)
         rows = {spec.name: dict(zip(spec.column_names, table_state(alias)[spec.name][0])) for spec in dataset.tables()}
         states[alias] = {key: rows[key[0]][key[1]] for key in WIDE}
     assert states["postgresql"] == states["mysql"] == WIDE

@@ -282,7 +282,8 @@ def test_project_settings_configure_s3_from_the_environment(seeded, s3, backup_e
         "AWS_ACCESS_KEY_ID": ACCESS_KEY,
         "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
     }
-    listed = subprocess.run([sys.executable, str(PROJECT / "manage.py"), "backup_list", "--json"], env=env,
+    listed = subprocess.run([sys.executable, str(PROJECT / "manage.py"), "backup_list", "--json", "--all-databases"],
+                            env=env,
                             cwd=backup_env, capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0, listed.stderr
     assert [b["name"] for b in json.loads(listed.stdout)["backups"]] == [result.name]

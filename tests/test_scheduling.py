@@ -21,7 +21,7 @@ import pytest
 from django.core import mail
 from django.core.management import CommandError, call_command
 
-from adcp_backup import services, signals
+from adcp_backup import monitoring, services, signals
 from adcp_backup.exceptions import BackupConfigurationError, BackupError
 
 from .scheduling_fixtures import PYTHON, manage, project_env, write_backup
@@ -341,7 +341,8 @@ def test_the_app_imports_and_runs_without_celery(tmp_path):
             "assert 'adcp_backup.tasks' not in sys.modules\n")
     done = subprocess.run([PYTHON, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["settings"]["schedule"]["backup"]["setting"] == "0 2 * * *"
+    assert json.loads(done.stdout)["settings"]["schedule"]["backup"] == {"setting": None,
+                                                                         "description": monitoring.NOT_SCHEDULED}
 
 
 # -- monitoring: backup_info -----------------------------------------------------------------------------
@@ -370,6 +371,7 @@ def test_max_age_with_no_backup_at_all_exits_1(seeded):
 def test_info_shows_schedule_retention_encryption_and_never_secrets(seeded, backup_env, settings):
     seeded()
     settings.ADCP_BACKUP_SCHEDULE = "0 3 * * *"
+    settings.ADCP_BACKUP_SCHEDULED_BY = "celery"
     settings.ADCP_BACKUP_KEEP_DAILY = 9
     settings.ADCP_BACKUP_NOTIFY_ADMINS = True
     settings.CELERY_BROKER_URL = "redis://:broker-password@127.0.0.1:6379/4"
@@ -381,7 +383,8 @@ def test_info_shows_schedule_retention_encryption_and_never_secrets(seeded, back
     assert data["newest"]["name"] == result.name and data["newest"]["age_seconds"] < 60
     assert data["database"]["tables"] == {"tenant": 4, "product": 60, "externalagent": 2, "product_embeddings": 12}
     assert data["storage"]["free_bytes"] > 0
-    assert data["settings"]["schedule"]["backup"] == {"setting": "0 3 * * *", "description": "cron '0 3 * * *'"}
+    assert data["settings"]["schedule"]["backup"] == {"setting": "0 3 * * *",
+                                                      "description": "Celery beat, cron '0 3 * * *'"}
     assert data["settings"]["schedule"]["celery_broker"] is True and data["settings"]["schedule"]["notify_admins"]
     assert data["settings"]["retention"]["keep_daily"] == 9
     assert data["settings"]["encryption"]["encrypted_backups"] == 0
@@ -389,7 +392,39 @@ def test_info_shows_schedule_retention_encryption_and_never_secrets(seeded, back
     assert "broker-password" not in out.getvalue() and "AIza-test-secret-value" not in out.getvalue()
     text = StringIO()
     call_command("backup_info", stdout=text)
-    for line in ("Schedule (backup): cron '0 3 * * *'", "Retention: last 7, daily 9", "Celery broker: configured",
-                 "Running now: nothing"):
+    for line in ("Schedule (backup): Celery beat, cron '0 3 * * *'", "Retention: last 7, daily 9",
+                 "Celery broker: configured", "Running now: nothing"):
         assert line in text.getvalue()
     assert "broker-password" not in text.getvalue()
+
+
+def test_info_shows_a_schedule_only_when_something_runs_it(seeded, settings):
+    from adcp_backup import checks
+
+    seeded()
+    settings.ADCP_BACKUP_SCHEDULE = "0 3 * * *"
+    settings.ADCP_BACKUP_SCHEDULED_BY = ""
+    text = StringIO()
+    call_command("backup_info", stdout=text)
+    assert "Schedule (backup): never: nothing is set to start it" in text.getvalue()
+    assert "0 3 * * *" not in text.getvalue()
+    settings.ADCP_BACKUP_SCHEDULED_BY = "cron"
+    text = StringIO()
+    call_command("backup_info", stdout=text)
+    assert "Schedule (backup): started by cron" in text.getvalue() and "0 3 * * *" not in text.getvalue()
+    settings.ADCP_BACKUP_SCHEDULED_BY = "anacron"
+    assert [e.id for e in checks.check_schedules()] == [checks.E003_SCHEDULE]
+
+
+def test_beat_schedule_has_a_backup_a_prune_and_a_drill_for_each_database(settings):
+    from adcp_backup import tasks
+
+    settings.ADCP_BACKUP_DATABASES = ["adcp", "reporting"]
+    settings.ADCP_BACKUP_DRILL_SCHEDULE = "@weekly"
+    entries = tasks.beat_schedule()
+    assert sorted(entries) == ["adcp-backup-create", "adcp-backup-create-reporting", "adcp-backup-drill",
+                               "adcp-backup-drill-reporting", "adcp-backup-prune", "adcp-backup-prune-reporting"]
+    assert entries["adcp-backup-drill-reporting"]["kwargs"] == {"database": "reporting"}
+    assert entries["adcp-backup-create"]["kwargs"] == {"database": "adcp"}
+    assert entries["adcp-backup-prune-reporting"] == {**entries["adcp-backup-prune"],
+                                                      "kwargs": {"database": "reporting"}}

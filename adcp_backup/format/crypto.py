@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any, cast
 
-from ..conf import backup_settings
+from ..conf import backup_settings, resolve_path
 from ..exceptions import BackupConfigurationError, BackupError, EncryptionKeyError, InvalidBackup, Problem
 from ..extras import require
 
@@ -81,7 +81,7 @@ def load_identities(identity: str | os.PathLike[str] | None = None) -> list[Any]
             "The backup is encrypted with age and no identity is configured: pass --identity PATH "
             "or set ADCP_BACKUP_AGE_IDENTITY to the identity file written by age-keygen."
         )
-    path = Path(path_value).expanduser()
+    path = Path(identity).expanduser() if identity else resolve_path(path_value, setting="ADCP_BACKUP_AGE_IDENTITY")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:

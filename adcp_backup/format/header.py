@@ -17,6 +17,11 @@ def _text(value: Any) -> bool:
     return isinstance(value, str) and len(value) <= _MAX_TEXT
 
 
+def _plain(value: Any) -> bool:
+    """Null, or text within bounds, or a port number."""
+    return value is None or _text(value) or (type(value) is int and 0 <= value <= 65535)
+
+
 def _count(value: Any) -> bool:
     return type(value) is int and value >= 0
 
@@ -74,8 +79,11 @@ def shape_problems(header: dict[str, Any]) -> list[str]:
             problems.append(f"{key} should be text, not {_kind(header[key])}")
     source = header.get("source")
     if source is not None and not (isinstance(source, dict)
-                                   and all(v is None or _text(v) for v in source.values())):
+                                   and all(_plain(v) for k, v in source.items() if k != "database")):
         problems.append("source should be an object of texts")
+    database = source.get("database") if isinstance(source, dict) else None
+    if database is not None and not (isinstance(database, dict) and all(_plain(v) for v in database.values())):
+        problems.append("source.database should be an object of texts (the database's engine, name, host, port)")
 
     schema = header.get("schema")
     if schema is not None:

@@ -48,6 +48,11 @@ class BackupCommand(BaseCommand):
 
     def execute(self, *args: Any, **options: Any) -> Any:
         keep_freed_memory_for_reuse()
+        if not options.get("database"):
+            try:
+                options["database"] = backup_settings.default_database
+            except BackupError as exc:
+                raise CommandError(str(exc), returncode=EXIT_FAILED) from exc
         try:
             with signals_interrupt(), history.origin(command_origin()):
                 return super().execute(*args, **options)
@@ -57,7 +62,8 @@ class BackupCommand(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         # Every command takes --database, as operators' scripts pass it to all of them alike.
-        parser.add_argument("--database", default="default", help="Database alias (default: default).")
+        parser.add_argument("--database", default=None,
+                            help="Database alias (default: the first of ADCP_BACKUP_DATABASES, 'default').")
         parser.add_argument("--json", action="store_true", dest="as_json",
                             help="Print one JSON object on stdout and nothing else there.")
 

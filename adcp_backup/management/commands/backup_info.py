@@ -45,7 +45,9 @@ class Command(BackupCommand):
             self.stdout.write(f"Storage: {st['location']} (free: {free})")
             b = info.backups
             self.stdout.write(f"Backups: {b['count']} ({format_size(b['total_size'])})"
-                              + (f", {len(b['unreadable'])} unreadable file(s)" if b["unreadable"] else ""))
+                              + (f", {len(b['unreadable'])} unreadable file(s)" if b["unreadable"] else "")
+                              + (f"; {b['other_databases']} of other databases in the same storage"
+                                 if b["other_databases"] else ""))
             for other in b["untrusted"]:
                 why = "dated in the future" if other["future_dated"] else (
                     "uploaded" if other["uploaded"] else other["provenance"])

@@ -29,6 +29,8 @@ class Command(BackupCommand):
                             help="Create the AdCP tables when the database has none of them.")
         parser.add_argument("--tenant", action="append", dest="tenants", metavar="SLUG",
                             help="Replace only this tenant's rows (repeatable); other tenants stay as they are.")
+        parser.add_argument("--from-other-database", action="store_true",
+                            help="Allow restoring a backup that was taken from another database than --database.")
         parser.add_argument("--identity", metavar="PATH",
                             help="age identity file that decrypts encrypted backups "
                                  "(default: ADCP_BACKUP_AGE_IDENTITY).")
@@ -37,12 +39,14 @@ class Command(BackupCommand):
 
     def handle(self, *args: Any, file: str, force: bool, skip_validation: bool, validate_only: bool,
                dry_run: bool, no_safety_backup: bool, create_schema: bool, as_json: bool, database: str,
-               tenants: list[str] | None = None, identity: str | None = None, allow_unsigned: bool = False,
+               tenants: list[str] | None = None, identity: str | None = None, from_other_database: bool = False,
+               allow_unsigned: bool = False,
                **options: Any) -> None:
         progress = self.progress_reporter(options)
         if validate_only:
             report = self.run_service(
-                lambda: services.backup_validate(file=file, identity=identity, progress=progress), as_json=as_json)
+                lambda: services.backup_validate(file=file, identity=identity, progress=progress, database=database),
+                as_json=as_json)
             if as_json:
                 self.emit_json(report.as_dict())
             elif report.valid:
@@ -56,9 +60,9 @@ class Command(BackupCommand):
             return
 
         if not force and not dry_run:
-            plan = self.run_service(lambda: services.backup_restore_plan(file=file, database=database,
-                                                                         tenants=tenants, identity=identity),
-                                    as_json=as_json)
+            plan = self.run_service(lambda: services.backup_restore_plan(
+                file=file, database=database, tenants=tenants, identity=identity,
+                from_other_database=from_other_database), as_json=as_json)
             self.confirm(plan, options.get("stdin") or sys.stdin, as_json=as_json)
 
         result = self.run_service(
@@ -66,6 +70,7 @@ class Command(BackupCommand):
                 file=file, database=database, skip_validation=skip_validation, dry_run=dry_run,
                 create_schema=create_schema, safety_backup=False if no_safety_backup else None, tenants=tenants,
                 identity=identity, allow_unsigned=allow_unsigned, progress=progress,
+                from_other_database=from_other_database,
             ),
             as_json=as_json,
         )
@@ -74,6 +79,8 @@ class Command(BackupCommand):
             return
         title = "Dry run (rolled back, nothing changed)" if result.dry_run else "Restored"
         self.stdout.write(self.style.SUCCESS(f"{title}: {result.name} ({result.format})"))
+        if result.origin:
+            self.stdout.write(f"  taken from: {_origin_line(result.origin)}")
         rows = [["TABLE", "BEFORE", "AFTER", "ADDED", "REMOVED", "CHANGED"]]
         for table, change in result.changes.items():
             rows.append([table, change.before, change.after, _n(change.added), _n(change.removed), _n(change.changed)])
@@ -96,6 +103,8 @@ class Command(BackupCommand):
         err = self.stderr
         err.write(f"Restoring {plan.name} ({plan.format}, created {plan.created_at or 'at an unknown time'}, "
                   f"{plan.provenance_label})")
+        if plan.origin:
+            err.write(f"taken from: {_origin_line(plan.origin)}")
         current = {k: v for k, v in plan.current_counts.items() if v is not None}
         err.write(f"into database tables that now hold: {format_counts(current)}")
         err.write(f"The backup holds: {format_counts({k: v for k, v in plan.file_counts.items() if v is not None})}")
@@ -119,6 +128,11 @@ class Command(BackupCommand):
         if as_json:
             self.emit_json({"error": message, "type": "Cancelled"})
         return CommandError(message, returncode=EXIT_FAILED)
+
+
+def _origin_line(came_from: dict[str, Any]) -> str:
+    other = " -- ANOTHER database than this one (--from-other-database)" if came_from.get("other_database") else ""
+    return f"{came_from['description']}{other}"
 
 
 def _n(value: int | None) -> str:
