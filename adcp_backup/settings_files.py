@@ -147,7 +147,14 @@ def _looks_like_userinfo(text: str) -> bool:
     if "/" not in text:
         return True
     first = text.split("/", 1)[0]
-    return ":" in first and not _HOST_PORT.fullmatch(first)
+    if ":" not in first:
+        return False
+    if not _HOST_PORT.fullmatch(first):
+        return True
+    # ``name:digits/...@host``: a host and port with an ``@`` later in the path, or a user whose password starts
+    # with digits and holds a ``/``. Only a bracketed address, a dotted name or localhost is taken for a host.
+    host = first.rsplit(":", 1)[0]
+    return not (host.startswith("[") or "." in host or host.lower() == "localhost")
 
 
 def _redact_query_value(match: re.Match[str]) -> str:

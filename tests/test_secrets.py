@@ -49,11 +49,13 @@ SHAPES = [
     # what holds no secret stays exactly as it is
     ("EMBEDDINGS_PROVIDER", "gemini", "gemini"),
     ("PUBLIC_URL", "http://[::1]:8080/path/with@sign", "http://[::1]:8080/path/with@sign"),
+    ("ADMIN_URL", "https://admin:1234/SeCrEt19@adcp.example.com/api", f"https://admin:{R}@adcp.example.com/api"),
+    ("STATUS_URL", "https://status.example.com:8443/u/@ops/feed", "https://status.example.com:8443/u/@ops/feed"),
     ("ORIGIN_URL", "https://cdn.example.com:8443/assets/", "https://cdn.example.com:8443/assets/"),
     ("CACHE_HOSTS", "10.0.0.1:11211 10.0.0.2:11211", "10.0.0.1:11211 10.0.0.2:11211"),
 ]
 EXPECTED = {name: shown for name, _value, shown in SHAPES}
-MARKERS = [f"SeCrEt{n:02d}" for n in range(1, 19)]
+MARKERS = [f"SeCrEt{n:02d}" for n in range(1, 20)]
 
 
 def assert_no_secret(text: str) -> None:
