@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,26 +22,11 @@ from django.db import connections
 from adcp_backup import demo, locking, services
 from adcp_backup.models import BackupJob
 
+from .test_kill import manage
 from .test_s3 import s3_endpoint  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 BIG = demo.DemoSize(tenants=20, products=60_000, agents=2, embeddings=2_000, dim=64)
-
-
-def manage(args: list[str], cwd: Path, **extra: str) -> subprocess.Popen[str]:
-    db = connections["default"].settings_dict["NAME"]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "PYTHONPATH": str(ROOT),
-        "DATABASE_URL": f"sqlite:///{db}",
-        "ADCP_BACKUP_DIR": str(cwd / "backups"),
-        "ADCP_BACKUP_SETTINGS_FILES": "data/app_settings.json,data/tenant_settings.json",
-        "ADCP_BACKUP_LOG_FILE": str(cwd / "ops.log"),
-        **extra,
-    }
-    return subprocess.Popen([sys.executable, str(ROOT / "manage.py"), *args], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def signal_at_marker(proc: subprocess.Popen[str], marker: str, signum: int) -> str:

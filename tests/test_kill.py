@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BIG = demo.DemoSize(tenants=20, products=60_000, agents=2, embeddings=2_000, dim=64)
 
 
-def manage(args: list[str], cwd: Path) -> subprocess.Popen:
+def manage(args: list[str], cwd: Path, **extra: str) -> subprocess.Popen[str]:
+    """manage.py of the project in ``cwd`` on the test database, its output piped; ``extra`` adds variables."""
     db = connections["default"].settings_dict["NAME"]
     env = {
         **os.environ,
@@ -28,6 +29,7 @@ def manage(args: list[str], cwd: Path) -> subprocess.Popen:
         "ADCP_BACKUP_DIR": str(cwd / "backups"),
         "ADCP_BACKUP_SETTINGS_FILES": "data/app_settings.json,data/tenant_settings.json",
         "ADCP_BACKUP_LOG_FILE": str(cwd / "ops.log"),
+        **extra,
     }
     return subprocess.Popen([sys.executable, str(ROOT / "manage.py"), *args], cwd=cwd, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
