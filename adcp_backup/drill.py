@@ -48,7 +48,8 @@ from .exceptions import (
     RestoreError,
     ValuesRefused,
 )
-from .format.events import RowBatch, TableEnd, TableStart
+from .format.events import BackupReader, RowBatch, TableEnd, TableStart
+from .format.reader import NativeReader
 from .format.values import row_encoder
 from .progress import ProgressCallback, ProgressEvent
 
@@ -114,7 +115,7 @@ class DrillResult:
 
 # -- the drill -------------------------------------------------------------------------------------------
 RestoreCall = Callable[..., Any]
-OpenBackup = Callable[[], AbstractContextManager[Any]]
+OpenBackup = Callable[[], AbstractContextManager[BackupReader]]
 
 
 def run(*, name: str, file: str, database: str, identity: Any, restore_into: RestoreCall, open_backup: OpenBackup,
@@ -262,9 +263,8 @@ def verify(engine: Engine, open_backup: OpenBackup, header: dict[str, Any], *,
     problems: list[Problem] = []
     files: dict[str, _FileTable] = {}
     with open_backup() as reader:
-        exact = (reader.format.startswith("adcp-backup") and source_vendor == engine.vendor
-                 and hasattr(reader, "structure"))
-        if exact:
+        exact = isinstance(reader, NativeReader) and source_vendor == engine.vendor
+        if isinstance(reader, NativeReader) and exact:
             for event in reader.structure():
                 if isinstance(event, TableStart) and _spec(event.name) is not None:
                     files[event.name] = _FileTable(list(event.columns), list(event.families))
@@ -303,7 +303,7 @@ def verify(engine: Engine, open_backup: OpenBackup, header: dict[str, Any], *,
     return checks, problems[:int(backup_settings.MAX_PROBLEMS)]
 
 
-def _file_rows(reader: Any, *, exact: bool, only: str | None = None) -> dict[str, _FileTable]:
+def _file_rows(reader: BackupReader, *, exact: bool, only: str | None = None) -> dict[str, _FileTable]:
     """Each table's rows as digests by primary key, with their row numbers in the file."""
     files: dict[str, _FileTable] = {}
     encoders: dict[str, Callable[[Any], bytes]] = {}

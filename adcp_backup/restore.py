@@ -12,7 +12,7 @@ from . import dataset, settings_files, validation
 from .db import limits
 from .db.base import Engine, shipped_ddl
 from .exceptions import InvalidBackup, Problem, RestoreError, SchemaMismatch
-from .format.events import End, EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
+from .format.events import End, EnvironmentRecord, Event, FileRecord, RowBatch, TableEnd, TableStart
 from .progress import ProgressCallback, ProgressEvent
 from .validation import RowChecker
 
@@ -136,7 +136,7 @@ class Outcome:
     safety_backup: str | None = None
 
 
-def restore_data(engine: Engine, events: Iterable[Any], header: dict[str, Any], plan: SchemaPlan, *,
+def restore_data(engine: Engine, events: Iterable[Event], header: dict[str, Any], plan: SchemaPlan, *,
                  scope: RowScope | None = None, dry_run: bool, validate: bool,
                  progress: ProgressCallback) -> Outcome:
     """The one writer of every restore, whole or scoped: in one transaction it snapshots what the dry run
@@ -170,7 +170,7 @@ def _where(scope: RowScope | None, engine: Engine, spec: dataset.TableSpec) -> t
     return ("", []) if scope is None else scope.where(engine, spec)
 
 
-def _write(engine: Engine, events: Iterable[Any], header: dict[str, Any], plan: SchemaPlan,
+def _write(engine: Engine, events: Iterable[Event], header: dict[str, Any], plan: SchemaPlan,
            scope: RowScope | None, *, dry_run: bool, validate: bool, progress: ProgressCallback) -> Outcome:
     source_vendor = (header.get("schema") or {}).get("engine") or (header.get("source") or {}).get("engine")
     expected = {} if scope is not None else (header.get("counts") or {})

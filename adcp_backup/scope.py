@@ -20,7 +20,7 @@ from .exceptions import (
     TenantConflict,
     UnknownTenant,
 )
-from .format.events import EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
+from .format.events import BackupReader, EnvironmentRecord, Event, FileRecord, RowBatch, TableEnd, TableStart
 from .progress import ProgressCallback, ProgressEvent
 from .restore import Outcome, SchemaPlan, restore_data
 
@@ -178,7 +178,7 @@ def current_counts(engine: Engine, slugs: Sequence[str]) -> dict[str, int]:
 
 
 # -- reading tenants from a file -----------------------------------------------------------------------------
-def file_tenants(reader: Any) -> list[dict[str, Any]]:
+def file_tenants(reader: BackupReader) -> list[dict[str, Any]]:
     """Every tenant in a backup with its product count, in one streaming pass; only tenants stay in memory."""
     tenant = tenant_table()
     product = next((s for s in dataset.tables() if s.tenant_link and s.tenant_link[1] == tenant.name), None)
@@ -263,10 +263,10 @@ class _Spool:
             yield [r[0] for r in rows]
 
     # -- spooled events ------------------------------------------------------------------------------
-    def dump(self, item: Any) -> None:
+    def dump(self, item: Event) -> None:
         pickle.dump(item, self._rows, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def replay(self) -> Iterator[Any]:
+    def replay(self) -> Iterator[Event]:
         self._rows.flush()
         self._rows.seek(0)
         while True:
@@ -280,7 +280,7 @@ class _Spool:
             self.conflicts.append(Conflict(table, row_id, message))
 
 
-def _read_file(spool: _Spool, reader: Any, *, slugs: tuple[str, ...] | None, tables: list[dataset.TableSpec],
+def _read_file(spool: _Spool, reader: BackupReader, *, slugs: tuple[str, ...] | None, tables: list[dataset.TableSpec],
                keep_settings: bool, progress: ProgressCallback) -> None:
     """The one pass over the backup: picks the rows in scope, spools them, notes orphans."""
     tenant = tenant_table()
@@ -407,7 +407,7 @@ def _database_conflicts(spool: _Spool, engine: Engine, scope: TenantScope) -> No
                                                   "which is outside the restored tenants")
 
 
-def restore_tenants(*, engine: Engine, reader: Any, plan: SchemaPlan, slugs: Sequence[str] | None,
+def restore_tenants(*, engine: Engine, reader: BackupReader, plan: SchemaPlan, slugs: Sequence[str] | None,
                     dry_run: bool, validate: bool, safety_backup: Callable[[list[str], tuple[str, ...]], str] | None,
                     progress: ProgressCallback) -> tuple[TenantScope, Outcome]:
     """Replace the rows of some tenants with a backup's, in one transaction, leaving every other row alone.

@@ -24,6 +24,7 @@ from . import (
     dataset,
     drill,
     history,
+    keys,
     locking,
     monitoring,
     origin,
@@ -50,11 +51,11 @@ from .exceptions import (
     ValuesRefused,
 )
 from .format import codecs, crypto
-from .format.detect import open_reader
-from .format.events import FileRecord, RowBatch, TableEnd, TableStart
+from .format.events import BackupReader, FileRecord, RowBatch, TableEnd, TableStart
 from .format.reader import NativeReader
 from .format.writer import BackupWriter
 from .progress import ProgressCallback, ProgressEvent, silent
+from .reading import open_backup
 from .restore import TableChange
 from .sources import Source
 from .sources import resolve as resolve_source
@@ -313,7 +314,7 @@ def backup_create(
     if include_secrets and not encrypt:
         raise BackupError("--include-secrets keeps API keys and passwords in the file, so it needs encryption: "
                           "add --encrypt (or set ADCP_BACKUP_ENCRYPT) with ADCP_BACKUP_AGE_RECIPIENTS.")
-    recipients = crypto.configured_recipients() if encrypt else []
+    recipients = keys.configured_recipients() if encrypt else []
     suffix = crypto.SUFFIX if encrypt else ""
     secrets_mode = "included" if include_secrets else "redacted"
     engine = get_engine(database)
@@ -456,11 +457,12 @@ def _LocalFolder(folder: Path) -> Any:
 
 # -- reading helpers -------------------------------------------------------------------------------------
 @contextmanager
-def _opened(source: Source, *, strict: bool, identity: str | os.PathLike[str] | None = None) -> Iterator[Any]:
+def _opened(source: Source, *, strict: bool,
+            identity: str | os.PathLike[str] | None = None) -> Iterator[BackupReader]:
     handle = source.open()
     try:
-        with crypto.layer_scope():
-            yield open_reader(handle, strict=strict, identity=identity)
+        with open_backup(handle, strict=strict, identity=identity) as reader:
+            yield reader
     finally:
         handle.close()
 
@@ -509,7 +511,7 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
     counts: dict[str, int] = {}
     checksums: dict[str, str | None] = {}
     header: dict[str, Any] = {}
-    reader: Any = None
+    reader: BackupReader | None = None
     files = settings_files.RecordChecker()
     try:
         with _opened(source, strict=False, identity=identity) as reader, KeyIndex() as keys:
@@ -561,9 +563,9 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
         name=source.name,
         path=source.path,
         valid=not found,
-        format=getattr(reader, "format", None),
-        compression=getattr(reader, "compression", None),
-        encrypted=bool(getattr(reader, "encrypted", False)) or any(p.section == "encryption" for p in found),
+        format=reader.format if reader is not None else None,
+        compression=reader.compression if reader is not None else None,
+        encrypted=(reader is not None and reader.encrypted) or any(p.section == "encryption" for p in found),
         created_at=header.get("created_at"),
         counts=counts,
         checksums=checksums,
@@ -605,8 +607,7 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
     handle: IO[bytes] | None = None
     try:
         handle = storage.open(name)
-        with crypto.layer_scope():
-            reader = open_reader(handle, strict=True, identity=identity)
+        with open_backup(handle, strict=True, identity=identity) as reader:
             counts = reader.header.get("counts")
             if not isinstance(reader, NativeReader) and (not counts or None in counts.values()):
                 counts = _count_rows(reader)  # legacy v1 files announce no counts: read them
@@ -648,7 +649,7 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
             handle.close()
 
 
-def _content_provenance(reader: Any, problems: list[Problem]) -> signing.Provenance:
+def _content_provenance(reader: BackupReader | None, problems: list[Problem]) -> signing.Provenance:
     """Who wrote a file read to its end: the trailer's MAC, which counts only for a file without problems."""
     if reader is None:
         return signing.Provenance(signing.UNSIGNED, "the file could not be read")
@@ -659,13 +660,13 @@ def _content_provenance(reader: Any, problems: list[Problem]) -> signing.Provena
     return reader.provenance or signing.Provenance(signing.UNSIGNED, "the file has no trailer")
 
 
-def _header_provenance(reader: Any, name: str) -> signing.Provenance:
+def _header_provenance(reader: BackupReader, name: str) -> signing.Provenance:
     if not isinstance(reader, NativeReader):
         return signing.legacy()
     return signing.verify_header(reader.header, name)
 
 
-def _count_rows(reader: Any) -> dict[str, int]:
+def _count_rows(reader: BackupReader) -> dict[str, int]:
     counts: dict[str, int] = {}
     for event in reader.events():
         if isinstance(event, TableEnd):
@@ -1037,7 +1038,7 @@ def backup_restore(
     return result
 
 
-def _require_signature(reader: Any, source: Source, identity: str | os.PathLike[str] | None, *,
+def _require_signature(reader: BackupReader, source: Source, identity: str | os.PathLike[str] | None, *,
                        allowed: bool) -> None:
     """Refuse, before anything is written, a file that cannot be signed here; have the reader refuse one whose
     trailer MAC fails (the restore's transaction then rolls back). ``allowed``: --allow-unsigned or a dry run.
@@ -1047,7 +1048,7 @@ def _require_signature(reader: Any, source: Source, identity: str | os.PathLike[
         return
     reader = _unwrapped(reader)
     if isinstance(reader, NativeReader) and reader.header.get("signature") is not None:
-        reader.require_signature = True
+        reader.check_provenance = _refuse_unsigned
         return
     report = backup_validate(file=source.path or source.name, identity=identity)
     if not report.valid:
@@ -1061,12 +1062,20 @@ def _require_signature(reader: Any, source: Source, identity: str | os.PathLike[
                          "with --allow-unsigned.")
 
 
-def _unwrapped(reader: Any) -> Any:
+def _refuse_unsigned(provenance: signing.Provenance) -> None:
+    """Told a native trailer's verdict during a restore: an unsigned file stops it before it commits."""
+    if not provenance.trusted:
+        raise UnsignedBackup(f"This file is not signed by this installation ({provenance.note}); "
+                             "nothing was changed. Check where it came from, then restore it with "
+                             "--allow-unsigned (in the admin: the permission to restore unsigned backups).")
+
+
+def _unwrapped(reader: BackupReader) -> BackupReader:
     """The format's own reader behind the settings-file checking wrapper."""
-    return reader._reader if isinstance(reader, settings_files.CheckedRecords) else reader
+    return reader.inner if isinstance(reader, settings_files.CheckedRecords) else reader
 
 
-def _provenance_notes(reader: Any) -> list[str]:
+def _provenance_notes(reader: BackupReader) -> list[str]:
     reader = _unwrapped(reader)
     provenance = reader.provenance if isinstance(reader, NativeReader) else signing.legacy()
     if provenance is None or provenance.status == signing.SIGNED:
@@ -1093,7 +1102,7 @@ def _check_settings_records(source: Source, identity: str | os.PathLike[str] | N
         if not isinstance(reader, NativeReader):
             return
 
-        def readable_records() -> Iterator[Any]:
+        def readable_records() -> Iterator[FileRecord]:
             try:
                 yield from reader.file_records()
             except InvalidBackup:
@@ -1117,7 +1126,7 @@ def _every_value_refused(exc: ValuesRefused, *, file: str, identity: str | os.Pa
     return limits.every_refusal(report.problems, engine.vendor, total=report.problems_total)
 
 
-def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Sequence[str] | None,
+def _restore_tenants(source: Source, engine: Engine, reader: BackupReader, *, tenants: Sequence[str] | None,
                      skip_validation: bool, dry_run: bool, create_schema: bool, safety_backup: bool | None,
                      restore_settings: bool, progress: ProgressCallback, started: float) -> RestoreResult:
     """A restore limited to tenants: adcp_backup.scope does the work, with this module's table writer."""
@@ -1161,7 +1170,8 @@ def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Se
     return result
 
 
-def backup_file_tenants(*, file: str, identity: Any = None, database: str = "default") -> list[dict[str, Any]]:
+def backup_file_tenants(*, file: str, identity: str | os.PathLike[str] | None = None,
+                        database: str = "default") -> list[dict[str, Any]]:
     """The tenants a backup holds ({"id", "slug", "name", "products"}), read in one streaming pass."""
     source = _resolve(file, identity, database=database)
     with _opened(source, strict=True, identity=identity) as reader:

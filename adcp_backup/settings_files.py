@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .conf import backup_settings
-from .exceptions import BackupError, InvalidBackup, Problem, RestoreError, SettingsFilesNotWritten
-from .format.events import FileRecord
+from .exceptions import BackupError, InvalidBackup, Problem, ProblemLog, RestoreError, SettingsFilesNotWritten
+from .format.events import BackupReader, Event, FileRecord
 
 REDACTED = "**redacted**"
 _TRUE = {"1", "true", "yes", "on"}
@@ -368,19 +368,39 @@ def refuse_unsound(records: Iterable[Any], checker: RecordChecker | None = None,
 
 class CheckedRecords:
     """A reader whose settings-file records are checked as they stream past: inside a restore's transaction, a
-    bad record raises InvalidBackup (or RestoreError for a target that cannot be written) before the commit."""
+    bad record raises InvalidBackup (or RestoreError for a target that cannot be written) before the commit.
 
-    def __init__(self, reader: Any, configured: Sequence[Path] | None = None, *, targets: bool = True) -> None:
-        self._reader = reader
+    A BackupReader itself; ``inner`` is the format's reader it wraps."""
+
+    def __init__(self, reader: BackupReader, configured: Sequence[Path] | None = None, *,
+                 targets: bool = True) -> None:
+        self.inner = reader
         self._configured = configured
         self._targets = targets  # False when the restore leaves the settings files alone: records still checked
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reader, name)
+    @property
+    def format(self) -> str:
+        return self.inner.format
 
-    def events(self) -> Iterator[Any]:
+    @property
+    def compression(self) -> str:
+        return self.inner.compression
+
+    @property
+    def encrypted(self) -> bool:
+        return self.inner.encrypted
+
+    @property
+    def header(self) -> dict[str, Any]:
+        return self.inner.header
+
+    @property
+    def problems(self) -> ProblemLog:
+        return self.inner.problems
+
+    def events(self) -> Iterator[Event]:
         checker = RecordChecker(self._configured)
-        for event in self._reader.events():
+        for event in self.inner.events():
             if isinstance(event, FileRecord):
                 refuse_unsound([event], checker, targets=self._targets)
             yield event

@@ -15,7 +15,7 @@ from typing import Any
 from . import dataset, settings_files
 from .dataset import BLOB, BOOLEAN, DATETIME, FLOAT, INTEGER, TEXT, TableSpec
 from .exceptions import InvalidBackup, Problem
-from .format.events import FileRecord, TableEnd, TableStart
+from .format.events import BackupReader, Event, FileRecord, TableEnd, TableStart
 
 ENGINES = ("sqlite", "postgresql", "mysql")
 
@@ -185,7 +185,7 @@ def end_problems(header: dict[str, Any], end: TableEnd) -> list[Problem]:
     return problems
 
 
-def checked_events(reader: Any) -> Iterator[Any]:
+def checked_events(reader: BackupReader) -> Iterator[Event]:
     """A strict reader's events, refused at the first problem validation would report about the file's
     structure, names, counts or settings files: applied before a restore uses anything the file names."""
     problems = header_problems(reader.header)
@@ -265,7 +265,7 @@ class RowChecker:
         self.rules: list[RowRule] = [rule for rule in rules if rule is not None]
 
     def check(self, rows: list[list[Any]], first_row: int) -> list[Problem]:
-        problems: list[Problem] = []
+        problems = []
         for i, name, allowed, family in self.checks:
             kinds = set(map(type, map(itemgetter(i), rows)))  # C-level: most batches need no closer look
             if kinds <= allowed and not (family == BOOLEAN and int in kinds):
@@ -338,7 +338,7 @@ class KeyIndex:
         )
 
     def problems(self, limit: int = 100) -> list[Problem]:
-        problems: list[Problem] = []
+        problems = []
         for spec in dataset.tables():
             if spec.name not in self._tables:
                 continue

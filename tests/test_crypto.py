@@ -23,6 +23,7 @@ from django.db import connections
 from adcp_backup import demo, services
 from adcp_backup.exceptions import BackupConfigurationError, BackupError, EncryptionKeyError, InvalidBackup
 from adcp_backup.format import crypto
+from adcp_backup.keys import load_identities, parse_recipients
 from adcp_backup.format.codecs import AGE_MAGIC
 from adcp_backup.settings_files import REDACTED
 
@@ -442,7 +443,7 @@ def test_the_decrypting_reader_reads_ahead_a_bounded_amount(keys, tmp_path):
     threads = set(threading.enumerate())
     with open(encrypted, "rb") as f:
         source = CountingReader(f)
-        reader = crypto.decrypting_reader(source, identity=keys["identity"])
+        reader = crypto.decrypting_reader(source, load_identities(keys["identity"]))
         assert reader.read(1000) == bytes(1000)
         time.sleep(0.5)  # give the worker every chance to run ahead
         assert source.consumed < 4 << 20  # of 24 MiB: the worker waits for the reader
@@ -456,7 +457,7 @@ def test_the_decrypting_reader_reads_ahead_a_bounded_amount(keys, tmp_path):
 
 
 def test_the_encrypting_writer_passes_data_on_as_it_goes(keys, tmp_path):
-    recipients = crypto.parse_recipients([keys["public"]])
+    recipients = parse_recipients([keys["public"]])
     target = tmp_path / "out.age"
     with open(target, "wb") as raw:
         sink = CountingSink(raw)
@@ -546,7 +547,7 @@ def test_an_abandoned_decrypting_reader_stops_its_worker(keys, tmp_path):
     encrypt(plaintext, encrypted, keys["public"])
     threads = set(threading.enumerate())
     with open(encrypted, "rb") as handle:
-        reader = crypto.decrypting_reader(handle, identity=keys["identity"])  # no scope will close it
+        reader = crypto.decrypting_reader(handle, load_identities(keys["identity"]))  # nothing will close it
         assert reader.read(100) == bytes(100)
         assert len(set(threading.enumerate()) - threads) == 1  # the worker waits, 15 MiB short of the end
         del reader
