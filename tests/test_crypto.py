@@ -23,8 +23,8 @@ from django.db import connections
 from adcp_backup import demo, services
 from adcp_backup.exceptions import BackupConfigurationError, BackupError, EncryptionKeyError, InvalidBackup
 from adcp_backup.format import crypto
-from adcp_backup.keys import load_identities, parse_recipients
 from adcp_backup.format.codecs import AGE_MAGIC
+from adcp_backup.keys import load_identities, parse_recipients
 from adcp_backup.settings_files import REDACTED
 
 from .conftest import fts_match, table_state
