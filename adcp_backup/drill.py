@@ -118,7 +118,8 @@ RestoreCall = Callable[..., Any]
 OpenBackup = Callable[[], AbstractContextManager[BackupReader]]
 
 
-def run(*, name: str, file: str, database: str, identity: Any, restore_into: RestoreCall, open_backup: OpenBackup,
+def run(*, name: str, file: str, database: str, identity: str | os.PathLike[str] | None,
+        restore_into: RestoreCall, open_backup: OpenBackup,
         progress: ProgressCallback) -> DrillResult:
     """Restore ``file`` into a scratch database beside ``database``'s, verify it, remove it; record the verdict.
 
@@ -151,7 +152,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _drill(*, name: str, file: str, live: str, alias: str, scratch: dict[str, str], identity: Any,
+def _drill(*, name: str, file: str, live: str, alias: str, scratch: dict[str, str],
+           identity: str | os.PathLike[str] | None,
            restore_into: RestoreCall, open_backup: OpenBackup, progress: ProgressCallback) -> DrillResult:
     engine = get_engine(alias)
     notes: list[str] = []

@@ -6,7 +6,7 @@ import logging
 import re
 import struct
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from .errors import InvalidBackup, Problem, ProblemLog
 from .events import End, EnvironmentRecord, Event, FileRecord, RowBatch, TableEnd, TableStart
@@ -15,6 +15,7 @@ from .optional import require
 from .reader import DEFAULT_LIMITS, ReadLimits
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 V2, V1_FULL, V1_CSV = "legacy v2.0", "legacy v1.0 full_backup", "legacy v1.0 csv_backup"
 
@@ -214,7 +215,7 @@ class LegacyReader:
             raise InvalidBackup(problem)
         self.problems.add(problem)
 
-    def _guard(self, call: Callable[[], Any]) -> Any:
+    def _guard(self, call: Callable[[], _T]) -> _T:
         try:
             return call()
         except (_Truncated, self._ijson_error) as exc:
