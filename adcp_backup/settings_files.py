@@ -272,7 +272,7 @@ class RecordChecker:
         self.configured = list(configured if configured is not None else backup_settings.settings_files)
         self.targets: dict[Path, str] = {}
 
-    def check(self, record: Any) -> list[Problem]:
+    def check(self, record: FileRecord) -> list[Problem]:
         path = getattr(record, "path", None)
         section = f"file {_shown(path)}" if not isinstance(path, str) or not _plausible_path(path) else f"file {path}"
         if not _plausible_path(path):
@@ -317,13 +317,13 @@ def _octal(mode: int) -> str:
     return oct(mode) if abs(mode) < 1 << 64 else f"{str(mode)[:20]}... (a {mode.bit_length()}-bit number)"
 
 
-def check_records(records: Iterable[Any], configured: Sequence[Path] | None = None) -> list[Problem]:
+def check_records(records: Iterable[FileRecord], configured: Sequence[Path] | None = None) -> list[Problem]:
     """Every problem of these settings-file records (see RecordChecker)."""
     checker = RecordChecker(configured)
     return [problem for record in records for problem in checker.check(record)]
 
 
-def unwritable_targets(records: Iterable[Any], configured: Sequence[Path] | None = None) -> dict[str, str]:
+def unwritable_targets(records: Iterable[FileRecord], configured: Sequence[Path] | None = None) -> dict[str, str]:
     """The configured files these records would replace that cannot be written now: path -> why.
 
     Checked by the restore before it commits; a file that already holds the recorded content is not written."""
@@ -352,7 +352,8 @@ def unwritable_targets(records: Iterable[Any], configured: Sequence[Path] | None
     return failed
 
 
-def refuse_unsound(records: Iterable[Any], checker: RecordChecker | None = None, *, targets: bool = True) -> None:
+def refuse_unsound(records: Iterable[FileRecord], checker: RecordChecker | None = None, *,
+                   targets: bool = True) -> None:
     """Raise at the first record that is unsound (InvalidBackup) or, with ``targets``, whose target cannot be
     written (RestoreError). Nothing is kept: a file of a million records costs one record's memory."""
     checker = checker if checker is not None else RecordChecker()
