@@ -28,6 +28,7 @@ class ReadLimits:
 
     max_line_length: int = 64 << 20  # a longer line makes the file invalid; never below CHUNK_SIZE
     max_problems: int = 100  # problems kept by a non-strict reader; the rest are counted
+    line_limit_name: str = "the reader's line limit"  # how a too-long line's message names the limit
 
 
 DEFAULT_LIMITS = ReadLimits()
@@ -62,6 +63,7 @@ class NativeReader:
         self.strict = strict
         self.problems = ProblemLog(limits.max_problems)
         self.max_line_length = max(limits.max_line_length, CHUNK_SIZE)
+        self._line_limit_name = limits.line_limit_name
         # Known once the trailer was read. check_provenance, when set, is told it before End is yielded and may
         # raise to stop the read: a restore refuses an unsigned file there, inside its transaction.
         self.provenance: Provenance | None = None
@@ -149,12 +151,12 @@ class NativeReader:
                 self._pending_size += len(chunk)
                 if self._pending_size > limit:
                     self._pending, self._pending_size = [], 0
-                    raise self._too_long("file", limit, "ADCP_BACKUP_MAX_LINE_LENGTH")
+                    raise self._too_long("file", limit, self._line_limit_name)
                 continue
             if self._pending:
                 if self._pending_size + chunk.find(b"\n") > limit:
                     self._pending, self._pending_size = [], 0
-                    raise self._too_long("file", limit, "ADCP_BACKUP_MAX_LINE_LENGTH")
+                    raise self._too_long("file", limit, self._line_limit_name)
                 self._pending.append(chunk[: end + 1])
                 block = b"".join(self._pending)
             else:
