@@ -269,7 +269,6 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
     alias is such a database holding the tables, else by the schema this app ships for the engine.
     An encrypted file needs an age identity (``identity``, else ADCP_BACKUP_AGE_IDENTITY); without a
     fitting one this raises EncryptionKeyError: the file's validity is then unknown, not disproved."""
-    started = time.monotonic()
     if target_engine is not None and target_engine not in limits.ENGINES:
         raise BackupError(f"Unknown target engine {target_engine!r}: use {', '.join(limits.ENGINES)}.")
     live = get_engine(database) if target_engine is not None and database is not None else None

@@ -11,7 +11,6 @@ from typing import Any
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .. import dataset
 from ..dataset import BLOB, BOOLEAN, DATETIME, FLOAT, INTEGER, TEXT, TableSpec
 from ..exceptions import Problem
 from .limits import ValueLimits
@@ -190,6 +189,24 @@ class Engine:
                             max_row_bytes=self.max_row_bytes())
         return found or None
 
+    # -- a lock for every machine ----------------------------------------------------------------
+    shares_lock = False  # SQLite is a file of one machine: the lock file there covers every process
+
+    def try_lock(self, name: str) -> bool:
+        """Take the session lock ``name`` without waiting, on this engine's connection (a session of its own);
+        False while another session holds it. Only engines whose ``shares_lock`` is true have one."""
+        raise NotImplementedError(f"{self.vendor} has no session lock")
+
+    def unlock(self, name: str) -> None:
+        """Release the session lock ``name`` taken by ``try_lock``."""
+        raise NotImplementedError(f"{self.vendor} has no session lock")
+
+    def _fetch_one(self, sql: str, params: Sequence[Any]) -> Any:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        return row[0] if row else None
+
     # -- writing -----------------------------------------------------------------------------------
     def drop_temporary_sql(self, name: str) -> str:
         """The statement dropping a temporary table without ending the transaction around it."""
@@ -302,14 +319,6 @@ class Engine:
 
     def fts_check(self) -> list[Problem]:
         return []
-
-
-def neutral_families() -> dict[str, list[dict[str, Any]]]:
-    """The columns the registry declares, in the engine-neutral form a fingerprint is made of."""
-    return {
-        spec.name: [{"name": c.name, "family": c.family, "nullable": c.nullable} for c in spec.columns]
-        for spec in dataset.tables()
-    }
 
 
 __all__ = ["Engine", "LiveColumn", "family_of", "fingerprint", "shipped_ddl", "split_sql",

@@ -101,6 +101,11 @@ def _datetimes_as_iso_text(raw: Any) -> Iterator[None]:
         raw.decoders = decoders
 
 
+def lock_name(name: str) -> str:
+    """GET_LOCK names are server-wide and at most 64 characters."""
+    return name[:64]
+
+
 class MySQLEngine(Engine):
     vendor = "mysql"
 
@@ -193,6 +198,15 @@ class MySQLEngine(Engine):
         finally:  # after the transaction, which a dry run marks for rollback: no query may run inside it then
             with self.connection.cursor() as cursor:
                 cursor.execute("SET SESSION foreign_key_checks = 1")
+
+    # -- a lock for every machine ----------------------------------------------------------------
+    shares_lock = True
+
+    def try_lock(self, name: str) -> bool:
+        return self._fetch_one("SELECT GET_LOCK(%s, 0)", [lock_name(name)]) == 1
+
+    def unlock(self, name: str) -> None:
+        self._fetch_one("SELECT RELEASE_LOCK(%s)", [lock_name(name)])
 
     def drop_temporary_sql(self, name: str) -> str:
         # Plain DROP TABLE commits the transaction on MariaDB, even for a temporary table.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
@@ -32,6 +33,12 @@ FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum
 WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
+
+
+def advisory_key(name: str) -> int:
+    """The advisory lock key (a signed 64-bit integer) of a lock name."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class PostgreSQLEngine(Engine):
@@ -157,10 +164,16 @@ class PostgreSQLEngine(Engine):
             last_value, is_called = cursor.fetchone()
             return int(last_value) if is_called else 0
 
-    # -- writing -----------------------------------------------------------------------------------
-    def drop_temporary_sql(self, name: str) -> str:
-        return f"DROP TABLE IF EXISTS {self.quote(name)}"
+    # -- a lock for every machine ----------------------------------------------------------------
+    shares_lock = True
 
+    def try_lock(self, name: str) -> bool:
+        return bool(self._fetch_one("SELECT pg_try_advisory_lock(%s)", [advisory_key(name)]))
+
+    def unlock(self, name: str) -> None:
+        self._fetch_one("SELECT pg_advisory_unlock(%s)", [advisory_key(name)])
+
+    # -- writing -----------------------------------------------------------------------------------
     @_after_copy
     def empty_tables(self, tables: Sequence[str]) -> None:
         """One TRUNCATE when no other table points at these, and their foreign keys dropped until the rows
