@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..dataset import BLOB, BOOLEAN, DATETIME, FLOAT, INTEGER, TEXT, TableSpec
@@ -84,6 +84,11 @@ def split_sql(text: str) -> list[str]:
     if current and "".join(current).strip():
         statements.append("\n".join(current).rstrip().rstrip(";"))
     return statements
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching names that start with ``prefix``, its ``_`` and ``%`` taken literally."""
+    return prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
 
 
 def fetch_batches(cursor: Any, batch_size: int) -> Iterator[list[Any]]:
@@ -188,6 +193,30 @@ class Engine:
         found = ValueLimits(self.vendor, table, columns, self.declared_types(table),
                             max_row_bytes=self.max_row_bytes())
         return found or None
+
+    # -- scratch databases, for restore drills ---------------------------------------------------
+    scratch_schemas = False  # whether a scratch may be a schema of the live database instead (PostgreSQL)
+
+    def create_database(self, name: str, *, schema: bool = False) -> None:
+        """Create the empty scratch database ``name`` (with ``schema``, a schema of this database) on this
+        connection's server; a DatabaseError says why not (see ``lacks_privilege``)."""
+        raise NotImplementedError(f"{self.vendor} keeps its scratch databases in files")
+
+    def drop_database(self, name: str, *, schema: bool = False) -> None:
+        """Drop the scratch database (or schema) ``name`` if it exists, whoever is connected to it."""
+        raise NotImplementedError(f"{self.vendor} keeps its scratch databases in files")
+
+    def databases_named(self, prefix: str) -> list[tuple[str, str]]:
+        """The databases and schemas whose names start with ``prefix``, as (``database`` or ``schema``, name)."""
+        raise NotImplementedError(f"{self.vendor} keeps its scratch databases in files")
+
+    def lacks_privilege(self, exc: DatabaseError) -> bool:
+        """Whether ``exc`` is the server refusing the user a privilege."""
+        return False
+
+    def scratch_privilege_hint(self, user: str, database: str, prefix: str) -> str:
+        """What the user must be granted to create and drop scratch databases, in the server's own words."""
+        return ""
 
     # -- a lock for every machine ----------------------------------------------------------------
     shares_lock = False  # SQLite is a file of one machine: the lock file there covers every process

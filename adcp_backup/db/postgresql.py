@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from ..dataset import BLOB, BOOLEAN, TableSpec
 from ..exceptions import Problem
-from .base import Engine, LiveColumn, family_of, fetch_batches
+from .base import Engine, LiveColumn, family_of, fetch_batches, like_prefix
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -163,6 +163,34 @@ class PostgreSQLEngine(Engine):
             cursor.execute(f"SELECT last_value, is_called FROM {row[0]}")
             last_value, is_called = cursor.fetchone()
             return int(last_value) if is_called else 0
+
+    # -- scratch databases, for restore drills ---------------------------------------------------
+    scratch_schemas = True
+
+    def create_database(self, name: str, *, schema: bool = False) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"CREATE {'SCHEMA' if schema else 'DATABASE'} {self.quote(name)}")
+
+    def drop_database(self, name: str, *, schema: bool = False) -> None:
+        sql = (f"DROP SCHEMA IF EXISTS {self.quote(name)} CASCADE" if schema
+               else f"DROP DATABASE IF EXISTS {self.quote(name)} WITH (FORCE)")
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql)
+
+    def databases_named(self, prefix: str) -> list[tuple[str, str]]:
+        pattern = like_prefix(prefix)
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", [pattern])
+            found = [("database", str(row[0])) for row in cursor.fetchall()]
+            cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", [pattern])
+            return found + [("schema", str(row[0])) for row in cursor.fetchall()]
+
+    def lacks_privilege(self, exc: DatabaseError) -> bool:
+        return getattr(exc.__cause__, "sqlstate", None) == "42501"
+
+    def scratch_privilege_hint(self, user: str, database: str, prefix: str) -> str:
+        return (f"the role {user!r} needs the CREATEDB privilege (ALTER ROLE ... CREATEDB) or, for a temporary "
+                f"schema, CREATE on database {database!r} (GRANT CREATE ON DATABASE ...)")
 
     # -- a lock for every machine ----------------------------------------------------------------
     shares_lock = True
