@@ -3,30 +3,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_POST
 
 from . import admin_views, drill, services
 from .models import BackupJob
+from .permissions import require
 from .progress import ProgressCallback
 from .storage import BackupStorage
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
 
-PERMISSION = "drill_backups"
-
-
-def can_drill(request: HttpRequest) -> bool:
-    return admin_views.has_perm(request, PERMISSION)
-
-
 @require_POST
 def start_drill(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpResponse:
     """Queue a drill of one backup in storage; its job page shows the progress and the verdict."""
-    if not can_drill(request):
-        raise PermissionDenied
+    require(request, "drill")
     name = admin_views.existing_name(name)
     return admin_views.start(request, model_admin, kind=BackupJob.Kind.DRILL, backup_name=name)
 
