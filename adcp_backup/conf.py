@@ -73,8 +73,10 @@ def _boolean(value: object, setting: str) -> bool:
 
 
 def _integer(*, minimum: int, maximum: int | None = None) -> Parser[int]:
-    wanted = f"a whole number from {minimum} to {maximum}" if maximum is not None else \
-        f"a whole number of at least {minimum}"
+    if maximum is None:
+        wanted = f"a whole number of at least {minimum}"
+    else:
+        wanted = f"a whole number from {minimum} to {maximum}"
 
     def parse(value: object, setting: str) -> int:
         number: object = value
@@ -148,21 +150,18 @@ def _aliases(value: object, setting: str) -> list[str]:
     return aliases
 
 
-def _path_of(value: object, setting: str) -> Path:
+def _path(value: object, setting: str) -> Path:
+    """A path, relative ones taken from BASE_DIR."""
     if not isinstance(value, str | os.PathLike) or not str(value).strip():
         raise _refuse(setting, "a path", value)
     return resolve_path(value, setting=setting)
-
-
-def _folder(value: object, setting: str) -> Path:
-    return _path_of(value, setting)
 
 
 def _optional_path(value: object, setting: str) -> Path | None:
     """Empty (or None) for no path; relative paths resolve against BASE_DIR."""
     if value is None or value == "":
         return None
-    return _path_of(value, setting)
+    return _path(value, setting)
 
 
 def _paths(value: object, setting: str) -> list[Path]:
@@ -219,7 +218,7 @@ class BackupSettings:
     DATABASES = Setting(["default"], _aliases,
                         "Aliases of the databases holding the AdCP tables; the first is the commands' default "
                         "--database.")
-    DIR = Setting("backups", _folder, "Folder of the default file-system backup storage (relative: to BASE_DIR).")
+    DIR = Setting("backups", _path, "Folder of the default file-system backup storage (relative: to BASE_DIR).")
     STORAGE_ALIAS = Setting("adcp_backup", _text, "STORAGES alias of the backup storage, when the project defines it.")
     SETTINGS_FILES = Setting([], _paths,
                              "Settings files stored byte for byte in every full backup (relative: to BASE_DIR).")
