@@ -6,16 +6,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .conf import backup_settings, resolve_path
+from .conf import backup_settings
 from .exceptions import BackupConfigurationError, EncryptionKeyError
 from .format.crypto import PUBLIC_KEY_PREFIX, SECRET_KEY_PREFIX, Identity, Recipient, pyrage
 
 
 def recipients_setting() -> list[str]:
-    value = backup_settings.AGE_RECIPIENTS or []
-    if isinstance(value, str):
-        value = value.split(",")
-    return [key.strip() for key in value if key and key.strip()]
+    return backup_settings.AGE_RECIPIENTS
 
 
 def configured_recipients() -> list[Recipient]:
@@ -49,13 +46,12 @@ def load_identities(identity: str | os.PathLike[str] | None = None) -> list[Iden
 
     Error messages name where the path came from, never the path or the file's content."""
     origin = "the identity file given with --identity" if identity else "the identity file in ADCP_BACKUP_AGE_IDENTITY"
-    path_value = identity or backup_settings.AGE_IDENTITY
-    if not path_value:
+    path = Path(identity).expanduser() if identity else backup_settings.AGE_IDENTITY
+    if path is None:
         raise EncryptionKeyError(
             "The backup is encrypted with age and no identity is configured: pass --identity PATH "
             "or set ADCP_BACKUP_AGE_IDENTITY to the identity file written by age-keygen."
         )
-    path = Path(identity).expanduser() if identity else resolve_path(path_value, setting="ADCP_BACKUP_AGE_IDENTITY")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:

@@ -17,8 +17,8 @@ from .format.reader import ReadLimits
 
 def read_limits() -> ReadLimits:
     """The configured bounds of a reader."""
-    return ReadLimits(max_line_length=int(backup_settings.MAX_LINE_LENGTH),
-                      max_problems=int(backup_settings.MAX_PROBLEMS), line_limit_name="ADCP_BACKUP_MAX_LINE_LENGTH")
+    return ReadLimits(max_line_length=backup_settings.MAX_LINE_LENGTH, max_problems=backup_settings.MAX_PROBLEMS,
+                      line_limit_name="ADCP_BACKUP_MAX_LINE_LENGTH")
 
 
 @contextmanager
