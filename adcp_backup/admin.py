@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import update_wrapper
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponseBase
@@ -12,6 +12,12 @@ from django.urls import URLPattern, path
 from . import permissions
 from .models import BackupFile, BackupJob
 from .templatetags.adcp_backup_admin import duration
+
+if TYPE_CHECKING:  # the stubs make ModelAdmin generic in its model; Django's class is not subscriptable
+    BackupFileModelAdmin = admin.ModelAdmin[BackupFile]
+    BackupJobModelAdmin = admin.ModelAdmin[BackupJob]
+else:
+    BackupFileModelAdmin = BackupJobModelAdmin = admin.ModelAdmin
 
 
 class NothingToAddChangeOrDelete:
@@ -28,7 +34,7 @@ class NothingToAddChangeOrDelete:
 
 
 @admin.register(BackupFile)
-class BackupFileAdmin(NothingToAddChangeOrDelete, admin.ModelAdmin):
+class BackupFileAdmin(NothingToAddChangeOrDelete, BackupFileModelAdmin):
     """Its URLs are the Backups page's own views; the placeholder model only supplies permissions."""
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -66,7 +72,7 @@ class BackupFileAdmin(NothingToAddChangeOrDelete, admin.ModelAdmin):
 
 
 @admin.register(BackupJob)
-class BackupJobAdmin(NothingToAddChangeOrDelete, admin.ModelAdmin):
+class BackupJobAdmin(NothingToAddChangeOrDelete, BackupJobModelAdmin):
     """The audit trail: visible to those allowed to view it, changed by nobody from here."""
 
     list_display = ("id", "kind", "dry_run", "backup_name", "status", "who", "remote_addr", "origin", "database",

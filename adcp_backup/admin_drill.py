@@ -1,13 +1,13 @@
 """The admin's "Test restore": a restore drill of one backup started as a job, and each backup's last verdict."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_POST
 
 from . import admin_views, drill
-from .models import BackupJob
+from .models import BackupFile, BackupJob
 from .permissions import require
 
 if TYPE_CHECKING:
@@ -15,16 +15,26 @@ if TYPE_CHECKING:
 
 
 @require_POST
-def start_drill(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpResponse:
+def start_drill(request: HttpRequest, model_admin: ModelAdmin[BackupFile], name: str) -> HttpResponse:
     """Queue a drill of one backup in storage; its job page shows the progress and the verdict."""
     require(request, "drill")
     name = admin_views.existing_name(name)
     return admin_views.start(request, model_admin, kind=BackupJob.Kind.DRILL, backup_name=name)
 
 
-def last_verdicts(names: list[str]) -> dict[str, dict[str, Any]]:
+class DrillVerdict(TypedDict):
+    """The last drill of one backup, as the backup list shows it."""
+
+    restorable: bool
+    job: int | None  # the admin's job that ran it; None for a drill from the command line or Celery
+    finished_at: str | None  # ISO 8601
+    restore_seconds: float | None
+    error: str | None
+
+
+def last_verdicts(names: list[str]) -> dict[str, DrillVerdict]:
     """Each backup's newest drill verdict, from the admin's drill jobs and the drill state file (cron, Celery)."""
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, DrillVerdict] = {}
     jobs = BackupJob.objects.filter(kind=BackupJob.Kind.DRILL, backup_name__in=names,
                                     status__in=(BackupJob.Status.SUCCEEDED, BackupJob.Status.FAILED))
     for job in jobs.order_by("-finished_at", "-id"):

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.models import ADDITION, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import DatabaseError, transaction
@@ -24,8 +26,9 @@ from .db import without_waiting
 from .display import ENCRYPTED_WITHOUT_KEY, for_browser, format_size
 from .exceptions import BackupError, EncryptionKeyError, OtherDatabase
 from .format import codecs
-from .models import BackupJob
+from .models import BackupFile, BackupJob
 from .permissions import ACTIONS, can, can_end_jobs, has_perm, require
+from .results import BackupEntry
 from .storage import BackupStorage
 
 if TYPE_CHECKING:
@@ -35,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 PER_PAGE = 25
 HISTORY_ROWS = 10
-FILTERS = {
+FILTERS: dict[str, tuple[str, Callable[[BackupEntry], bool] | None]] = {
     "regular": ("Regular", lambda e: e.purpose not in ("safety",) and not e.name.startswith(uploads.UPLOAD_PREFIX)),
     "safety": ("Safety backups", lambda e: e.purpose == "safety"),
     "uploaded": ("Uploaded", lambda e: e.name.startswith(uploads.UPLOAD_PREFIX)),
@@ -56,7 +59,7 @@ def site_name(request: HttpRequest) -> str:
     return str(getattr(request, "current_app", None) or "admin")
 
 
-def history_url(request: HttpRequest, model_admin: ModelAdmin) -> str | None:
+def history_url(request: HttpRequest, model_admin: ModelAdmin[BackupFile]) -> str | None:
     """The job history's change list on this site, or None when the job model is not registered here."""
     if not model_admin.admin_site.is_registered(BackupJob) or not has_perm(request, "view_backupjob"):
         return None
@@ -89,15 +92,17 @@ def admin_origin(request: HttpRequest) -> history.Origin:
     return history.Origin(BackupJob.Origin.ADMIN, user=request.user, remote_addr=client_address(request))
 
 
-def log_action(request: HttpRequest, model_admin: ModelAdmin, job_id: int | None, message: str) -> None:
+def log_action(request: HttpRequest, job_id: int | None, message: str) -> None:
     """The admin's "Recent actions" entry for a job started or done from this page."""
     if not job_id:
         return
     try:
         with without_waiting(BackupJob.objects.db), transaction.atomic(using=BackupJob.objects.db):
             job = BackupJob.objects.filter(pk=job_id).first()
-            if job is not None:
-                model_admin.log_addition(request, job, message)
+            if job is not None and request.user.is_authenticated:
+                # What ModelAdmin.log_addition does, for the job (this page's admin is the placeholder's).
+                LogEntry.objects.log_actions(user_id=request.user.pk, queryset=[job], action_flag=ADDITION,
+                                             change_message=message, single_object=True)
     except DatabaseError as exc:  # SQLite write-locked by a restore: the job history has it anyway
         logger.warning("The admin log entry %r was not written: %s", message, exc)
 
@@ -116,7 +121,7 @@ def chosen_database(request: HttpRequest) -> str:
     return wanted if wanted in aliases else aliases[0]
 
 
-def context(model_admin: ModelAdmin, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
+def context(model_admin: ModelAdmin[BackupFile], request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
     return {
         **model_admin.admin_site.each_context(request),
         "title": title,
@@ -130,12 +135,13 @@ def context(model_admin: ModelAdmin, request: HttpRequest, title: str, **extra: 
     }
 
 
-def start(request: HttpRequest, model_admin: ModelAdmin, *, back: str | None = None, **kwargs: Any) -> HttpResponse:
+def start(request: HttpRequest, model_admin: ModelAdmin[BackupFile], *, back: str | None = None,
+          **kwargs: Any) -> HttpResponse:
     """Start a job and show its page, or go back with the reason it could not start."""
 
     def log(job: BackupJob) -> None:
         label = BackupJob.Kind(job.kind).label + (" (dry run)" if job.dry_run else "")
-        log_action(request, model_admin, job.pk, f"{label} of {job.backup_name or 'a new backup'} started")
+        log_action(request, job.pk, f"{label} of {job.backup_name or 'a new backup'} started")
 
     try:
         job = jobs.start_job(user=request.user, remote_addr=client_address(request), recorded=log, **kwargs)
@@ -244,14 +250,14 @@ class UploadForm(forms.Form):
 
 
 # -- the list --------------------------------------------------------------------------------------------
-def filtered(entries: list[Any], verdicts: dict[str, Verdict], show: str) -> list[Any]:
+def filtered(entries: list[BackupEntry], verdicts: dict[str, Verdict], show: str) -> list[BackupEntry]:
     if show == "invalid":
         return [e for e in entries if e.error or (e.name in verdicts and verdicts[e.name].invalid)]
     test = FILTERS.get(show, (None, None))[1]
     return [e for e in entries if test(e)] if test else entries
 
 
-def sorted_entries(entries: list[Any], order: str) -> list[Any]:
+def sorted_entries(entries: list[BackupEntry], order: str) -> list[BackupEntry]:
     field, descending = order.lstrip("-"), order.startswith("-")
     if field == "name":
         return sorted(entries, key=lambda e: e.name, reverse=descending)
@@ -263,7 +269,7 @@ def sorted_entries(entries: list[Any], order: str) -> list[Any]:
 
 
 @require_http_methods(["GET", "POST"])
-def backup_list(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
+def backup_list(request: HttpRequest, model_admin: ModelAdmin[BackupFile]) -> HttpResponse:
     require(request, "view")
     if request.method == "POST":
         return bulk_action(request, model_admin)
@@ -316,7 +322,7 @@ def query_string(params: dict[str, str], **changes: str) -> str:
     return urlencode({k: v for k, v in merged.items() if v})
 
 
-def bulk_action(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
+def bulk_action(request: HttpRequest, model_admin: ModelAdmin[BackupFile]) -> HttpResponse:
     """The list's action: delete the ticked backups, after Django's own confirmation page."""
     if request.POST.get("action") != "delete_selected":
         messages.warning(request, "Choose an action.")
@@ -346,7 +352,7 @@ def bulk_action(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
                 failed.append(f"{name}: {browser_message(exc)}")
             else:
                 deleted.append(name)
-                log_action(request, model_admin, history.last_recorded(), f"Deleted {name}")
+                log_action(request, history.last_recorded(), f"Deleted {name}")
     if deleted:
         messages.success(request, f"{len(deleted)} backup{'s' if len(deleted) != 1 else ''} deleted.")
     for reason in failed:
@@ -367,7 +373,7 @@ class Selected:
 
 # -- actions ---------------------------------------------------------------------------------------------
 @require_POST
-def create(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
+def create(request: HttpRequest, model_admin: ModelAdmin[BackupFile]) -> HttpResponse:
     require(request, "create")
     form = CreateForm(request.POST)
     if not form.is_valid():
@@ -381,14 +387,14 @@ def create(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
 
 
 @require_POST
-def validate(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpResponse:
+def validate(request: HttpRequest, model_admin: ModelAdmin[BackupFile], name: str) -> HttpResponse:
     require(request, "validate")
     name = existing_name(name)
     return start(request, model_admin, kind=BackupJob.Kind.VALIDATE, backup_name=name,
                  database=chosen_database(request))
 
 
-def describe_file(name: str) -> Any:
+def describe_file(name: str) -> BackupEntry | None:
     """The list entry of one backup (format, encryption, scope, and the slot for its provenance)."""
     try:
         return next((e for e in services.backup_list() if e.name == name), None)
@@ -397,7 +403,7 @@ def describe_file(name: str) -> Any:
 
 
 @require_http_methods(["GET", "POST"])
-def restore(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpResponse:
+def restore(request: HttpRequest, model_admin: ModelAdmin[BackupFile], name: str) -> HttpResponse:
     require(request, "restore")
     name = existing_name(name)
     verdict = last_validations([name]).get(name)
@@ -487,13 +493,13 @@ def _unsigned_refusal(name: str, options: dict[str, Any], database: str, allowed
 
 
 @require_GET
-def download(request: HttpRequest, model_admin: ModelAdmin, name: str) -> FileResponse:
+def download(request: HttpRequest, model_admin: ModelAdmin[BackupFile], name: str) -> FileResponse:
     require(request, "download")
     name = existing_name(name)
     storage = BackupStorage()
     jobs.record_download(name=name, user=request.user, remote_addr=client_address(request),
                          database=chosen_database(request))
-    log_action(request, model_admin, history.last_recorded(), f"Downloaded {name}")
+    log_action(request, history.last_recorded(), f"Downloaded {name}")
     logger.info("Backup %s downloaded by %s from %s", name, request.user, client_address(request))
     response = FileResponse(storage.open(name), as_attachment=True, filename=name,
                             content_type="application/octet-stream")
@@ -502,7 +508,7 @@ def download(request: HttpRequest, model_admin: ModelAdmin, name: str) -> FileRe
 
 
 @require_http_methods(["GET", "POST"])
-def delete(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpResponse:
+def delete(request: HttpRequest, model_admin: ModelAdmin[BackupFile], name: str) -> HttpResponse:
     require(request, "delete")
     name = existing_name(name)
     if request.method == "POST":
@@ -512,7 +518,7 @@ def delete(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpResp
         except BackupError as exc:
             messages.error(request, f"The backup {name} was not deleted: {browser_message(exc)}")
         else:
-            log_action(request, model_admin, history.last_recorded(), f"Deleted {name}")
+            log_action(request, history.last_recorded(), f"Deleted {name}")
             messages.success(request, f"The backup {name} was deleted.")
         return HttpResponseRedirect(url(request, "changelist"))
     size = BackupStorage().size(name)
@@ -530,7 +536,7 @@ class PruneForm(forms.Form):
 
 
 @require_http_methods(["GET", "POST"])
-def prune(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
+def prune(request: HttpRequest, model_admin: ModelAdmin[BackupFile]) -> HttpResponse:
     """Retention from the page: a dry-run preview of what goes, then a confirmation that applies it."""
     require(request, "delete")
     initial = {f"keep_{k}": getattr(backup_settings, f"KEEP_{k.upper()}")
@@ -551,7 +557,7 @@ def prune(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
             return HttpResponseRedirect(url(request, "prune"))
         job_id = history.last_recorded()
         if confirmed:
-            log_action(request, model_admin, job_id, f"Pruned {len(result.removed)} backups")
+            log_action(request, job_id, f"Pruned {len(result.removed)} backups")
             messages.success(request, f"{len(result.removed)} backup{'s' if len(result.removed) != 1 else ''} "
                                       f"removed, {format_size(result.freed_bytes)} freed.")
             return HttpResponseRedirect(url(request, "changelist"))
@@ -561,7 +567,7 @@ def prune(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
 
 
 @csrf_exempt  # the upload handlers must be set before anything reads the body; CSRF is checked just below
-def upload(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
+def upload(request: HttpRequest, model_admin: ModelAdmin[BackupFile]) -> HttpResponse:
     require(request, "upload")
     limit = backup_settings.UPLOAD_MAX_SIZE
     if request.method == "POST":
@@ -577,7 +583,7 @@ def upload(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
 
 @csrf_protect
 @require_http_methods(["GET", "POST"])
-def _upload_checked(request: HttpRequest, model_admin: ModelAdmin, limit: int) -> HttpResponse:
+def _upload_checked(request: HttpRequest, model_admin: ModelAdmin[BackupFile], limit: int) -> HttpResponse:
     if request.method == "POST":
         quarantined, refusal = uploads.collect(request, field="file", limit=limit)
         if quarantined is None:
@@ -591,7 +597,7 @@ def _upload_checked(request: HttpRequest, model_admin: ModelAdmin, limit: int) -
             job = jobs.start_job(kind=BackupJob.Kind.UPLOAD, backup_name=name, options=options,
                                  user=request.user, remote_addr=client_address(request),
                                  database=chosen_database(request),
-                                 recorded=lambda job: log_action(request, model_admin, job.pk, note))
+                                 recorded=lambda job: log_action(request, job.pk, note))
         except BackupError as exc:
             quarantined.discard()
             messages.error(request, browser_message(exc))
@@ -604,7 +610,7 @@ def _upload_checked(request: HttpRequest, model_admin: ModelAdmin, limit: int) -
 
 # -- jobs ------------------------------------------------------------------------------------------------
 @require_GET
-def job_detail(request: HttpRequest, model_admin: ModelAdmin, job_id: int) -> HttpResponse:
+def job_detail(request: HttpRequest, model_admin: ModelAdmin[BackupFile], job_id: int) -> HttpResponse:
     require(request, "view")
     job = get_object_or_404(BackupJob.objects.select_related("user"), pk=job_id)
     if job.status in jobs.ACTIVE:
@@ -631,13 +637,13 @@ def job_detail(request: HttpRequest, model_admin: ModelAdmin, job_id: int) -> Ht
 
 
 @require_POST
-def job_mark_failed(request: HttpRequest, model_admin: ModelAdmin, job_id: int) -> HttpResponse:
+def job_mark_failed(request: HttpRequest, model_admin: ModelAdmin[BackupFile], job_id: int) -> HttpResponse:
     """Staff with the restore permission can end a job that is stuck; its runner, if alive, ends unrecorded."""
     if not can_end_jobs(request):
         raise PermissionDenied
     job = get_object_or_404(BackupJob, pk=job_id)
     if history.mark_failed(job.pk, f"Marked failed by {request.user} from the admin."):
-        log_action(request, model_admin, job.pk, "Marked failed")
+        log_action(request, job.pk, "Marked failed")
         messages.success(request, f"Job {job.pk} was marked failed; it no longer blocks other jobs.")
     elif BackupJob.objects.filter(pk=job.pk, status__in=jobs.ACTIVE).exists():
         messages.error(request, f"Job {job.pk} could not be marked now: the database is busy. Try again in a moment.")
@@ -647,7 +653,7 @@ def job_mark_failed(request: HttpRequest, model_admin: ModelAdmin, job_id: int) 
 
 
 @require_GET
-def job_progress(request: HttpRequest, model_admin: ModelAdmin, job_id: int) -> JsonResponse:
+def job_progress(request: HttpRequest, model_admin: ModelAdmin[BackupFile], job_id: int) -> JsonResponse:
     require(request, "view")
     job = get_object_or_404(BackupJob, pk=job_id)
     data = jobs.progress_of(job).as_dict()

@@ -35,6 +35,7 @@ ACTIVE = (BackupJob.Status.PENDING, BackupJob.Status.RUNNING)
 CACHE_TIMEOUT = 6 * 3600
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ def mark_failed(job_id: int, reason: str) -> bool:
 
 
 # -- recording the operations of every front end ----------------------------------------------------------
-def _safe(write: Callable[[], Any]) -> Any:
+def _safe(write: Callable[[], T]) -> T | None:
     """Run one write to the job table; a missing table or a refusing database only loses the record."""
     alias = BackupJob.objects.db
     try:

@@ -39,7 +39,16 @@ LOCK_FILE_NAME = ".adcp-backup.lock"
 KINDS = ("backup", "restore", "prune")
 POLL_INTERVAL = 0.1
 
-_local = threading.local()
+
+
+class _HeldKinds(threading.local):
+    """The lock kinds this thread holds, innermost last (each thread starts with none)."""
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+
+
+_local = _HeldKinds()
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,8 +72,6 @@ def lock_path() -> Path:
 
 
 def _held() -> list[str]:
-    if not hasattr(_local, "kinds"):
-        _local.kinds = []
     return _local.kinds
 
 

@@ -22,7 +22,7 @@ DRILL = "adcp_backup.drill"
 RUN_JOB = "adcp_backup.run_job"
 
 
-@shared_task(name=CREATE)
+@shared_task(name=CREATE)  # type: ignore[untyped-decorator]  # Celery ships no type hints
 def create_backup(*, database: str | None = None, compression: str | None = None,
                   purpose: str = "scheduled") -> dict[str, Any]:
     """Write a backup (of the default database unless ``database`` is given); ``purpose="scheduled"`` makes a
@@ -34,7 +34,7 @@ def create_backup(*, database: str | None = None, compression: str | None = None
                                       compression=compression, purpose=purpose).as_dict()
 
 
-@shared_task(name=PRUNE)
+@shared_task(name=PRUNE)  # type: ignore[untyped-decorator]  # Celery ships no type hints
 def prune_backups(*, dry_run: bool = False, database: str | None = None) -> dict[str, Any]:
     """Apply the retention settings (ADCP_BACKUP_KEEP_*) to one database's backups in storage."""
     with signals_interrupt(), history.origin(_celery_origin()):
@@ -46,7 +46,7 @@ def _celery_origin() -> history.Origin:
     return history.Origin("celery", history.process_actor("celery: "))
 
 
-@shared_task(name=DRILL)
+@shared_task(name=DRILL)  # type: ignore[untyped-decorator]  # Celery ships no type hints
 def drill_backup(*, file: str = "latest", database: str | None = None) -> dict[str, Any]:
     """Restore drill of a backup (the database's newest by default) into a scratch database; the verdict is
     recorded and a failure sends ``drill_failed`` (which e-mails the admins when that is enabled)."""
@@ -54,8 +54,8 @@ def drill_backup(*, file: str = "latest", database: str | None = None) -> dict[s
         return services.backup_drill(file=file, database=database or backup_settings.default_database).as_dict()
 
 
-@shared_task(name=RUN_JOB)
-def run_job(job_id: int) -> Any:
+@shared_task(name=RUN_JOB)  # type: ignore[untyped-decorator]  # Celery ships no type hints
+def run_job(job_id: int) -> None:
     """Run one job the admin queued (adcp_backup.jobs records its progress and result)."""
     try:
         jobs = importlib.import_module("adcp_backup.jobs")
@@ -65,7 +65,7 @@ def run_job(job_id: int) -> Any:
         raise BackupConfigurationError(
             "The task adcp_backup.run_job needs adcp_backup.jobs, which this installation does not have."
         ) from exc
-    return jobs.run_job(job_id)
+    jobs.run_job(job_id)
 
 
 def celery_schedule(text: str | None, *, setting: str) -> crontab | schedule | None:

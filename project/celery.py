@@ -20,7 +20,7 @@ app.conf.update(
 app.autodiscover_tasks()
 
 
-@app.on_after_finalize.connect
+@app.on_after_finalize.connect  # type: ignore[untyped-decorator]  # Celery ships no type hints
 def add_backup_schedule(sender: Celery, **kwargs: Any) -> None:
     """Beat entries from ADCP_BACKUP_SCHEDULE, _PRUNE_SCHEDULE and _DRILL_SCHEDULE, read once the app is set up."""
     from adcp_backup.tasks import beat_schedule

@@ -9,6 +9,7 @@ import os
 import secrets
 import stat
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -42,8 +43,8 @@ def _mysql_driver() -> None:
             pass
 
 
-def _database(url: str) -> dict:
-    config = env.db_url_config(url)
+def _database(url: str) -> dict[str, Any]:
+    config: dict[str, Any] = env.db_url_config(url)
     if config["ENGINE"] == "django.db.backends.sqlite3" and config["NAME"] not in ("", ":memory:"):
         config["NAME"] = _cwd_path(config["NAME"])
         Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)  # SQLite cannot create the folder
@@ -69,7 +70,7 @@ def _secret_key() -> str:
     The key also signs the backups (adcp_backup.signing): a published one would let anyone sign a file."""
     from django.core.exceptions import ImproperlyConfigured
 
-    value = env.str("DJANGO_SECRET_KEY", default="")
+    value: str = env.str("DJANGO_SECRET_KEY", default="")
     if value:
         if value == _PUBLISHED_KEY and not DEBUG:
             raise ImproperlyConfigured("DJANGO_SECRET_KEY is the published development key; set a secret one "

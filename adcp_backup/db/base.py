@@ -249,7 +249,8 @@ class Engine:
     def delete_rows(self, table: str, where: str = "", params: Sequence[Any] = ()) -> int:
         with self.connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {self.quote(table)} {where}", params)
-            return cursor.rowcount
+            deleted: int = cursor.rowcount  # DB-API: an int; Django's cursor wrapper passes it through untyped
+            return deleted
 
     def empty_tables(self, tables: Sequence[str]) -> None:
         """Delete every row of these tables, given children first, inside the restore transaction."""

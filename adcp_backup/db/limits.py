@@ -19,9 +19,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import filterfalse
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import Problem, ValuesRefused
+
+if TYPE_CHECKING:  # base imports this module
+    from .base import Engine
 
 ENGINES = ("sqlite", "postgresql", "mysql")
 ENGINE_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MariaDB"}
@@ -263,7 +266,8 @@ def shipped_types(engine: str) -> dict[str, dict[str, str]]:
     return types
 
 
-def for_target(engine: str, table: str, columns: Sequence[str], *, live: Any = None) -> ValueLimits | None:
+def for_target(engine: str, table: str, columns: Sequence[str], *,
+               live: Engine | None = None) -> ValueLimits | None:
     """The checks for restoring ``columns`` of ``table`` into ``engine``: with the live database's column types
     when ``live`` (an Engine) is that engine and has the table, else with those of the DDL shipped for it."""
     if live is not None and live.vendor == engine and table in live.existing_tables():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
@@ -34,7 +34,7 @@ def _float_literal(value: float) -> str:
     return text if "e" in text else text + "e0"  # an exponent makes it a DOUBLE literal, not an exact DECIMAL
 
 
-def _literal_writer(backslash_escapes: bool) -> Any:
+def _literal_writer(backslash_escapes: bool) -> Callable[[Any], str]:
     """A function from one value to its SQL literal, by the value's type."""
     if backslash_escapes:
         def text(value: str) -> str:
@@ -43,7 +43,7 @@ def _literal_writer(backslash_escapes: bool) -> Any:
         def text(value: str) -> str:
             return "'" + value.replace("'", "''") + "'"
 
-    by_type: dict[type, Any] = {
+    by_type: dict[type, Callable[[Any], str]] = {
         int: int.__repr__,
         bool: lambda value: "1" if value else "0",
         float: _float_literal,

@@ -1,6 +1,7 @@
 """SQLite: reads values exactly as stored, bulk inserts through the driver, keeps the FTS5 index right."""
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -22,9 +23,11 @@ class SQLiteEngine(Engine):
     vendor = "sqlite"
     supports_fts = True
 
-    def _raw(self) -> Any:
+    def _raw(self) -> sqlite3.Connection:
+        """The driver's own connection under Django's (opened if need be)."""
         self.connection.ensure_connection()
-        return self.connection.connection
+        raw: sqlite3.Connection = self.connection.connection
+        return raw
 
     def describe(self, table: str) -> list[LiveColumn]:
         rows = self._raw().execute(f"PRAGMA table_info({self.quote(table)})").fetchall()

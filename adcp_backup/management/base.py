@@ -11,7 +11,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from .. import history
 from ..conf import backup_settings
-from ..display import format_size  # noqa: F401  (the commands import it from here)
 from ..exceptions import BackupError, BackupNotFound, InvalidBackup, SettingsFilesNotWritten, TenantConflict
 from ..interrupts import describe, signals_interrupt
 from ..models import BackupJob

@@ -6,8 +6,9 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from ... import services
+from ...display import format_size
 from ...scope import global_choices
-from ..base import BackupCommand, format_counts, format_size
+from ..base import BackupCommand, format_counts
 
 
 class Command(BackupCommand):

@@ -6,7 +6,8 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from ... import services
-from ..base import EXIT_FAILED, EXIT_INVALID, BackupCommand, format_size
+from ...display import format_size
+from ..base import EXIT_FAILED, EXIT_INVALID, BackupCommand
 
 
 class Command(BackupCommand):

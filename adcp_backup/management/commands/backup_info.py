@@ -6,8 +6,9 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from ... import services
+from ...display import format_size
 from ...schedules import parse_duration
-from ..base import EXIT_FAILED, BackupCommand, format_size
+from ..base import EXIT_FAILED, BackupCommand
 
 
 class Command(BackupCommand):

@@ -6,7 +6,8 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from ... import origin, services, signing
-from ..base import BackupCommand, format_counts, format_size, provenance_text
+from ...display import format_size
+from ..base import BackupCommand, format_counts, provenance_text
 
 
 class Command(BackupCommand):

@@ -6,7 +6,8 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from ... import results, retention, services
-from ..base import BackupCommand, format_size
+from ...display import format_size
+from ..base import BackupCommand
 
 
 def count(text: str) -> int:
