@@ -269,7 +269,7 @@ class _Spool(ScratchSQLite):
 
 
 def _read_file(spool: _Spool, reader: Any, *, slugs: tuple[str, ...] | None, tables: list[dataset.TableSpec],
-               keep_settings: bool, progress: ProgressCallback) -> None:
+               keep_settings: bool, settings_targets: bool, progress: ProgressCallback) -> None:
     """The one pass over the backup: picks the rows in scope, spools them, notes orphans."""
     tenant = tenant_table()
     wanted = {spec.name: spec for spec in tables}
@@ -281,7 +281,7 @@ def _read_file(spool: _Spool, reader: Any, *, slugs: tuple[str, ...] | None, tab
     spec: dataset.TableSpec | None = None
     pk = link = slug_at = -1
     tenant_seen = False
-    for event in validation.checked_events(reader):
+    for event in validation.checked_events(reader, settings_targets=settings_targets):
         if isinstance(event, TableStart):
             spec = wanted.get(event.name)
             spool.seen.add(event.name)
@@ -396,7 +396,7 @@ def _database_conflicts(spool: _Spool, engine: Engine, scope: TenantScope) -> No
 
 
 def restore_tenants(*, engine: Engine, reader: Any, slugs: Sequence[str] | None, create_schema: bool,
-                    dry_run: bool, validate: bool, safety_backup: SafetyBackup | None,
+                    dry_run: bool, validate: bool, settings_targets: bool, safety_backup: SafetyBackup | None,
                     progress: ProgressCallback) -> Outcome:
     """Replace the rows of some tenants with a backup's, in one transaction, leaving every other row alone.
 
@@ -418,7 +418,7 @@ def restore_tenants(*, engine: Engine, reader: Any, slugs: Sequence[str] | None,
     notes: list[str] = []
     with _Spool() as spool:
         _read_file(spool, reader, slugs=wanted, tables=file_scope_tables, keep_settings=SETTINGS in global_parts,
-                   progress=progress)
+                   settings_targets=settings_targets, progress=progress)
         if not spool.tenants:
             raise UnknownTenant("The backup holds no tenant to restore.")
         ids = tuple(sorted(spool.tenants))

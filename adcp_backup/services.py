@@ -641,14 +641,11 @@ def backup_restore(
     source = _resolve(file, identity, database=database)
     engine = get_engine(database)
     _check_settings_records(source, identity, restore_settings=restore_settings, tenants=tenants)
-    with _opened(source, strict=True, identity=identity) as opened:
-        # Settings-file records are checked as they stream past, inside the transaction: a bad one rolls it back.
-        reader = settings_files.CheckedRecords(
-            opened, targets=_writes_settings(opened.header, restore_settings=restore_settings, tenants=tenants))
+    with _opened(source, strict=True, identity=identity) as reader:
         header = reader.header
-        problems = validation.header_problems(header)  # before anything the header names is used
-        if problems:
-            raise InvalidBackup(problems)
+        validation.require_sound_header(header)  # before anything the header names is used
+        # Settings-file records are checked as they stream past, inside the transaction: a bad one rolls it back.
+        settings_targets = _writes_settings(header, restore_settings=restore_settings, tenants=tenants)
         came_from = _check_origin(header, database, from_other_database=from_other_database)
         _require_signature(reader, source, identity, allowed=allow_unsigned or dry_run)
         want_safety = backup_settings.SAFETY_BACKUP if safety_backup is None else safety_backup
@@ -657,11 +654,13 @@ def backup_restore(
             if tenants or tenant_scope.is_tenant_backup(header):
                 outcome = tenant_scope.restore_tenants(engine=engine, reader=reader, slugs=tenants,
                                                        create_schema=create_schema, dry_run=dry_run,
-                                                       validate=not skip_validation, safety_backup=safety,
+                                                       validate=not skip_validation,
+                                                       settings_targets=settings_targets, safety_backup=safety,
                                                        progress=progress)
             else:
                 outcome = restore.restore_whole(engine, reader, create_schema=create_schema, dry_run=dry_run,
-                                                validate=not skip_validation, safety_backup=safety,
+                                                validate=not skip_validation,
+                                                settings_targets=settings_targets, safety_backup=safety,
                                                 progress=progress)
         except ValuesRefused as exc:
             raise _every_value_refused(exc, file=file, identity=identity, engine=engine, dry_run=dry_run) from exc
@@ -700,7 +699,6 @@ def _require_signature(reader: Any, source: Source, identity: str | os.PathLike[
     An unsigned file that is also invalid is reported as invalid (exit 2), so it is validated first."""
     if allowed:
         return
-    reader = _unwrapped(reader)
     if isinstance(reader, NativeReader) and reader.header.get("signature") is not None:
         reader.require_signature = True
         return
@@ -716,13 +714,7 @@ def _require_signature(reader: Any, source: Source, identity: str | os.PathLike[
                          "with --allow-unsigned.")
 
 
-def _unwrapped(reader: Any) -> Any:
-    """The format's own reader behind the settings-file checking wrapper."""
-    return reader._reader if isinstance(reader, settings_files.CheckedRecords) else reader
-
-
 def _provenance_notes(reader: Any) -> list[str]:
-    reader = _unwrapped(reader)
     provenance = reader.provenance if isinstance(reader, NativeReader) else signing.legacy()
     if provenance is None or provenance.status == signing.SIGNED:
         return []

@@ -168,7 +168,7 @@ def ddl_problems(engine: Any, ddl: Any) -> list[Problem]:
 def file_problems(record: FileRecord, checker: settings_files.RecordChecker | None = None) -> list[Problem]:
     """A settings-file record: the rules live beside the code that writes settings files. Give every record of
     one file the same ``checker``, so that two records for one settings file are caught."""
-    return list(settings_files.record_problems(record, checker))
+    return (checker if checker is not None else settings_files.RecordChecker()).check(record)
 
 
 MAX_SEQUENCE = 2**63 - 1  # the largest counter any engine keeps
@@ -192,12 +192,19 @@ def end_problems(header: dict[str, Any], end: TableEnd) -> list[Problem]:
     return problems
 
 
-def checked_events(reader: Any) -> Iterator[Any]:
-    """A strict reader's events, refused at the first problem validation would report about the file's
-    structure, names, counts or settings files: applied before a restore uses anything the file names."""
-    problems = header_problems(reader.header)
+def require_sound_header(header: dict[str, Any]) -> None:
+    """Refuse a header whose schema names anything but the registry's tables and columns, or carries DDL that is
+    not the shipped DDL: checked once, as a restore opens the file, before anything the header names is used."""
+    problems = header_problems(header)
     if problems:
         raise InvalidBackup(problems)
+
+
+def checked_events(reader: Any, *, settings_targets: bool) -> Iterator[Any]:
+    """A strict reader's events, refused at the first problem validation would report about the file's
+    structure, names, counts or settings files, inside the restore's transaction (its header was checked by
+    require_sound_header when the file was opened). With ``settings_targets`` (the restore writes the settings
+    files) a record whose file cannot be written is refused too, before the commit."""
     files = settings_files.RecordChecker()
     for event in reader.events():
         problems = []
@@ -206,7 +213,7 @@ def checked_events(reader: Any) -> Iterator[Any]:
         elif isinstance(event, TableEnd):
             problems = end_problems(reader.header, event)
         elif isinstance(event, FileRecord):
-            problems = file_problems(event, files)
+            settings_files.refuse_unsound([event], files, targets=settings_targets)
         if problems:
             raise InvalidBackup(problems)
         yield event
