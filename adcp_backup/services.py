@@ -41,7 +41,6 @@ from .exceptions import (
     BackupError,
     EncryptionKeyError,
     InvalidBackup,
-    OtherDatabase,
     RestoreError,
     UnsignedBackup,
     ValuesRefused,
@@ -548,22 +547,6 @@ def _prune_candidates(database: str) -> list[BackupEntry]:
 
 
 # -- restore ---------------------------------------------------------------------------------------------
-def _check_origin(header: dict[str, Any], database: str, *, from_other_database: bool) -> dict[str, Any]:
-    """The backup's origin, for the plan and the result; refuses a backup of another database unless allowed."""
-    source = header.get("source")
-    info = origin.origin_info(source)
-    target = origin.of_alias(database)
-    # Only a known origin can be another database: a file that does not say where it came from (legacy) is
-    # shown as "origin unknown" and restores anywhere.
-    info["other_database"] = info["kind"] != origin.UNKNOWN and not origin.belongs_to(source, target)
-    if info["other_database"] and not from_other_database:
-        raise OtherDatabase(
-            f"This backup was taken from {info['description']}, not from {target.describe()}. "
-            "To restore it into this database anyway, pass --from-other-database."
-        )
-    return info
-
-
 def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequence[str] | None = None,
                         identity: str | os.PathLike[str] | None = None,
                         from_other_database: bool = False) -> RestorePlan:
@@ -578,7 +561,7 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
         header = reader.header
         fmt = reader.format
         provenance = _header_provenance(reader, source.name)
-    came_from = _check_origin(header, database, from_other_database=from_other_database)
+    came_from = origin.restore_origin(header, database, from_other_database=from_other_database)
     existing = engine.existing_tables()
     signed = {"provenance": provenance.status, "provenance_note": provenance.note}
     file_tables = list((header.get("schema") or {}).get("tables") or dataset.table_names())
@@ -646,7 +629,7 @@ def backup_restore(
         validation.require_sound_header(header)  # before anything the header names is used
         # Settings-file records are checked as they stream past, inside the transaction: a bad one rolls it back.
         settings_targets = _writes_settings(header, restore_settings=restore_settings, tenants=tenants)
-        came_from = _check_origin(header, database, from_other_database=from_other_database)
+        came_from = origin.restore_origin(header, database, from_other_database=from_other_database)
         _require_signature(reader, source, identity, allowed=allow_unsigned or dry_run)
         want_safety = backup_settings.SAFETY_BACKUP if safety_backup is None else safety_backup
         safety = functools.partial(_safety_backup, database, progress) if want_safety else None
