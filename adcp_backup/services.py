@@ -71,6 +71,7 @@ from .uploads import UPLOAD_PREFIX
 
 logger = logging.getLogger(__name__)
 
+
 # -- helpers ---------------------------------------------------------------------------------------------
 def _storage() -> BackupStorage:
     return BackupStorage()
