@@ -26,7 +26,7 @@ from adcp_backup.format import crypto
 from adcp_backup.format.codecs import AGE_MAGIC
 from adcp_backup.settings_files import REDACTED
 
-from .conftest import fts_match, table_state
+from .helpers import fts_match, table_state
 from .programs import require_program
 
 SECRET = "AIza-test-secret-value"  # set by the backup_env fixture as GEMINI_API_KEY

@@ -20,53 +20,16 @@ from adcp_backup.db import get_engine
 from adcp_backup.exceptions import BackupConfigurationError, BackupError, BackupLocked
 
 from . import forge
-from .conftest import engine_aliases, table_state
-from .test_scheduling import broker, celery_processes  # noqa: F401  (fixtures)
+from .drill_fixtures import scratch_leftovers
+from .helpers import engine_aliases, table_state
 
 pytestmark = [pytest.mark.engines, pytest.mark.django_db(transaction=True, databases="__all__")]
-
-
-def scratch_leftovers(alias: str) -> list[str]:
-    """Every scratch database, schema or file of any drill, whoever made it."""
-    vendor = connections[alias].vendor
-    if vendor == "sqlite":
-        return sorted(p.name for p in drill.scratch_folder().glob(f"{drill.FILE_PREFIX}*"))
-    with connections[alias].cursor() as cursor:
-        if vendor == "postgresql":
-            cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE 'adcp\\_drill\\_%' UNION ALL "
-                           "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'adcp\\_drill\\_%'")
-        else:
-            cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
-                           "WHERE SCHEMA_NAME LIKE 'adcp\\_drill\\_%'")
-        return sorted(r[0] for r in cursor.fetchall())
 
 
 def sequences(alias: str) -> dict[str, int | None]:
     engine = get_engine(alias)
     return {spec: engine.get_sequence(spec) for spec in ("tenant", "product", "externalagent",
                                                           "product_embeddings")}
-
-
-@pytest.fixture
-def drill_dir(transactional_db: None, tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The scratch SQLite folder of the test. Django's test case also refuses connections to any alias it was not
-    told of before the test; a drill adds its scratch alias while it runs, as in production, so those are let
-    through (connecting exactly as Django's own ensure_connection does)."""
-    from django.db.backends.base.base import BaseDatabaseWrapper
-
-    guarded = BaseDatabaseWrapper.ensure_connection
-
-    def ensure_connection(self: Any) -> None:
-        if self.alias.startswith(drill.DATABASE_PREFIX) and self.connection is None:
-            with self.wrap_database_errors:
-                self.connect()
-            return
-        guarded(self)
-
-    monkeypatch.setattr(BaseDatabaseWrapper, "ensure_connection", ensure_connection)
-    folder = tmp_path / "scratch"
-    settings.ADCP_BACKUP_DRILL_DIR = str(folder)
-    return folder
 
 
 @pytest.mark.parametrize("alias", engine_aliases())
@@ -154,7 +117,7 @@ def test_a_drill_that_cannot_run_raises_and_is_recorded(backup_env, drill_dir):
 
 
 @pytest.fixture
-def celery_drill(broker: str, celery_processes: Any) -> tuple[str, Any]:  # noqa: F811
+def celery_drill(broker: str, celery_processes: Any) -> tuple[str, Any]:
     return broker, celery_processes
 
 
@@ -425,8 +388,7 @@ def test_sigterm_stops_a_drill_and_removes_its_scratch_database(adcp_schema, tmp
 
 
 def test_a_beat_schedule_runs_a_drill_and_monitoring_sees_it(tmp_path, drill_dir, celery_drill):
-    from .scheduling_fixtures import manage, project_env
-    from .test_scheduling import wait_for
+    from .scheduling_fixtures import manage, project_env, wait_for
 
     broker_address, processes_for = celery_drill
     env = project_env(tmp_path, CELERY_BROKER_URL=broker_address, ADCP_BACKUP_SCHEDULE="",

@@ -22,7 +22,7 @@ from adcp_backup.db.base import fingerprint
 from adcp_backup.exceptions import InvalidBackup, RestoreError
 from adcp_backup.progress import ProgressEvent
 
-from .conftest import drop_schema, engine_aliases, fts_match, table_state
+from .helpers import drop_schema, engine_aliases, fts_match, table_state
 from .test_services import _rechecksum, read_lines
 
 ALIASES = engine_aliases()

@@ -21,7 +21,7 @@ from adcp_backup import dataset, services
 from adcp_backup.db import get_engine
 
 from . import forge
-from .conftest import drop_schema, engine_aliases, table_state
+from .helpers import drop_schema, engine_aliases, table_state
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 

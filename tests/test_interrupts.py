@@ -4,7 +4,6 @@ SIGTERM and SIGHUP unwind like SIGINT: the command exits 1, its temporary file i
 is aborted, the lock is free. SIGKILL cannot be handled: it leaves a partial file, which backup_info reports
 and backup_prune removes once it is a day old (and, on S3, an unfinished upload for the bucket's lifecycle rule).
 """
-# ruff: noqa: F811  (pytest fixtures are imported by name and requested as arguments)
 from __future__ import annotations
 
 import os
@@ -23,7 +22,6 @@ from adcp_backup import demo, locking, services
 from adcp_backup.models import BackupJob
 
 from .test_kill import manage
-from .test_s3 import s3_endpoint  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 BIG = demo.DemoSize(tenants=20, products=60_000, agents=2, embeddings=2_000, dim=64)
@@ -96,7 +94,7 @@ def test_sigkill_leaves_a_partial_file_that_info_reports_and_prune_removes_after
 def bucket(s3_endpoint, big):
     import boto3
 
-    from .test_s3 import ACCESS_KEY, REGION, SECRET_KEY
+    from .s3_fixtures import ACCESS_KEY, REGION, SECRET_KEY
 
     name = f"adcp-{uuid.uuid4().hex[:12]}"
     client = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id=ACCESS_KEY,

@@ -12,7 +12,7 @@ from django.db import connections
 
 from adcp_backup import demo, services
 
-from .conftest import table_state
+from .helpers import table_state
 
 ROOT = Path(__file__).resolve().parent.parent
 BIG = demo.DemoSize(tenants=20, products=60_000, agents=2, embeddings=2_000, dim=64)

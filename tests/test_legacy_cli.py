@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.db import connections
 
-from .conftest import create_schema, table_state
+from .helpers import create_schema, table_state
 from .legacy_fixtures import v2_document, write_v2
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from adcp_backup import locking, services
 from adcp_backup.exceptions import BackupLocked
 from adcp_backup.progress import ProgressEvent
 
-from .conftest import table_state
+from .helpers import table_state
 from .scheduling_fixtures import manage, project_env, start_manage
 
 BIG = ("--products", "40000", "--embeddings", "2000", "--dim", "768")

@@ -19,7 +19,7 @@ from adcp_backup.db.base import shipped_ddl
 from adcp_backup.exceptions import InvalidBackup, RestoreError, SchemaMismatch
 
 from . import forge
-from .conftest import drop_schema, engine_aliases, table_state
+from .helpers import drop_schema, engine_aliases, table_state
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 PROJECT = Path(__file__).resolve().parent.parent

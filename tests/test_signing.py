@@ -1,5 +1,4 @@
 """Provenance: backups this installation writes are signed, and only they steer latest, monitoring and retention."""
-# ruff: noqa: F811  (pytest fixtures are imported by name and requested as arguments)
 from __future__ import annotations
 
 import io
@@ -17,10 +16,9 @@ from adcp_backup import services, signing
 from adcp_backup.exceptions import UnsignedBackup
 
 from . import forge
-from .conftest import table_state
+from .helpers import table_state
 from .legacy_fixtures import v2_document, write_v2
 from .scheduling_fixtures import write_backup
-from .test_s3 import s3, s3_endpoint  # noqa: F401 (fixtures)
 
 
 def run(*args: str) -> tuple[int, str, str]:

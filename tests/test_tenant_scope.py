@@ -13,7 +13,7 @@ from django.db import connections
 from adcp_backup import services
 from adcp_backup.exceptions import BackupError, InvalidBackup, TenantConflict, UnknownTenant
 
-from .conftest import engine_aliases, fts_match, table_state
+from .helpers import engine_aliases, fts_match, table_state
 from .test_services import _rechecksum
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
