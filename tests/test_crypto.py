@@ -87,6 +87,17 @@ def encrypt(plaintext: Path, target: Path, public: str) -> None:
         pyrage.encrypt_io(source, sink, [pyrage.x25519.Recipient.from_str(public)])
 
 
+def encrypted_zeros(folder: Path, mebibytes: int, public: str) -> Path:
+    """``mebibytes`` MiB of zero bytes encrypted to ``public`` (apart from the app's layer), as ``zeros.age``."""
+    plaintext = folder / "zeros.bin"
+    with open(plaintext, "wb") as f:
+        f.truncate(mebibytes << 20)
+    encrypted = folder / "zeros.age"
+    encrypt(plaintext, encrypted, public)
+    plaintext.unlink()
+    return encrypted
+
+
 def backup_names() -> list[str]:
     return sorted(e.name for e in services.backup_list())
 
@@ -434,11 +445,7 @@ class CountingReader:
 
 
 def test_the_decrypting_reader_reads_ahead_a_bounded_amount(keys, tmp_path):
-    plaintext = tmp_path / "zeros.bin"
-    with open(plaintext, "wb") as f:
-        f.truncate(24 << 20)
-    encrypted = tmp_path / "zeros.age"
-    encrypt(plaintext, encrypted, keys["public"])
+    encrypted = encrypted_zeros(tmp_path, 24, keys["public"])
     threads = set(threading.enumerate())
     with open(encrypted, "rb") as f:
         source = CountingReader(f)
@@ -539,11 +546,7 @@ def test_system_checks_report_encryption_settings(keys, settings):
 def test_an_abandoned_decrypting_reader_stops_its_worker(keys, tmp_path):
     import gc
 
-    plaintext = tmp_path / "zeros.bin"
-    with open(plaintext, "wb") as f:
-        f.truncate(16 << 20)
-    encrypted = tmp_path / "zeros.age"
-    encrypt(plaintext, encrypted, keys["public"])
+    encrypted = encrypted_zeros(tmp_path, 16, keys["public"])
     threads = set(threading.enumerate())
     with open(encrypted, "rb") as handle:
         reader = crypto.decrypting_reader(handle, identity=keys["identity"])  # no scope will close it
