@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -11,6 +12,7 @@ from adcp_backup import dataset, demo
 from adcp_backup.db import get_engine
 from adcp_backup.db.base import shipped_ddl
 
+Seeded = Callable[..., dict[str, int]]  # the seeded fixture: call with an alias (and a size)
 SMALL = demo.DemoSize(tenants=4, products=60, agents=2, embeddings=12, dim=16)
 
 

@@ -20,7 +20,7 @@ REGION = "us-east-1"
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,8 @@ class Bucket:
         return sorted(o["Key"] for page in pages for o in page.get("Contents", ()))
 
     def head(self, key: str) -> dict[str, Any]:
-        return self.client.head_object(Bucket=self.name, Key=key)
+        head: dict[str, Any] = self.client.head_object(Bucket=self.name, Key=key)
+        return head
 
 
 def s3_options(endpoint: str, bucket: str, prefix: str, **extra: Any) -> dict[str, Any]:
@@ -70,7 +71,8 @@ def s3(s3_endpoint: str, settings: Any, backup_env: Path) -> Bucket:
     configure(settings, s3_options(s3_endpoint, bucket, prefix))
     settings.ADCP_BACKUP_TEMP_DIR = str(backup_env / "spool")
     (backup_env / "spool").mkdir()
-    client = storages["adcp_backup"].connection.meta.client
+    storage: Any = storages["adcp_backup"]  # django-storages' S3Storage
+    client = storage.connection.meta.client
     client.create_bucket(Bucket=bucket)
     return Bucket(bucket, prefix, s3_endpoint, client)
 
