@@ -565,6 +565,7 @@ def armor(data: bytes) -> bytes:
     return b"-----BEGIN AGE ENCRYPTED FILE-----\n" + b"\n".join(lines) + b"\n-----END AGE ENCRYPTED FILE-----\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("armored", [False, True], ids=["binary", "armored"])
 def test_a_passphrase_encrypted_file_is_recognised_and_refused_with_the_database_unchanged(
         seeded, keys, tmp_path, settings, armored):

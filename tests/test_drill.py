@@ -22,6 +22,7 @@ from adcp_backup.exceptions import BackupConfigurationError, BackupError, Backup
 from . import forge
 from .drill_fixtures import scratch_leftovers
 from .helpers import engine_aliases, table_state
+from .processes import database_url
 
 pytestmark = [pytest.mark.engines, pytest.mark.django_db(transaction=True, databases="__all__")]
 
@@ -323,25 +324,13 @@ def test_a_mariadb_user_without_create_gets_the_grant_named(seeded, backup_env, 
 
 
 # -- in other processes: a killed drill, a Celery beat schedule -------------------------------------------
-def live_url(alias: str) -> str:
-    """A DATABASE_URL for another process, naming this test run's database of ``alias``."""
-    settings_dict = connections.settings[alias]
-    if connections[alias].vendor == "sqlite":
-        return f"sqlite:///{settings_dict['NAME']}"
-    scheme = "postgres" if connections[alias].vendor == "postgresql" else "mysql"
-    user = settings_dict.get("USER") or ""
-    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
-    host = settings_dict.get("HOST") or "127.0.0.1"
-    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
-    return f"{scheme}://{user}{password}@{host}{port}/{settings_dict['NAME']}"
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("alias", engine_aliases())
 def test_a_killed_drill_leaves_a_leftover_that_the_next_drill_removes(adcp_schema, alias, tmp_path, drill_dir):
     from .scheduling_fixtures import manage, project_env, start_manage
 
     adcp_schema(alias)
-    env = project_env(tmp_path, DATABASE_URL=live_url(alias), ADCP_BACKUP_DRILL_DIR=str(drill_dir))
+    env = project_env(tmp_path, DATABASE_URL=database_url(alias), ADCP_BACKUP_DRILL_DIR=str(drill_dir))
     seeded = manage("adcp_demo", "--products", "30000", "--embeddings", "10", "--dim", "8", env=env, cwd=tmp_path)
     assert seeded.returncode == 0, seeded.stderr
     made = manage("backup_create", "--compression", "none", env=env, cwd=tmp_path)
@@ -367,11 +356,12 @@ def test_a_killed_drill_leaves_a_leftover_that_the_next_drill_removes(adcp_schem
     assert table_state(alias) == state_before
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_drill_and_removes_its_scratch_database(adcp_schema, tmp_path, drill_dir):
     from .scheduling_fixtures import manage, project_env, start_manage
 
     adcp_schema("default")
-    env = project_env(tmp_path, DATABASE_URL=live_url("default"), ADCP_BACKUP_DRILL_DIR=str(drill_dir))
+    env = project_env(tmp_path, DATABASE_URL=database_url("default"), ADCP_BACKUP_DRILL_DIR=str(drill_dir))
     assert manage("adcp_demo", "--products", "30000", "--embeddings", "10", "--dim", "8", env=env,
                   cwd=tmp_path).returncode == 0
     assert manage("backup_create", env=env, cwd=tmp_path).returncode == 0
@@ -387,6 +377,7 @@ def test_sigterm_stops_a_drill_and_removes_its_scratch_database(adcp_schema, tmp
     assert scratch_leftovers("default") == []
 
 
+@pytest.mark.slow
 def test_a_beat_schedule_runs_a_drill_and_monitoring_sees_it(tmp_path, drill_dir, celery_drill):
     from .scheduling_fixtures import manage, project_env, wait_for
 

@@ -2,10 +2,7 @@
 commit never moves backwards, and a schema of empty tables that --create-schema may replace."""
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,9 +17,9 @@ from adcp_backup.exceptions import InvalidBackup, RestoreError, SchemaMismatch
 
 from . import forge
 from .helpers import drop_schema, engine_aliases, table_state
+from .processes import kill_at_marker, kill_when, manage
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
-PROJECT = Path(__file__).resolve().parent.parent
 MEDIUM = demo.DemoSize(tenants=6, products=3000, agents=3, embeddings=600, dim=16)
 
 
@@ -164,36 +161,11 @@ def _orphan_product(lines: list[forge.Line]) -> list[forge.Line]:
     return lines
 
 
-def _url(alias: str) -> str:
-    s = connections[alias].settings_dict
-    scheme = {"postgresql": "postgres", "mysql": "mysql"}[connections[alias].vendor]
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"{scheme}://{auth}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+def _restore_in_a_child(alias: str, file: str, cwd: Path, *options: str) -> subprocess.Popen[str]:
+    return manage(["backup_restore", file, "--force", "--no-safety-backup", *options], cwd, alias=alias)
 
 
-def _restore_in_a_child(alias: str, file: str, cwd: Path, *options: str) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": _url(alias), "DJANGO_SETTINGS_MODULE": "project.settings",
-           "ADCP_BACKUP_DIR": str(cwd / "backups")}
-    return subprocess.Popen([sys.executable, str(PROJECT / "manage.py"), "backup_restore", file, "--force",
-                             "--no-safety-backup", *options], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def _kill_at(child: subprocess.Popen, prefix: bytes) -> None:
-    seen = []
-    try:
-        assert child.stderr is not None
-        for line in child.stderr:
-            seen.append(line.decode())
-            if line.startswith(prefix):
-                child.send_signal(signal.SIGKILL)
-                break
-        assert child.wait(30) == -signal.SIGKILL, "".join(seen)
-    finally:
-        if child.poll() is None:
-            child.kill()
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("alias", _alias_params(("postgresql",)))
 def test_postgresql_sequences_never_go_down_when_a_restore_is_killed(seeded, backup_env, alias):
     seeded(alias, demo.DemoSize(tenants=10, products=20000, agents=2, embeddings=2000, dim=64))
@@ -203,8 +175,7 @@ def test_postgresql_sequences_never_go_down_when_a_restore_is_killed(seeded, bac
 
     # Killed while it writes rows.
     before, state = _sequences(alias), table_state(alias)
-    connections[alias].close()
-    _kill_at(_restore_in_a_child(alias, older.path, backup_env), b"restore product:")
+    kill_at_marker(_restore_in_a_child(alias, older.path, backup_env), "restore product:")
     assert table_state(alias) == state
     _never_backwards(alias, before)
 
@@ -216,17 +187,10 @@ def test_postgresql_sequences_never_go_down_when_a_restore_is_killed(seeded, bac
         cursor.execute("ALTER SEQUENCE product_embeddings_id_seq INCREMENT BY 1")
     child = _restore_in_a_child(alias, older.path, backup_env)
     try:
-        deadline = time.monotonic() + 120
-        while not execute(alias, "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                 "AND wait_event_type = 'Lock' AND query LIKE '%%setval%%'")[0][0]:
-            assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
-            assert time.monotonic() < deadline, "the restore never reached the sequences"
-            time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(30) == -signal.SIGKILL
+        kill_when(child, lambda: execute(alias, "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = "
+                                                "current_database() AND wait_event_type = 'Lock' AND query LIKE "
+                                                "'%%setval%%'")[0][0] > 0, "the sequences", timeout=120)
     finally:
-        if child.poll() is None:
-            child.kill()
         blocker.rollback()
         blocker.close()
     assert execute(alias, "SELECT COUNT(*) FROM product")[0][0] == 20000  # the restore had committed
@@ -260,15 +224,15 @@ def test_create_schema_replaces_an_adcp_schema_whose_tables_are_all_empty(seeded
     assert execute(alias, "SELECT COUNT(*) FROM product")[0][0] == 60
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alias", _alias_params(("mysql",)))
 def test_a_first_restore_killed_on_mariadb_can_simply_run_again(seeded, backup_env, alias):
     seeded(alias, demo.DemoSize(tenants=10, products=20000, agents=2, embeddings=500, dim=16))
     made = services.backup_create(database=alias, compression="none")
     expected = table_state(alias)
     drop_schema(alias)
-    connections[alias].close()
 
-    _kill_at(_restore_in_a_child(alias, made.path, backup_env, "--create-schema"), b"restore product:")
+    kill_at_marker(_restore_in_a_child(alias, made.path, backup_env, "--create-schema"), "restore product:")
     existing = get_engine(alias).existing_tables()
     assert set(dataset.table_names()) & existing  # the DDL had committed, the rows had not
     assert all(execute(alias, f"SELECT COUNT(*) FROM {t}")[0][0] == 0 for t in dataset.table_names() if t in existing)

@@ -30,6 +30,7 @@ def backup_files(folder: Path) -> list[Path]:
 
 
 # -- a real worker and beat --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_beat_schedules_backups_and_prunes_that_a_worker_runs(tmp_path, broker, celery_processes):
     env = project_env(tmp_path, CELERY_BROKER_URL=broker, ADCP_BACKUP_SCHEDULE="@every 2s",
                       ADCP_BACKUP_PRUNE_SCHEDULE="@every 5s", ADCP_BACKUP_KEEP_LAST="2", ADCP_BACKUP_KEEP_DAILY="0",
@@ -60,6 +61,7 @@ def test_beat_schedules_backups_and_prunes_that_a_worker_runs(tmp_path, broker, 
     assert "Sending due task adcp-backup-prune (adcp_backup.prune)" in logs[1].read_text()
 
 
+@pytest.mark.slow
 def test_a_failing_scheduled_backup_mails_the_admins_from_the_worker(tmp_path, broker, celery_processes):
     outbox = tmp_path / "mail"
     env = project_env(tmp_path, CELERY_BROKER_URL=broker, ADCP_BACKUP_SCHEDULE="", ADCP_BACKUP_PRUNE_SCHEDULE="",
@@ -181,6 +183,7 @@ def test_a_broken_receiver_never_turns_a_backup_into_a_failure(seeded):
     assert [e.name for e in services.backup_list()] == [result.name]
 
 
+@pytest.mark.slow
 def test_an_admin_job_queued_on_celery_is_run_by_a_real_worker(tmp_path, broker, celery_processes):
     env = project_env(tmp_path, CELERY_BROKER_URL=broker, ADCP_BACKUP_SCHEDULE="", ADCP_BACKUP_PRUNE_SCHEDULE="",
                       ADCP_BACKUP_JOB_RUNNER="celery")
