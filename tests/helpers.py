@@ -1,11 +1,14 @@
 """Helpers of the tests: the AdCP schema made and dropped on any engine, and every row of it read back as stored."""
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from django.conf import settings as django_settings
+from django.core.management import CommandError, call_command
 from django.db import connections
 
 from adcp_backup import dataset, demo
@@ -25,6 +28,30 @@ def engine_aliases() -> list[str]:
         elif os.environ.get("CI"):
             raise RuntimeError(f"CI must set {variable}: the {alias} tests may not be skipped there.")
     return aliases
+
+
+def engine_params(only: tuple[str, ...] = ("default", "postgresql", "mysql")) -> list[Any]:
+    """Parameters naming each engine by its label (sqlite, postgresql, mariadb); one whose URL is not set is
+    skipped with the reason (engine_aliases fails in CI without them)."""
+    configured = engine_aliases()
+    params = []
+    for alias, label, variable in (("default", "sqlite", ""), ("postgresql", "postgresql", "ADCP_TEST_POSTGRES_URL"),
+                                   ("mysql", "mariadb", "ADCP_TEST_MYSQL_URL")):
+        if alias not in only:
+            continue
+        marks = [] if alias in configured else [pytest.mark.skip(reason=f"{variable} is not set")]
+        params.append(pytest.param(alias, id=label, marks=marks))
+    return params
+
+
+def run_command(*args: str) -> tuple[int, str, str]:
+    """A management command's exit code, stdout and stderr; when it fails, the error message instead of stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command(*args, stdout=out, stderr=err)
+    except CommandError as exc:
+        return exc.returncode, out.getvalue(), str(exc)
+    return 0, out.getvalue(), err.getvalue()
 
 
 def drop_schema(alias: str) -> None:

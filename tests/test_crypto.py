@@ -17,7 +17,6 @@ from typing import Any
 
 import pyrage
 import pytest
-from django.core.management import CommandError, call_command
 from django.db import connections
 
 from adcp_backup import demo, services
@@ -26,7 +25,7 @@ from adcp_backup.format import crypto
 from adcp_backup.format.codecs import AGE_MAGIC
 from adcp_backup.settings_files import REDACTED
 
-from .helpers import fts_match, table_state
+from .helpers import fts_match, run_command, table_state
 from .programs import require_program
 
 SECRET = "AIza-test-secret-value"  # set by the backup_env fixture as GEMINI_API_KEY
@@ -100,15 +99,6 @@ def encrypted_zeros(folder: Path, mebibytes: int, public: str) -> Path:
 
 def backup_names() -> list[str]:
     return sorted(e.name for e in services.backup_list())
-
-
-def run_command(name: str, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        call_command(name, *args, stdout=out, stderr=err)
-    except CommandError as exc:
-        return exc.returncode, out.getvalue(), str(exc)
-    return 0, out.getvalue(), err.getvalue()
 
 
 # -- round trips -----------------------------------------------------------------------------------------

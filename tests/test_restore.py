@@ -16,23 +16,11 @@ from adcp_backup.db.base import shipped_ddl
 from adcp_backup.exceptions import InvalidBackup, RestoreError, SchemaMismatch
 
 from . import forge
-from .helpers import drop_schema, engine_aliases, table_state
+from .helpers import drop_schema, engine_params, table_state
 from .processes import kill_at_marker, kill_when, manage
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 MEDIUM = demo.DemoSize(tenants=6, products=3000, agents=3, embeddings=600, dim=16)
-
-
-def _alias_params(only: tuple[str, ...] = ("default", "postgresql", "mysql")) -> list[Any]:
-    configured = engine_aliases()
-    params = []
-    for alias, label, variable in (("default", "sqlite", ""), ("postgresql", "postgresql", "ADCP_TEST_POSTGRES_URL"),
-                                   ("mysql", "mariadb", "ADCP_TEST_MYSQL_URL")):
-        if alias not in only:
-            continue
-        marks = [] if alias in configured else [pytest.mark.skip(reason=f"{variable} is not set")]
-        params.append(pytest.param(alias, id=label, marks=marks))
-    return params
 
 
 def execute(alias: str, sql: str, params: list[Any] | None = None) -> Any:
@@ -60,7 +48,7 @@ def counts(change: Any) -> tuple[int | None, int | None, int | None]:
     return change.added, change.removed, change.changed
 
 
-@pytest.mark.parametrize("alias", _alias_params())
+@pytest.mark.parametrize("alias", engine_params())
 def test_dry_run_reports_added_removed_and_changed_rows_and_changes_nothing(seeded, alias):
     seeded(alias, MEDIUM)
     made = services.backup_create(database=alias)
@@ -122,7 +110,7 @@ def _never_backwards(alias: str, before: dict[str, int]) -> None:
     _insert_without_ids(alias)  # the application's next INSERT gets a fresh id
 
 
-@pytest.mark.parametrize("alias", _alias_params(("postgresql",)))
+@pytest.mark.parametrize("alias", engine_params(("postgresql",)))
 def test_postgresql_sequences_never_go_down_after_a_dry_run_or_a_failed_restore(seeded, backup_env, alias):
     seeded(alias)
     older = services.backup_create(database=alias, compression="none")
@@ -166,7 +154,7 @@ def _restore_in_a_child(alias: str, file: str, cwd: Path, *options: str) -> subp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("alias", _alias_params(("postgresql",)))
+@pytest.mark.parametrize("alias", engine_params(("postgresql",)))
 def test_postgresql_sequences_never_go_down_when_a_restore_is_killed(seeded, backup_env, alias):
     seeded(alias, demo.DemoSize(tenants=10, products=20000, agents=2, embeddings=2000, dim=64))
     older = services.backup_create(database=alias, compression="none")
@@ -199,7 +187,7 @@ def test_postgresql_sequences_never_go_down_when_a_restore_is_killed(seeded, bac
     _insert_without_ids(alias)
 
 
-@pytest.mark.parametrize("alias", _alias_params())
+@pytest.mark.parametrize("alias", engine_params())
 def test_create_schema_replaces_an_adcp_schema_whose_tables_are_all_empty(seeded, backup_env, alias):
     seeded(alias)
     made = services.backup_create(database=alias)
@@ -225,7 +213,7 @@ def test_create_schema_replaces_an_adcp_schema_whose_tables_are_all_empty(seeded
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("alias", _alias_params(("mysql",)))
+@pytest.mark.parametrize("alias", engine_params(("mysql",)))
 def test_a_first_restore_killed_on_mariadb_can_simply_run_again(seeded, backup_env, alias):
     seeded(alias, demo.DemoSize(tenants=10, products=20000, agents=2, embeddings=500, dim=16))
     made = services.backup_create(database=alias, compression="none")
@@ -279,7 +267,7 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("case", list(REFUSED))
-@pytest.mark.parametrize("alias", _alias_params())
+@pytest.mark.parametrize("alias", engine_params())
 def test_a_restore_refuses_what_validation_refuses_even_with_skip_validation(seeded, backup_env, alias, case):
     seeded(alias)
     made = services.backup_create(database=alias, compression="none")
