@@ -11,10 +11,10 @@ from adcp_backup.db import get_engine
 from adcp_backup.exceptions import InvalidBackup, Problem, SchemaMismatch
 from adcp_backup.format.events import RowBatch, TableEnd
 from adcp_backup.progress import ProgressEvent
-from adcp_backup.restore import TableChange
+from adcp_backup.results import TableChange
 from adcp_backup.scope import TenantScope
 
-from .helpers import Seeded, engine_aliases, table_state
+from .helpers import Seeded, drop_schema, engine_aliases, table_state
 from .streams import StreamReader, database_stream
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -190,3 +190,30 @@ def test_the_plan_refuses_a_column_the_database_lacks(seeded: Seeded) -> None:
     with pytest.raises(SchemaMismatch) as refused:
         restore.plan_schema(get_engine("default"), {"schema": {"tables": extra}}, create_schema=False)
     assert refused.value.differences == ["tenant.color is in the backup but not in the database"]
+
+
+@pytest.mark.parametrize("alias", engine_aliases())
+def test_restore_whole_creates_the_schema_in_an_empty_database_without_a_safety_backup(seeded: Seeded,
+                                                                                       alias: str) -> None:
+    counts = seeded(alias)
+    reader = database_stream(alias)
+    before = table_state(alias)
+    drop_schema(alias)
+    safety: list[tuple[list[str] | None, tuple[str, ...]]] = []
+
+    def safety_backup(present: list[str] | None, global_parts: tuple[str, ...]) -> str:
+        safety.append((present, global_parts))
+        return "safety-backup-name"
+
+    outcome = restore.restore_whole(get_engine(alias), reader, create_schema=True, dry_run=False, validate=True,
+                                    safety_backup=safety_backup, progress=lambda event: None)
+
+    assert table_state(alias) == before
+    assert (outcome.schema_created, outcome.safety_backup, safety) == (True, None, [])
+    assert outcome.restored == counts
+
+    change_data(alias)
+    again = restore.restore_whole(get_engine(alias), reader, create_schema=False, dry_run=False, validate=True,
+                                  safety_backup=safety_backup, progress=lambda event: None)
+    assert table_state(alias) == before
+    assert (again.schema_created, again.safety_backup, safety) == (False, "safety-backup-name", [(None, ())])

@@ -23,20 +23,17 @@ def execute(alias: str, sql: str, params: list[Any] | None = None) -> list[tuple
         return [tuple(r) for r in cursor.fetchall()] if cursor.description else []
 
 
-def restore_tenants(slugs: list[str] | None, *, dry_run: bool = False,
-                    safety: list[tuple[list[str], tuple[str, ...]]] | None = None,
-                    reader: Any = None) -> tuple[scope.TenantScope, restore.Outcome]:
-    engine = get_engine("default")
-    reader = reader or database_stream()
-    plan = restore.plan_schema(engine, reader.header, create_schema=False)
-
-    def safety_backup(present: list[str], global_parts: tuple[str, ...]) -> str:
+def restore_tenants(slugs: list[str] | None, *, dry_run: bool = False, create_schema: bool = False,
+                    safety: list[tuple[list[str] | None, tuple[str, ...]]] | None = None,
+                    reader: Any = None) -> restore.Outcome:
+    def safety_backup(present: list[str] | None, global_parts: tuple[str, ...]) -> str:
         assert safety is not None
         safety.append((present, global_parts))
         return "safety-backup-name"
 
-    return scope.restore_tenants(engine=engine, reader=reader, plan=plan, slugs=slugs, dry_run=dry_run,
-                                 validate=True, safety_backup=safety_backup if safety is not None else None,
+    return scope.restore_tenants(engine=get_engine("default"), reader=reader or database_stream(), slugs=slugs,
+                                 create_schema=create_schema, dry_run=dry_run, validate=True,
+                                 safety_backup=safety_backup if safety is not None else None,
                                  progress=lambda event: None)
 
 
@@ -83,11 +80,11 @@ def test_a_tenant_restore_replaces_that_tenants_rows_and_leaves_every_other_row(
     execute("default", "UPDATE externalagent SET name = 'changed'")
     changed = table_state()
     tenant_of = dict(execute("default", "SELECT id, tenant_id FROM product"))
-    safety: list[tuple[list[str], tuple[str, ...]]] = []
+    safety: list[tuple[list[str] | None, tuple[str, ...]]] = []
 
-    tenants, outcome = restore_tenants([slug], safety=safety, reader=reader)
+    outcome = restore_tenants([slug], safety=safety, reader=reader)
 
-    assert (tenants.tenant_ids, tenants.slugs, tenants.global_parts) == ((2,), (slug,), ())
+    assert outcome.tenants == (slug,)
     products = [old if tenant_of[old[0][0]] == 2 else new for old, new in zip(before["product"], changed["product"])]
     assert table_state() == {**changed, "product": products}
     assert safety == [([slug], ())]
@@ -127,3 +124,7 @@ def test_a_full_backup_needs_the_tenants_named(seeded: Seeded) -> None:
     with pytest.raises(BackupError) as refused:
         restore_tenants(None)
     assert str(refused.value) == "Name the tenants to restore from a full backup."
+    with pytest.raises(BackupError) as refused:
+        restore_tenants(["publisher-1"], create_schema=True)
+    assert str(refused.value) == ("--create-schema rebuilds a whole database; it cannot be combined with a tenant "
+                                  "restore.")
