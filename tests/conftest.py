@@ -11,7 +11,7 @@ import pytest
 
 from adcp_backup import demo
 
-from .helpers import SMALL, create_schema, drop_schema
+from .helpers import SMALL, Seeded, create_schema, drop_schema
 
 pytest_plugins = [
     "tests.admin_fixtures",
@@ -51,7 +51,7 @@ def adcp_schema(transactional_db: None) -> Iterator[Callable[[str], None]]:
 
 
 @pytest.fixture
-def seeded(adcp_schema: Callable[[str], None], backup_env: Path) -> Callable[..., dict[str, int]]:
+def seeded(adcp_schema: Callable[[str], None], backup_env: Path) -> Seeded:
     """Call with an alias (and a size) for a database holding the demo data."""
 
     def make(alias: str = "default", size: demo.DemoSize = SMALL) -> dict[str, int]:

@@ -1,4 +1,5 @@
-"""Helpers of the tests: the AdCP schema made and dropped on any engine, and every row of it read back as stored."""
+"""Helpers of the tests: the engines under test, the AdCP schema made and dropped on any of them, every row of it read
+back as stored, and a management command's exit code and output."""
 from __future__ import annotations
 
 import io
