@@ -136,13 +136,14 @@ and returns its name."""
 
 
 def restore_whole(engine: Engine, reader: BackupReader, *, create_schema: bool, dry_run: bool, validate: bool,
-                  safety_backup: SafetyBackup | None, progress: ProgressCallback) -> Outcome:
+                  settings_targets: bool, safety_backup: SafetyBackup | None, progress: ProgressCallback) -> Outcome:
     """Replace every AdCP table with the file's: plan the schema, take the safety backup (not when the schema is
     created: there is nothing to keep), then the one writer, fed by the checked events."""
     header = reader.header
     plan = plan_schema(engine, header, create_schema=create_schema)
     safety_name = safety_backup(None, ()) if safety_backup is not None and not dry_run and not plan.create else None
-    outcome = restore_data(engine, validation.checked_events(reader), header, plan, dry_run=dry_run,
+    events = validation.checked_events(reader, settings_targets=settings_targets)
+    outcome = restore_data(engine, events, header, plan, dry_run=dry_run,
                            validate=validate, progress=progress)
     outcome.notes[:0] = plan.notes
     outcome.safety_backup = safety_name

@@ -42,7 +42,6 @@ from .exceptions import (
     BackupError,
     EncryptionKeyError,
     InvalidBackup,
-    OtherDatabase,
     RestoreError,
     UnsignedBackup,
     ValuesRefused,
@@ -72,6 +71,7 @@ from .storage import BackupStorage, open_output, stream_file
 from .uploads import UPLOAD_PREFIX
 
 logger = logging.getLogger(__name__)
+
 
 # -- helpers ---------------------------------------------------------------------------------------------
 def _storage() -> BackupStorage:
@@ -549,22 +549,6 @@ def _prune_candidates(database: str) -> list[BackupEntry]:
 
 
 # -- restore ---------------------------------------------------------------------------------------------
-def _check_origin(header: dict[str, Any], database: str, *, from_other_database: bool) -> dict[str, Any]:
-    """The backup's origin, for the plan and the result; refuses a backup of another database unless allowed."""
-    source = header.get("source")
-    info = origin.origin_info(source)
-    target = origin.of_alias(database)
-    # Only a known origin can be another database: a file that does not say where it came from (legacy) is
-    # shown as "origin unknown" and restores anywhere.
-    info["other_database"] = info["kind"] != origin.UNKNOWN and not origin.belongs_to(source, target)
-    if info["other_database"] and not from_other_database:
-        raise OtherDatabase(
-            f"This backup was taken from {info['description']}, not from {target.describe()}. "
-            "To restore it into this database anyway, pass --from-other-database."
-        )
-    return info
-
-
 def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequence[str] | None = None,
                         identity: str | os.PathLike[str] | None = None,
                         from_other_database: bool = False) -> RestorePlan:
@@ -579,7 +563,7 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
         header = reader.header
         fmt = reader.format
         provenance = _header_provenance(reader, source.name)
-    came_from = _check_origin(header, database, from_other_database=from_other_database)
+    came_from = origin.restore_origin(header, database, from_other_database=from_other_database)
     existing = engine.existing_tables()
     signed = {"provenance": provenance.status, "provenance_note": provenance.note}
     file_tables = list((header.get("schema") or {}).get("tables") or dataset.table_names())
@@ -642,15 +626,12 @@ def backup_restore(
     source = _resolve(file, identity, database=database)
     engine = get_engine(database)
     _check_settings_records(source, identity, restore_settings=restore_settings, tenants=tenants)
-    with _opened(source, strict=True, identity=identity) as opened:
-        # Settings-file records are checked as they stream past, inside the transaction: a bad one rolls it back.
-        reader = settings_files.CheckedRecords(
-            opened, targets=_writes_settings(opened.header, restore_settings=restore_settings, tenants=tenants))
+    with _opened(source, strict=True, identity=identity) as reader:
         header = reader.header
-        problems = validation.header_problems(header)  # before anything the header names is used
-        if problems:
-            raise InvalidBackup(problems)
-        came_from = _check_origin(header, database, from_other_database=from_other_database)
+        validation.require_sound_header(header)  # before anything the header names is used
+        # Settings-file records are checked as they stream past, inside the transaction: a bad one rolls it back.
+        settings_targets = _writes_settings(header, restore_settings=restore_settings, tenants=tenants)
+        came_from = origin.restore_origin(header, database, from_other_database=from_other_database)
         _require_signature(reader, source, identity, allowed=allow_unsigned or dry_run)
         want_safety = backup_settings.SAFETY_BACKUP if safety_backup is None else safety_backup
         safety = functools.partial(_safety_backup, database, progress) if want_safety else None
@@ -658,11 +639,13 @@ def backup_restore(
             if tenants or tenant_scope.is_tenant_backup(header):
                 outcome = tenant_scope.restore_tenants(engine=engine, reader=reader, slugs=tenants,
                                                        create_schema=create_schema, dry_run=dry_run,
-                                                       validate=not skip_validation, safety_backup=safety,
+                                                       validate=not skip_validation,
+                                                       settings_targets=settings_targets, safety_backup=safety,
                                                        progress=progress)
             else:
                 outcome = restore.restore_whole(engine, reader, create_schema=create_schema, dry_run=dry_run,
-                                                validate=not skip_validation, safety_backup=safety,
+                                                validate=not skip_validation,
+                                                settings_targets=settings_targets, safety_backup=safety,
                                                 progress=progress)
         except ValuesRefused as exc:
             raise _every_value_refused(exc, file=file, identity=identity, engine=engine, dry_run=dry_run) from exc
@@ -701,7 +684,6 @@ def _require_signature(reader: BackupReader, source: Source, identity: str | os.
     An unsigned file that is also invalid is reported as invalid (exit 2), so it is validated first."""
     if allowed:
         return
-    reader = _unwrapped(reader)
     if isinstance(reader, NativeReader) and reader.header.get("signature") is not None:
         reader.check_provenance = _refuse_unsigned
         return
@@ -725,13 +707,7 @@ def _refuse_unsigned(provenance: signing.Provenance) -> None:
                              "--allow-unsigned (in the admin: the permission to restore unsigned backups).")
 
 
-def _unwrapped(reader: BackupReader) -> BackupReader:
-    """The format's own reader behind the settings-file checking wrapper."""
-    return reader.inner if isinstance(reader, settings_files.CheckedRecords) else reader
-
-
 def _provenance_notes(reader: BackupReader) -> list[str]:
-    reader = _unwrapped(reader)
     provenance = reader.provenance if isinstance(reader, NativeReader) else signing.legacy()
     if provenance is None or provenance.status == signing.SIGNED:
         return []

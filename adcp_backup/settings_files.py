@@ -6,14 +6,14 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .conf import backup_settings
-from .exceptions import BackupError, InvalidBackup, Problem, ProblemLog, RestoreError, SettingsFilesNotWritten
-from .format.events import BackupReader, Event, FileRecord
+from .exceptions import BackupError, InvalidBackup, Problem, RestoreError, SettingsFilesNotWritten
+from .format.events import FileRecord
 
 REDACTED = "**redacted**"
 _TRUE = {"1", "true", "yes", "on"}
@@ -367,46 +367,6 @@ def refuse_unsound(records: Iterable[FileRecord], checker: RecordChecker | None 
                                + "; ".join(f"{path}: {why}" for path, why in failed.items()) + ".")
 
 
-class CheckedRecords:
-    """A reader whose settings-file records are checked as they stream past: inside a restore's transaction, a
-    bad record raises InvalidBackup (or RestoreError for a target that cannot be written) before the commit.
-
-    A BackupReader itself; ``inner`` is the format's reader it wraps."""
-
-    def __init__(self, reader: BackupReader, configured: Sequence[Path] | None = None, *,
-                 targets: bool = True) -> None:
-        self.inner = reader
-        self._configured = configured
-        self._targets = targets  # False when the restore leaves the settings files alone: records still checked
-
-    @property
-    def format(self) -> str:
-        return self.inner.format
-
-    @property
-    def compression(self) -> str:
-        return self.inner.compression
-
-    @property
-    def encrypted(self) -> bool:
-        return self.inner.encrypted
-
-    @property
-    def header(self) -> dict[str, Any]:
-        return self.inner.header
-
-    @property
-    def problems(self) -> ProblemLog:
-        return self.inner.problems
-
-    def events(self) -> Iterator[Event]:
-        checker = RecordChecker(self._configured)
-        for event in self.inner.events():
-            if isinstance(event, FileRecord):
-                refuse_unsound([event], checker, targets=self._targets)
-            yield event
-
-
 def write_records(records: Sequence[FileRecord], *, dry_run: bool, name: str = "the backup",
                   restored: dict[str, int] | None = None) -> list[dict[str, str]]:
     """Write the records' content to their configured files (after the database committed); the report per file.
@@ -473,10 +433,3 @@ def write_atomically(path: Path, content: bytes, mode: int | None = None) -> Non
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-def record_problems(record: Any, checker: RecordChecker | None = None) -> list[Problem]:
-    """What is wrong with a settings-file record of a backup (validation and restore both ask, before the
-    database commits). Pass one RecordChecker for all the records of a file so that a second record for the
-    same settings file is caught too; without one, the record is judged on its own."""
-    return (checker if checker is not None else RecordChecker()).check(record)
