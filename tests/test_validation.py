@@ -1,0 +1,390 @@
+"""What makes a backup's content valid (validation.py), shown on small files with valid checksums and signatures
+(tests/forge.py), so that only the content check can refuse them. Every problem list is compared whole: section,
+row and message, key values included."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adcp_backup import dataset, services, validation
+from adcp_backup.exceptions import InvalidBackup, Problem
+from adcp_backup.format.events import TableEnd, TableStart
+from adcp_backup.validation import KeyIndex, RowChecker
+from tests import forge
+
+WHEN = "2024-01-01 00:00:00"
+
+
+def columns(table: str) -> list[dict[str, Any]]:
+    return [{"name": c.name, "family": c.family, "nullable": c.nullable} for c in dataset.table(table).columns]
+
+
+def header(**extra: Any) -> dict[str, Any]:
+    return {"kind": "header", "format": "adcp-backup", "version": 3,
+            "created_at": datetime(2025, 3, 1, tzinfo=UTC).isoformat(),
+            "source": {"engine": "sqlite", "alias": "default"}, "scope": {"tenants": "all"}, "purpose": "manual",
+            "compression": "none", "secrets": "redacted", **extra}
+
+
+def table(name: str, rows: list[Any], *, cols: list[dict[str, Any]] | None = None, **extra: Any) -> list[forge.Line]:
+    return [{"kind": "table", "name": name, "columns": cols if cols is not None else columns(name), **extra},
+            *rows, {"kind": "table_end", "name": name}]
+
+
+def tenant(pk: int, slug: str, web: Any = False, name: Any = "Acme") -> list[Any]:
+    return [pk, name, slug, None, None, web, WHEN]
+
+
+def product(pk: int, tenant_id: int) -> list[Any]:
+    return [pk, tenant_id, f"P{pk}", None, 1.5, "guaranteed", None, None, WHEN]
+
+
+def embedding(pk: int, product_id: int, provider: str | None = "gemini", *, size: int = 8, dim: int = 2) -> list[Any]:
+    return [pk, product_id, "text", "hash", {"$bytes": "AAAAAAAAAAA="} if size == 8 else {"$bytes": "AAAA"},
+            provider, "m1", dim, None, None, WHEN]
+
+
+@pytest.fixture
+def problems_of(backup_env: Path) -> Callable[..., list[tuple[str, int | None, str]]]:
+    """Write the lines as a sealed, signed backup and validate it: its problems as (section, row, message)."""
+
+    def validate(*lines: forge.Line, name: str = "forged.jsonl") -> list[tuple[str, int | None, str]]:
+        forge.write(backup_env / "backups" / name, list(lines))
+        report = services.backup_validate(file=name)
+        assert report.valid == (not report.problems)
+        return [(p.section, p.row, p.message) for p in report.problems]
+
+    (backup_env / "backups").mkdir(exist_ok=True)
+    return validate
+
+
+def test_a_well_formed_file_has_no_problems(problems_of):
+    assert problems_of(header(counts={"tenant": 2, "product": 1}),
+                       *table("tenant", [tenant(1, "acme", True), tenant(2, "beta", 0)], sequence=2),
+                       *table("product", [product(1, 2)])) == []
+
+
+# -- values of each row ---------------------------------------------------------------------------------------
+def test_a_boolean_column_takes_true_false_0_and_1_and_nothing_else(problems_of):
+    rows = [tenant(1, "a", True), tenant(2, "b", 0), tenant(3, "c", 1), tenant(4, "d", 2), tenant(5, "e", -1),
+            tenant(6, "f", "yes"), tenant(7, "g", None)]
+    assert problems_of(header(), *table("tenant", rows)) == [
+        ("tenant", 6, "enable_web_context should be a boolean, not str"),
+        ("tenant", 7, "enable_web_context is NULL but the column is NOT NULL"),
+        ("tenant", 4, "enable_web_context should be 0 or 1, not 2"),
+        ("tenant", 5, "enable_web_context should be 0 or 1, not -1"),
+    ]
+
+
+def test_each_family_names_what_it_expected_and_what_it_found(problems_of):
+    assert problems_of(header(), *table("tenant", [["1", 5, "acme", None, None, False, 20240101]]),
+                       *table("product", [[1, 1, "P", None, "cheap", "guaranteed", None, None, WHEN]])) == [
+        ("tenant", 1, "id should be an integer, not str"),
+        ("tenant", 1, "name should be text, not int"),
+        ("tenant", 1, "created_at should be a date and time, not int"),
+        ("product", 1, "price_cpm should be a number, not str"),
+        ("product", 1, "tenant_id 1 has no row in tenant"),  # the tenant's id is the text "1"
+    ]
+
+
+def test_a_float_column_takes_integers_and_a_nullable_column_takes_null(problems_of):
+    row = [1, 1, "P", None, 3, "guaranteed", None, None, WHEN]
+    assert problems_of(header(), *table("tenant", [tenant(1, "a")]), *table("product", [row])) == []
+
+
+def test_an_embedding_holds_four_bytes_per_dimension(problems_of):
+    rows = [embedding(1, 1), embedding(2, 1, "openai", size=3), embedding(3, 1, "other", dim=None)]
+    assert problems_of(header(), *table("tenant", [tenant(1, "a")]), *table("product", [product(1, 1)]),
+                       *table("product_embeddings", rows)) == [
+        ("product_embeddings", 2, "embedding holds 3 bytes, but dim 2 needs 8"),
+    ]
+    assert problems_of(header(), *table("product_embeddings", [["x", 1, "t", "h", "AAAA", None, None, 1, None,
+                                                                None, None]])) == [
+        ("product_embeddings", 1, "id should be an integer, not str"),
+        ("product_embeddings", 1, "embedding holds 3 bytes, but dim 1 needs 4"),
+    ]
+
+
+def test_bad_values_are_reported_for_each_row_up_to_twenty_per_column_and_batch(problems_of, settings):
+    settings.ADCP_BACKUP_MAX_PROBLEMS = 1000
+    rows = [tenant(n, f"t{n}", name=None) for n in range(1, 31)]
+    found = problems_of(header(), *table("tenant", rows))
+    assert found == [("tenant", n, "name is NULL but the column is NOT NULL") for n in range(1, 21)]
+
+
+def test_a_short_or_damaged_row_is_reported_not_a_crash(problems_of):
+    assert problems_of(header(), *table("tenant", [tenant(1, "a"), [2, "B"]])) == [
+        ("tenant", 2, "the row has 2 values, expected 7")]
+    assert problems_of(header(), *table("tenant", [tenant(1, "a"), b'[2, "B", "b", null, null, true'])) == [
+        ("tenant", 2, "the row is not valid JSON")]
+
+
+def test_a_value_that_cannot_be_decoded_is_reported_with_its_row(problems_of):
+    rows = [tenant(1, "a"), tenant(2, "b"), [3, "C", "c", {"$bytes": "!!"}, None, True, WHEN]]
+    assert problems_of(header(), *table("tenant", rows)) == [
+        ("tenant", 3, "a value cannot be decoded: Only base64 data is allowed")]
+
+
+# -- unique and foreign keys ------------------------------------------------------------------------------------
+def test_duplicate_keys_name_the_key_its_values_and_both_rows(problems_of):
+    rows = [tenant(1, "acme"), tenant(2, "beta"), tenant(1, "gamma"), tenant(4, "acme"), tenant(5, "acme")]
+    assert problems_of(header(), *table("tenant", rows)) == [
+        ("tenant", 3, "duplicate key (id=1), first at row 1"),
+        ("tenant", 5, "duplicate key (slug='acme'), first at row 1"),
+    ]
+
+
+def test_a_foreign_key_names_the_missing_value_and_its_table(problems_of):
+    assert problems_of(header(), *table("tenant", [tenant(1, "a")]),
+                       *table("product", [product(1, 1), product(2, 7), product(3, 1), product(4, 9)])) == [
+        ("product", 2, "tenant_id 7 has no row in tenant"),
+        ("product", 4, "tenant_id 9 has no row in tenant"),
+    ]
+
+
+def test_keys_are_checked_in_every_table_the_file_holds_after_one_it_lacks(problems_of):
+    # No tenant table: the products' tenants cannot be checked, but their own keys and the embeddings' can.
+    assert problems_of(header(), *table("product", [product(1, 5), product(1, 6), product(3, 7)]),
+                       *table("product_embeddings", [embedding(1, 1), embedding(2, 1), embedding(3, 2, None),
+                                                     embedding(4, 2, None), embedding(5, 8)])) == [
+        ("product", 2, "duplicate key (id=1), first at row 1"),
+        ("product_embeddings", 2, "duplicate key (product_id=1, provider='gemini', model='m1'), first at row 1"),
+        ("product_embeddings", 3, "product_id 2 has no row in product"),
+        ("product_embeddings", 4, "product_id 2 has no row in product"),
+        ("product_embeddings", 5, "product_id 8 has no row in product"),
+    ]
+    # Without products, the embeddings' own unique key is still checked.
+    assert problems_of(header(), *table("externalagent", []),
+                       *table("product_embeddings", [embedding(1, 1), embedding(2, 1)])) == [
+        ("product_embeddings", 2, "duplicate key (product_id=1, provider='gemini', model='m1'), first at row 1"),
+    ]
+
+
+def test_keys_are_not_checked_in_a_file_whose_trailer_is_damaged(problems_of, backup_env):
+    path = forge.write(backup_env / "backups" / "cut.jsonl", [header(), *table("tenant", [tenant(1, "a"),
+                                                                                         tenant(1, "a")])])
+    path.write_bytes(path.read_bytes().rsplit(b"\n", 2)[0] + b"\n")  # the trailer gone
+    report = services.backup_validate(file="cut.jsonl")
+    assert [p.section for p in report.problems] == ["trailer"]
+
+
+def test_a_key_index_reports_nothing_for_tables_it_never_started():
+    with KeyIndex() as keys:
+        keys.add("tenant", [tenant(1, "a"), tenant(1, "a")], 1)
+        assert keys.problems() == []
+
+
+def test_a_key_index_keeps_at_most_limit_problems_per_check():
+    with KeyIndex() as keys:
+        keys.start_table(dataset.table("tenant"), [c["name"] for c in columns("tenant")])
+        keys.add("tenant", [tenant(1, f"s{n}") for n in range(5)], 10)
+        assert keys.problems(limit=2) == [Problem("tenant", "duplicate key (id=1), first at row 10", 14)]
+        keys.start_table(dataset.table("product"), [c["name"] for c in columns("product")])
+        keys.add("product", [product(n, 99) for n in range(1, 5)], 1)
+        assert keys.problems(limit=2) == [Problem("tenant", "duplicate key (id=1), first at row 10", 14),
+                                          Problem("product", "tenant_id 99 has no row in tenant", 1),
+                                          Problem("product", "tenant_id 99 has no row in tenant", 2)]
+
+
+def test_a_key_index_checks_only_the_key_columns_a_file_carries():
+    with KeyIndex() as keys:
+        keys.start_table(dataset.table("tenant"), ["id", "name"])  # no slug column
+        keys.add("tenant", [[1, "a"], [2, "a"]], 1)
+        keys.start_table(dataset.table("product"), ["id", "name"])  # no tenant_id column
+        keys.add("product", [[1, "a"], [1, "b"]], 1)
+        assert keys.problems() == [Problem("product", "duplicate key (id=1), first at row 1", 2)]
+
+
+# -- the registry, not the file, says what a column holds ------------------------------------------------------
+def test_a_row_checker_takes_families_and_nullability_from_the_registry_not_the_file():
+    names = [c["name"] for c in columns("tenant")]
+    lying = ["text"] * len(names)  # the file calls every column text
+    checker = RowChecker(dataset.table("tenant"), names, lying)
+    rows = [[1, None, "a", None, None, "yes", WHEN], [2, "B", "b", None, None, 3, WHEN]]
+    assert checker.check(rows, 1) == [
+        Problem("tenant", "name is NULL but the column is NOT NULL", 1),
+        Problem("tenant", "enable_web_context should be a boolean, not str", 1),
+        Problem("tenant", "enable_web_context should be 0 or 1, not 3", 2),
+    ]
+
+
+def test_a_row_checker_without_not_null_leaves_nulls_to_the_database():
+    names = [c["name"] for c in columns("tenant")]
+    checker = RowChecker(dataset.table("tenant"), names, [c["family"] for c in columns("tenant")], not_null=False)
+    assert checker.check([[1, None, None, None, None, None, None]], 1) == []
+    assert checker.check([[1, None, "a", None, None, 7, None]], 4) == [
+        Problem("tenant", "enable_web_context should be 0 or 1, not 7", 4)]
+
+
+def test_a_row_checker_of_no_registry_table_uses_the_files_families():
+    checker = RowChecker(None, ["a", "b"], ["integer", "boolean"])
+    assert checker.table == "?"
+    assert checker.check([[1, True], [None, 5], ["x", False]], 1) == [
+        Problem("?", "a should be an integer, not str", 3),
+        Problem("?", "b should be 0 or 1, not 5", 2),
+    ]
+
+
+def test_a_row_checker_treats_an_unknown_column_of_a_registry_table_as_the_file_says():
+    checker = RowChecker(dataset.table("tenant"), ["id", "extra"], ["integer", "integer"])
+    assert checker.check([[1, "x"], [2, None]], 1) == [Problem("tenant", "extra should be an integer, not str", 1)]
+
+
+# -- structure: tables, columns, the header's schema and DDL ----------------------------------------------------
+def test_unknown_tables_and_columns_are_named_safely(problems_of):
+    long_name = "x" * 100
+    cols = columns("tenant")
+    assert problems_of(header(),
+                       *table("tenants'; DROP", [], cols=cols),
+                       *table(long_name, [], cols=cols),
+                       *table("tenant", [], cols=[*cols, {"name": "bogus\n", "family": "text"}]),
+                       *table("product", [], cols=[{**c, "family": "text"} if c["name"] == "price_cpm" else c
+                                                   for c in columns("product")]),
+                       *table("externalagent", [], cols=[*columns("externalagent")[:2], columns("externalagent")[1]])
+                       ) == [
+        ('"tenants\'; DROP"', None, "unknown table \"tenants'; DROP\": this is not a table adcp-backup knows"),
+        ("x" * 76 + "...", None, "unknown table '" + "x" * 76 + "...: this is not a table adcp-backup knows"),
+        ("tenant", None, "unknown column 'bogus\\n': tenant has no such column"),
+        ("product", None, "the column price_cpm is 'text' in the file, but float in product"),
+        ("externalagent", None, "the column name appears twice"),
+    ]
+
+
+def test_a_table_without_its_primary_key_or_with_columns_and_families_that_differ(problems_of):
+    assert problems_of(header(), *table("tenant", [], cols=columns("tenant")[1:])) == [
+        ("tenant", None, "the primary key id is missing")]
+
+
+def test_column_problems_compare_names_families_and_their_number():
+    spec = dataset.table("tenant")
+    assert validation.column_problems("s", spec, ["id", "name"], ["integer"]) == [
+        Problem("s", "the table's columns and families differ in number")]
+    assert validation.column_problems("s", spec, ["id", 5, "Name"], ["integer", "text", "text"]) == [
+        Problem("s", "unknown column 5: tenant has no such column"),
+        Problem("s", "unknown column 'Name': tenant has no such column"),
+    ]
+    assert validation.column_problems("s", spec, ["name"], ["boolean"]) == [
+        Problem("s", "the column name is 'boolean' in the file, but text in tenant")]  # no "primary key" on top
+    assert validation.column_problems("s", spec, ["id"], ["integer"]) == []
+
+
+@pytest.mark.parametrize(("sequence", "problems"), [
+    (None, []), (0, []), (2**63 - 1, []),
+    (-1, ["the sequence -1 is not a counter (an integer from 0 to 2^63 - 1)"]),
+    (2**63, ["the sequence 9223372036854775808 is not a counter (an integer from 0 to 2^63 - 1)"]),
+    (True, ["the sequence True is not a counter (an integer from 0 to 2^63 - 1)"]),
+    ("5", ["the sequence '5' is not a counter (an integer from 0 to 2^63 - 1)"]),
+])
+def test_a_sequence_is_absent_or_a_counter_an_engine_can_hold(sequence, problems):
+    assert validation.sequence_problems("tenant", sequence) == [Problem("tenant", m) for m in problems]
+    start = TableStart("tenant", [c["name"] for c in columns("tenant")], [c["family"] for c in columns("tenant")],
+                       sequence=sequence)
+    assert validation.table_problems(start) == [Problem("tenant", m) for m in problems]
+
+
+def test_a_tables_end_is_checked_against_the_headers_counts(problems_of):
+    assert validation.end_problems({"counts": {"tenant": 2}}, TableEnd("tenant", 3, sequence=-2)) == [
+        Problem("tenant", "the sequence -2 is not a counter (an integer from 0 to 2^63 - 1)"),
+        Problem("tenant", "the header announces 2 rows, the file holds 3"),
+    ]
+    assert validation.end_problems({"counts": {"tenant": "2"}}, TableEnd("tenant", 2)) == [
+        Problem("tenant", "the header announces '2' rows, the file holds 2")]
+    assert validation.end_problems({"counts": {"tenant": 3}}, TableEnd("tenant", 3)) == []
+    assert validation.end_problems({"counts": {"other": 3}}, TableEnd("tenant", 3)) == []
+    assert validation.end_problems({"counts": ["tenant"]}, TableEnd("tenant", 3)) == []
+    assert validation.end_problems({}, TableEnd("tenant", 3)) == []
+    assert problems_of(header(counts={"tenant": 1}), *table("tenant", [tenant(1, "a"), tenant(2, "b")])) == [
+        ("tenant", None, "the header announces 1 rows, the file holds 2")]
+
+
+def schema(tables: Any = None, **extra: Any) -> dict[str, Any]:
+    return {"schema": {"tables": tables if tables is not None else {}, **extra}}
+
+
+@pytest.mark.parametrize(("head", "problems"), [
+    ({}, []),
+    ({"schema": None}, []),
+    ({"schema": []}, ["the schema is not an object"]),
+    ({"schema": "tables"}, ["the schema is not an object"]),
+    (schema([]), []),  # an empty list of tables is no table
+    (schema(["tenant"]), ["the schema's tables are not an object"]),
+    (schema({"tenant": columns("tenant")}), []),
+    (schema({"Tenant": []}), ["the schema names an unknown table 'Tenant'"]),
+    (schema({"tenant": "id"}), ["the schema's columns of tenant are malformed"]),
+    (schema({"tenant": ["id"]}), ["the schema's columns of tenant are malformed"]),
+    (schema({"tenant": [{"name": "id", "family": "integer"}, {"name": "slug", "family": "blob"}], "product": []}),
+     ["tenant: the column slug is 'blob' in the file, but text in tenant", "product: the primary key id is missing"]),
+    (schema({"tenant": [{"family": "integer"}]}), ["tenant: unknown column None: tenant has no such column"]),
+])
+def test_the_headers_schema_names_only_registry_tables_and_columns(head, problems):
+    assert validation.header_problems(head) == [Problem("header", m) for m in problems]
+
+
+def sqlite_ddl() -> list[str]:
+    from adcp_backup.db.base import split_sql
+
+    return split_sql((Path(validation.__file__).parent / "schema" / "sqlite.sql").read_text())
+
+
+@pytest.mark.parametrize(("engine", "ddl", "problems"), [
+    ("sqlite", None, []),
+    ("sqlite", [], []),
+    ("oracle", [], []),
+    ("sqlite", "CREATE TABLE x (a int)", ["the schema's ddl is not a list of statements"]),
+    ("sqlite", ["CREATE TABLE x (a int)", 5], ["the schema's ddl is not a list of statements"]),
+    ("oracle", ["CREATE TABLE x (a int)"], ["the schema's engine 'oracle' is none of sqlite, postgresql, mysql"]),
+    (None, ["x"], ["the schema's engine None is none of sqlite, postgresql, mysql"]),
+    ("sqlite", ["CREATE TABLE x (a int)", "DROP TABLE tenant;\n\n  -- gone"],
+     ["ddl statement 1 is not part of the AdCP sqlite schema this version ships: 'CREATE TABLE x (a int)'",
+      "ddl statement 2 is not part of the AdCP sqlite schema this version ships: 'DROP TABLE tenant; -- gone'"]),
+    ("postgresql", ["SELECT " + "1, " * 40 + "1"],
+     ["ddl statement 1 is not part of the AdCP postgresql schema this version ships: '"
+      + ("SELECT " + "1, " * 40 + "1")[:97] + "...'"]),
+])
+def test_ddl_in_the_header_is_only_the_shipped_schemas(engine, ddl, problems):
+    assert validation.ddl_problems(engine, ddl) == [Problem("header", m) for m in problems]
+
+
+def test_the_shipped_ddl_as_written_or_respelled_by_an_engine_is_accepted():
+    shipped = sqlite_ddl()
+    assert shipped and validation.ddl_problems("sqlite", shipped) == []
+    respelled = [s.upper().replace("(", " ( ") + " ; ; " for s in shipped if "'" not in s]
+    assert respelled and validation.ddl_problems("sqlite", respelled) == []
+    assert validation.header_problems({"schema": {"engine": "sqlite", "ddl": ["DROP TABLE tenant"]}}) == [
+        Problem("header", "ddl statement 1 is not part of the AdCP sqlite schema this version ships: "
+                          "'DROP TABLE tenant'")]
+
+
+@pytest.mark.parametrize(("statement", "normal"), [
+    ('CREATE TABLE "Tenant" (\n  id INTEGER -- the key\n);', "create table tenant ( id integer )"),
+    ("CREATE TABLE `t` (a int(11) DEFAULT NULL, b VARCHAR(5) DEFAULT 'It''s');",
+     "create table t ( a int , b varchar ( 5 ) default 'It''s' )"),
+    ("CREATE INDEX i ON public.tenant (slug)", "create index i on tenant ( slug )"),
+    ('SELECT "a""b", \'X\'', 'select a""b , \'X\''),
+    ('SELECT "', 'select "'),
+])
+def test_ddl_is_compared_in_one_spelling(statement, normal):
+    assert validation.normalise_ddl(statement) == normal
+
+
+def test_checked_events_stop_at_the_first_problem(backup_env):
+    from adcp_backup.format.detect import open_reader
+
+    folder = backup_env / "backups"
+    folder.mkdir(exist_ok=True)
+    path = forge.write(folder / "bad.jsonl", [header(counts={"tenant": 5}), *table("tenant", [tenant(1, "a")])])
+    with path.open("rb") as raw, pytest.raises(InvalidBackup) as caught:
+        list(validation.checked_events(open_reader(raw)))
+    assert caught.value.problems == [Problem("tenant", "the header announces 5 rows, the file holds 1")]
+    path = forge.write(folder / "head.jsonl", [{**header(), "schema": {"tables": {"Tenant": []}}}])
+    with path.open("rb") as raw, pytest.raises(InvalidBackup) as caught:
+        list(validation.checked_events(open_reader(raw)))
+    assert caught.value.problems == [Problem("header", "the schema names an unknown table 'Tenant'")]
+    path = forge.write(folder / "good.jsonl", [header(), *table("tenant", [tenant(1, "a")])])
+    with path.open("rb") as raw:
+        kinds = [type(event).__name__ for event in validation.checked_events(open_reader(raw))]
+    assert kinds[:3] == ["TableStart", "RowBatch", "TableEnd"]
