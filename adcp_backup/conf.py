@@ -82,6 +82,8 @@ SETTINGS: dict[str, Setting] = {
                 "backup_prune keeps the newest backup of each of the last N ISO weeks that have one."),
         Setting("KEEP_MONTHLY", 12, "backup_prune keeps the newest backup of each of the last N months that have one."),
         Setting("KEEP_SAFETY", 3, "backup_prune keeps the newest N safety backups (taken before restores)."),
+        Setting("KEEP_TENANT", 3, "backup_prune keeps the newest N tenant backups (of chosen tenants); they never "
+                                  "count towards the rules for whole-database backups."),
         Setting("LOCK_DIR", "", "Folder of the lock file that serialises backups, restores and prunes (default: "
                                 "the backup folder)."),
         Setting("LOCK_TIMEOUT", 60.0, "Seconds a backup or prune waits for a running one before failing; restores "

@@ -51,6 +51,7 @@ def retention_info() -> dict[str, Any]:
         "keep_weekly": int(backup_settings.KEEP_WEEKLY),
         "keep_monthly": int(backup_settings.KEEP_MONTHLY),
         "keep_safety": int(backup_settings.KEEP_SAFETY),
+        "keep_tenant": int(backup_settings.KEEP_TENANT),
     }
 
 

@@ -17,6 +17,7 @@ from django.core.management import CommandError, call_command
 
 from adcp_backup import retention, services, signals
 
+from . import forge
 from .scheduling_fixtures import write_backup
 
 START = datetime(2024, 6, 1, tzinfo=UTC)
@@ -217,7 +218,8 @@ def test_defaults_come_from_settings(folder, spread, settings):
     settings.ADCP_BACKUP_KEEP_WEEKLY = 2
     settings.ADCP_BACKUP_KEEP_MONTHLY = 0
     result = services.backup_prune(dry_run=True)
-    assert result.policy == {"keep_last": 4, "keep_daily": 0, "keep_weekly": 2, "keep_monthly": 0, "keep_safety": 3}
+    assert result.policy == {"keep_last": 4, "keep_daily": 0, "keep_weekly": 2, "keep_monthly": 0, "keep_safety": 3,
+                             "keep_tenant": 3}
     assert names(result.kept) == newest_per_bucket(spread, lambda m: m, 4) | newest_per_bucket(spread, iso_week, 2)
 
 
@@ -314,7 +316,7 @@ def test_only_the_flags_given_apply_and_without_flags_the_settings(folder, backu
     assert result.policy_source == ("flags" if rules else "settings")
     if rules:
         assert result.policy == {"keep_last": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0,
-                                 "keep_safety": flags.get("keep_safety", 3), **rules}
+                                 "keep_safety": flags.get("keep_safety", 3), "keep_tenant": 3, **rules}
 
 
 def test_command_prints_where_the_policy_comes_from(folder, backup_env):
@@ -323,11 +325,11 @@ def test_command_prints_where_the_policy_comes_from(folder, backup_env):
     out = StringIO()
     call_command("backup_prune", "--keep-weekly", "10", "--dry-run", stdout=out)
     assert ("Policy from the --keep-* flags given; the rules not given keep nothing: keep-last 0, keep-daily 0, "
-            "keep-weekly 10, keep-monthly 0, keep-safety 3") in out.getvalue()
+            "keep-weekly 10, keep-monthly 0, keep-safety 3, keep-tenant 3") in out.getvalue()
     out = StringIO()
     call_command("backup_prune", "--dry-run", stdout=out)
     assert ("Policy from the ADCP_BACKUP_KEEP_* settings, as no --keep-* flag was given: keep-last 7, "
-            "keep-daily 14, keep-weekly 8, keep-monthly 12, keep-safety 3") in out.getvalue()
+            "keep-daily 14, keep-weekly 8, keep-monthly 12, keep-safety 3, keep-tenant 3") in out.getvalue()
     out = StringIO()
     call_command("backup_prune", "--keep-last", "2", "--dry-run", "--json", stdout=out)
     data = json.loads(out.getvalue())
@@ -537,3 +539,64 @@ def test_a_prune_plan_cuts_days_in_the_time_zone_it_is_given():
                                 is_valid=lambda e: False)
     assert plan.kept == [pruned("utc-23h", items[0], "daily backup"), pruned("utc-01h", items[1], "daily backup")]
     assert plan.removed == [pruned("feb", items[2], "matched no rule")]
+
+
+@dataclass(frozen=True)
+class Scoped(Listed):
+    tenants: tuple[str, ...] = ()
+
+
+def test_tenant_backups_keep_their_own_count_and_never_push_a_whole_backup_out():
+    whole = [Listed(f"whole-{n}", at(f"2025-06-0{n}T02:00")) for n in (1, 2)]
+    tenant = [Scoped(f"acme-{n}", at(f"2025-06-0{n}T12:00"), tenants=("acme",)) for n in (1, 2, 3, 4)]
+    safety = Scoped("safety-acme", at("2025-06-05T12:00"), purpose="safety", tenants=("acme",))
+    asked: list[str] = []
+
+    def is_valid(entry: retention.Entry) -> bool:
+        asked.append(entry.name)
+        return True
+
+    plan = retention.plan_prune([*tenant, safety, *whole], retention.Policy(last=1, daily=1), keep_safety=1,
+                                tz=UTC, is_valid=is_valid, keep_tenant=2,
+                                is_tenant=lambda entry: bool(getattr(entry, "tenants", ())))
+    assert asked == ["whole-2"]  # a tenant backup is never the newest valid backup
+    assert plan.kept == [
+        pruned("whole-2", whole[1], "last backup", "daily backup", "newest valid backup"),
+        pruned("safety-acme", safety, "safety backup, one of the newest 1"),  # a safety backup first
+        pruned("acme-4", tenant[3], "tenant backup, one of the newest 2"),
+        pruned("acme-3", tenant[2], "tenant backup, one of the newest 2"),
+    ]
+    assert plan.removed == [
+        pruned("whole-1", whole[0], "matched no rule"),
+        pruned("acme-2", tenant[1], "tenant backup beyond the newest 2"),
+        pruned("acme-1", tenant[0], "tenant backup beyond the newest 2"),
+    ]
+
+
+def write_tenant_backup(folder: Path, created_at: datetime) -> str:
+    """A signed backup of the tenant acme alone, as backup_create(tenants=["acme"]) writes one."""
+    name = write_backup(folder, created_at)
+
+    def scoped(lines: list[forge.Line]) -> list[forge.Line]:
+        return [{**forge.header(lines), "scope": {"tenants": ["acme"], "global": []}}, *lines[1:]]
+
+    forge.forge(folder / name, folder / name, scoped)
+    return name
+
+
+def test_prune_keeps_tenant_backups_apart_from_whole_database_backups(folder, backup_env, settings):
+    whole = write_backup(folder, datetime(2025, 6, 1, 2, tzinfo=UTC))
+    tenant = [write_tenant_backup(folder, datetime(2025, 6, 1 + n, 12, tzinfo=UTC)) for n in range(4)]
+    settings.ADCP_BACKUP_KEEP_TENANT = 3
+    result = services.backup_prune(keep_last=1, dry_run=True)
+    assert result.policy["keep_tenant"] == 3
+    assert [(p.name, p.reasons) for p in result.kept] == [
+        (whole, ("last backup", "newest valid backup")),
+        *[(name, ("tenant backup, one of the newest 3",)) for name in reversed(tenant[1:])]]
+    assert [(p.name, p.reasons) for p in result.removed] == [(tenant[0], ("tenant backup beyond the newest 3",))]
+    out = StringIO()
+    call_command("backup_prune", "--keep-last", "1", "--keep-tenant", "unlimited", "--dry-run", "--json", stdout=out)
+    assert [p["name"] for p in json.loads(out.getvalue())["kept"]] == [whole, *reversed(tenant)]
+    result = services.backup_prune(keep_last=1, keep_tenant=0)
+    assert [p.name for p in result.kept] == [whole]
+    assert set(files(folder)) == {whole}
