@@ -388,3 +388,104 @@ def test_checked_events_stop_at_the_first_problem(backup_env):
     with path.open("rb") as raw:
         kinds = [type(event).__name__ for event in validation.checked_events(open_reader(raw))]
     assert kinds[:3] == ["TableStart", "RowBatch", "TableEnd"]
+
+
+# -- the edges of each rule ---------------------------------------------------------------------------------------
+def test_a_name_from_a_file_is_shown_whole_up_to_80_characters_of_its_repr():
+    spec = dataset.table("tenant")
+    fits, cut = "c" * 78, "c" * 79  # repr adds two quotes: 80 and 81 characters
+    assert validation.column_problems("s", spec, ["id", fits, cut], ["integer", "text", "text"]) == [
+        Problem("s", f"unknown column '{fits}': tenant has no such column"),
+        Problem("s", f"unknown column '{'c' * 76}...: tenant has no such column"),
+    ]
+
+
+def test_an_unknown_tables_section_is_its_name_without_the_quotes():
+    start = TableStart("Xeno'", ["id"], ["integer"])
+    assert validation.table_problems(start) == [  # repr() quotes it with double quotes, which stay
+        Problem("\"Xeno'\"", "unknown table \"Xeno'\": this is not a table adcp-backup knows")]
+    assert validation.table_problems(TableStart("XenoX", ["id"], ["integer"])) == [
+        Problem("XenoX", "unknown table 'XenoX': this is not a table adcp-backup knows")]
+
+
+def test_every_table_of_the_headers_schema_is_checked_after_a_bad_one():
+    assert validation.header_problems(schema({"Tenant": [], "product": []})) == [
+        Problem("header", "the schema names an unknown table 'Tenant'"),
+        Problem("header", "product: the primary key id is missing")]
+    assert validation.header_problems(schema({"tenant": "id", "product": []})) == [
+        Problem("header", "the schema's columns of tenant are malformed"),
+        Problem("header", "product: the primary key id is missing")]
+
+
+@pytest.mark.parametrize("length", [99, 100, 101])
+def test_a_ddl_statement_is_shown_whole_up_to_100_characters(length):
+    statement = "DROP TABLE " + "t" * (length - 11)
+    shown = statement if length <= 100 else statement[:97] + "..."
+    assert validation.ddl_problems("sqlite", [statement]) == [
+        Problem("header", f"ddl statement 1 is not part of the AdCP sqlite schema this version ships: {shown!r}")]
+
+
+@pytest.mark.parametrize(("statement", "normal"), [
+    ("SELECT Xab, XY", "select xab , xy"),
+    ('SELECT ""', "select "),  # an empty quoted name
+])
+def test_ddl_names_keep_their_letters(statement, normal):
+    assert validation.normalise_ddl(statement) == normal
+
+
+def app_file(path: str = "data/app_settings.json", content: bytes = b"{}\n") -> dict[str, Any]:
+    import hashlib
+    from base64 import b64encode
+
+    return {"kind": "file", "path": path, "size": len(content), "mode": 0o600,
+            "sha256": hashlib.sha256(content).hexdigest(), "content_b64": b64encode(content).decode()}
+
+
+def test_settings_file_records_are_checked_and_one_file_recorded_twice_is_refused(problems_of, backup_env):
+    from adcp_backup.format.detect import open_reader
+
+    assert problems_of(header(), *table("tenant", [tenant(1, "a")]), app_file()) == []
+    twice = [header(), *table("tenant", [tenant(1, "a")]), app_file(), app_file()]
+    found = problems_of(*twice)
+    target = backup_env / "data" / "app_settings.json"
+    assert found == [("file data/app_settings.json", None,
+                      f"a second record for {target} (the first was data/app_settings.json)")]
+    path = forge.write(backup_env / "backups" / "twice.jsonl", twice)
+    with path.open("rb") as raw, pytest.raises(InvalidBackup) as caught:
+        list(validation.checked_events(open_reader(raw)))
+    assert [(p.section, p.row, p.message) for p in caught.value.problems] == found
+    path = forge.write(backup_env / "backups" / "table.jsonl", [header(), *table("Tenant", [], cols=columns("tenant"))])
+    with path.open("rb") as raw, pytest.raises(InvalidBackup) as caught:
+        list(validation.checked_events(open_reader(raw)))
+    assert caught.value.problems == [
+        Problem("Tenant", "unknown table 'Tenant': this is not a table adcp-backup knows")]
+
+
+def test_the_embedding_rule_needs_both_its_columns():
+    spec = dataset.table("product_embeddings")
+    for names in (["id", "embedding"], ["id", "dim"], ["id"]):
+        checker = RowChecker(spec, names, [spec.column(n).family for n in names])
+        assert checker.rules == []
+        row = {"id": 1, "embedding": b"abc", "dim": 5}
+        assert checker.check([[row[n] for n in names]], 1) == []
+
+
+def test_a_row_checker_accepts_null_in_a_column_of_no_known_family():
+    checker = RowChecker(None, ["a"], ["strange"])
+    assert checker.check([[None]], 1) == []
+
+
+def test_a_key_index_checks_unique_keys_when_the_primary_key_is_not_carried():
+    with KeyIndex() as keys:
+        keys.start_table(dataset.table("tenant"), ["slug"])
+        keys.add("tenant", [["a"], ["a"]], 1)
+        assert keys.problems() == [Problem("tenant", "duplicate key (slug='a'), first at row 1", 2)]
+
+
+def test_a_key_index_reports_at_most_a_hundred_problems_per_check_by_default():
+    with KeyIndex() as keys:
+        keys.start_table(dataset.table("tenant"), ["id"])
+        keys.add("tenant", [[n // 2] for n in range(2 * 101)], 1)
+        found = keys.problems()
+    assert found == [Problem("tenant", f"duplicate key (id={n}), first at row {2 * n + 1}", 2 * n + 2)
+                     for n in range(100)]
