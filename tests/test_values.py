@@ -10,9 +10,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connections
 
 from adcp_backup.dataset import BLOB, BOOLEAN, DATETIME, FLOAT, INTEGER, TEXT
 from adcp_backup.format.values import row_encoder, rows_decoder
+from tests.conftest import engine_aliases
 
 
 class DriverDateTime(datetime):
@@ -146,3 +148,23 @@ def test_a_decimal_comes_back_as_its_exact_text_which_an_engine_reads_as_the_sam
     [[back]] = rows_decoder([FLOAT])([orjson.loads(row_encoder([FLOAT])([value]))], False)
     assert back == "98765432109876543210.0123456789"
     assert Decimal(back) == value  # no detour through a float, which would keep 17 digits
+
+
+SERVER_ENGINES = [alias for alias in engine_aliases() if alias != "default"]  # SQLite has no exact NUMERIC
+
+
+@pytest.mark.django_db(databases="__all__")
+@pytest.mark.parametrize("alias", SERVER_ENGINES)
+def test_a_numeric_from_postgresql_or_mariadb_goes_back_as_the_same_number(alias):
+    import orjson
+
+    exact = "12345678901234567890.0123456789"
+    with connections[alias].cursor() as cursor:
+        cursor.execute(f"SELECT CAST('{exact}' AS DECIMAL(30, 10)), CAST('-0.5000000000' AS DECIMAL(30, 10))")
+        fetched = list(cursor.fetchone())
+        assert fetched == [Decimal(exact), Decimal("-0.5")] and {type(v) for v in fetched} == {Decimal}
+        line = row_encoder([FLOAT, FLOAT])(fetched)
+        assert line == b'["12345678901234567890.0123456789","-0.5000000000"]'
+        [back] = rows_decoder([FLOAT, FLOAT])([orjson.loads(line)], False)
+        cursor.execute("SELECT CAST(%s AS DECIMAL(30, 10)), CAST(%s AS DECIMAL(30, 10))", back)
+        assert list(cursor.fetchone()) == fetched
