@@ -344,9 +344,14 @@ def record_download(*, name: str, user: Any, remote_addr: str | None, database: 
 
 
 def _run_drill(job: BackupJob, progress: JobProgressRecorder) -> Outcome:
-    from .admin_drill import run_drill_job
-
-    return BackupJob.Status.SUCCEEDED, run_drill_job(job, progress)
+    """A backup that does not restore fails the job, keeping the drill's report."""
+    name = BackupStorage().require(job.backup_name)
+    result = services.backup_drill(file=name, database=job.database, progress=progress)
+    data = result.as_dict()
+    if not result.restorable:
+        first = result.problems[0] if result.problems else "unknown problem"
+        raise JobFailed(f"{result.name} does not restore: {first}", data)
+    return BackupJob.Status.SUCCEEDED, data
 
 
 _RUNNERS: dict[str, Callable[[BackupJob, JobProgressRecorder], Outcome]] = {
