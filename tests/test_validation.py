@@ -489,3 +489,107 @@ def test_a_key_index_reports_at_most_a_hundred_problems_per_check_by_default():
         found = keys.problems()
     assert found == [Problem("tenant", f"duplicate key (id={n}), first at row {2 * n + 1}", 2 * n + 2)
                      for n in range(100)]
+
+
+# -- the validation pass: the whole report ------------------------------------------------------------------------
+def row_lines(*rows: list[Any]) -> bytes:
+    import orjson
+
+    return b"".join(orjson.dumps(row) + b"\n" for row in rows)
+
+
+def test_a_valid_files_report_in_full(backup_env):
+    import hashlib
+
+    from adcp_backup.progress import ProgressEvent
+
+    (backup_env / "backups").mkdir(exist_ok=True)
+    tenants, products = [tenant(1, "a"), tenant(2, "b")], [product(1, 1)]
+    path = forge.write(backup_env / "backups" / "good.jsonl", [
+        header(counts={"tenant": 2}, withheld_files=[".env", 5]), *table("tenant", tenants),
+        *table("product", products)])
+    events: list[ProgressEvent] = []
+    report = services.backup_validate(file="good.jsonl", progress=events.append)
+    data = report.as_dict()
+    assert data.pop("duration") >= 0
+    assert data == {
+        "name": "good.jsonl", "path": str(path), "valid": True, "format": "adcp-backup v3", "compression": "none",
+        "encrypted": False, "created_at": "2025-03-01T00:00:00+00:00", "counts": {"tenant": 2, "product": 1},
+        "checksums": {"tenant": hashlib.sha256(row_lines(*tenants)).hexdigest(),
+                      "product": hashlib.sha256(row_lines(*products)).hexdigest()},
+        "problems": [], "problems_total": 0, "provenance": "signed", "provenance_note": "", "future_dated": False,
+        "withheld_files": [".env", "5"], "target_engine": None, "trusted": True,
+    }
+    assert events == [  # the header announces the tenants' count only
+        ProgressEvent("validate", "tenant", 0, 2), ProgressEvent("validate", "tenant", 2, 2),
+        ProgressEvent("validate", "tenant", 2, 2, finished=True),
+        ProgressEvent("validate", "product", 0, None), ProgressEvent("validate", "product", 1, None),
+        ProgressEvent("validate", "product", 1, 1, finished=True),
+    ]
+
+
+def test_a_file_that_cannot_be_read_is_reported_with_no_content(backup_env):
+    (backup_env / "backups").mkdir(exist_ok=True)
+    (backup_env / "backups" / "empty.jsonl").write_bytes(b"")
+    data = services.backup_validate(file="empty.jsonl").as_dict()
+    data.pop("duration")
+    assert data == {
+        "name": "empty.jsonl", "path": str(backup_env / "backups" / "empty.jsonl"), "valid": False, "format": None,
+        "compression": None, "encrypted": False, "created_at": None, "counts": {}, "checksums": {},
+        "problems": [{"section": "file", "row": None, "message": "the file is empty"}], "problems_total": 1,
+        "provenance": "unsigned", "provenance_note": "the file could not be read", "future_dated": False,
+        "withheld_files": [], "target_engine": None, "trusted": False,
+    }
+
+
+def test_a_signed_file_with_problems_is_not_taken_as_signed(backup_env):
+    (backup_env / "backups").mkdir(exist_ok=True)
+    forge.write(backup_env / "backups" / "bad.jsonl", [header(), *table("tenant", [tenant(1, "a", web=4)])])
+    report = services.backup_validate(file="bad.jsonl")
+    assert (report.valid, report.provenance, report.provenance_note) == (
+        False, "unsigned", "the file has problems, so its signature proves nothing")
+    forge.write(backup_env / "backups" / "unsigned.jsonl", [header(), *table("tenant", [tenant(1, "a")])],
+                sign=False)
+    report = services.backup_validate(file="unsigned.jsonl")
+    assert (report.valid, report.provenance) == (True, "unsigned")
+
+
+def test_a_file_dated_in_the_future_says_so(backup_env):
+    (backup_env / "backups").mkdir(exist_ok=True)
+    forge.write(backup_env / "backups" / "later.jsonl", [{**header(), "created_at": "2999-01-01T00:00:00+00:00"}])
+    assert services.backup_validate(file="later.jsonl").future_dated is True
+
+
+def test_withheld_files_are_listed_up_to_a_hundred(backup_env):
+    (backup_env / "backups").mkdir(exist_ok=True)
+    forge.write(backup_env / "backups" / "many.jsonl", [header(withheld_files=[f"f{n}" for n in range(150)])])
+    assert services.backup_validate(file="many.jsonl").withheld_files == [f"f{n}" for n in range(100)]
+
+
+def test_problems_are_kept_up_to_the_limit_and_all_of_them_counted(problems_of, backup_env, settings):
+    settings.ADCP_BACKUP_MAX_PROBLEMS = 3
+    problems_of(header(), *table("tenant", [tenant(n, f"s{n}", web=5) for n in range(1, 8)]))
+    report = services.backup_validate(file="forged.jsonl")
+    assert report.problems == [Problem("tenant", "enable_web_context should be 0 or 1, not 5", n) for n in (1, 2, 3)]
+    assert report.problems_total == 7
+
+
+def test_a_target_engine_adds_the_values_it_would_refuse(problems_of, backup_env):
+    infinite = [1, 1, "P1", None, {"$float": "inf"}, "guaranteed", None, None, WHEN]
+    assert problems_of(header(), *table("tenant", [tenant(1, "a")]), *table("product", [infinite])) == []
+    report = services.backup_validate(file="forged.jsonl", target_engine="mysql")
+    assert report.target_engine == "mysql"
+    assert report.problems == [
+        Problem("product", "price_cpm is inf, which MariaDB cannot store (it has no infinities or NaN)", 1)]
+
+
+def test_a_validation_is_recorded_as_succeeded_or_invalid():
+    from adcp_backup.results import ValidationReport
+
+    def report(valid: bool) -> ValidationReport:
+        return ValidationReport(name="x.jsonl", path=None, valid=valid, format=None, compression=None,
+                                encrypted=False, created_at=None, counts={}, checksums={}, problems=[],
+                                problems_total=0, duration=0.0)
+
+    assert validation.job_outcome(report(True)) == ("succeeded", report(True).as_dict(), "x.jsonl")
+    assert validation.job_outcome(report(False)) == ("invalid", report(False).as_dict(), "x.jsonl")
