@@ -593,3 +593,20 @@ def test_a_validation_is_recorded_as_succeeded_or_invalid():
 
     assert validation.job_outcome(report(True)) == ("succeeded", report(True).as_dict(), "x.jsonl")
     assert validation.job_outcome(report(False)) == ("invalid", report(False).as_dict(), "x.jsonl")
+
+
+def test_a_legacy_file_is_reported_as_legacy_and_never_as_signed(backup_env):
+    from tests.legacy_fixtures import write_v2
+
+    (backup_env / "backups").mkdir(exist_ok=True)
+    write_v2(backup_env / "backups" / "old.json", {
+        "backup_metadata": {"created_at": "2025-09-02T17:46:46.629000", "version": "2.0",
+                            "backup_type": "comprehensive", "data_counts": {"tenants": 1}},
+        "tenants": [{"id": 1, "name": "Acme", "slug": "acme", "custom_prompt": None, "web_grounding_prompt": None,
+                     "enable_web_context": True, "created_at": "2024-01-01 00:00:00"}],
+        "products": [], "external_agents": [], "product_embeddings": []}, compress=False)
+    report = services.backup_validate(file="old.json")
+    assert (report.valid, report.format, report.counts) == (True, "legacy v2.0", {
+        "tenant": 1, "product": 0, "externalagent": 0, "product_embeddings": 0})
+    assert (report.provenance, report.provenance_note) == (
+        "unsigned", "a legacy-format file: the legacy backup code signed nothing")
