@@ -610,3 +610,41 @@ def test_a_legacy_file_is_reported_as_legacy_and_never_as_signed(backup_env):
         "tenant": 1, "product": 0, "externalagent": 0, "product_embeddings": 0})
     assert (report.provenance, report.provenance_note) == (
         "unsigned", "a legacy-format file: the legacy backup code signed nothing")
+
+
+def test_value_checks_stop_once_the_kept_problems_are_full(problems_of, backup_env, settings):
+    # Bounded work on a hostile file: once the report holds ADCP_BACKUP_MAX_PROBLEMS problems, later checks of
+    # values are skipped, so the total counts what was checked.
+    settings.ADCP_BACKUP_MAX_PROBLEMS = 1
+    row = [1, 1, None, None, {"$float": "inf"}, "guaranteed", None, None, WHEN]
+    problems_of(header(), *table("product", [row]))
+    report = services.backup_validate(file="forged.jsonl", target_engine="mysql")
+    assert (report.problems, report.problems_total) == ([Problem("product", "name is NULL but the column is NOT NULL",
+                                                                 1)], 1)
+
+
+def test_the_duration_is_the_time_the_validation_took(problems_of):
+    import time
+
+    problems_of(header(), *table("tenant", [tenant(1, "a")]))
+    started = time.monotonic()
+    report = services.backup_validate(file="forged.jsonl")
+    assert 0 <= report.duration <= time.monotonic() - started
+
+
+def test_an_encrypted_file_is_reported_as_encrypted_even_when_it_cannot_be_opened(backup_env, tmp_path):
+    from tests.test_crypto import age_keygen, encrypt
+
+    (backup_env / "backups").mkdir(exist_ok=True)
+    identity, public = age_keygen(tmp_path, "key")
+    plain = forge.write(tmp_path / "plain.jsonl", [header(), *table("tenant", [tenant(1, "a")])])
+    target = backup_env / "backups" / "secret.jsonl.age"
+    encrypt(plain, target, public)
+    report = services.backup_validate(file="secret.jsonl.age", identity=identity)
+    assert (report.valid, report.encrypted, report.counts) == (True, True, {"tenant": 1})
+    data = bytearray(target.read_bytes())
+    data[data.index(b"\n---") + 8] ^= 0x01  # inside the age header's MAC: the file cannot be opened at all
+    target.write_bytes(bytes(data))
+    report = services.backup_validate(file="secret.jsonl.age", identity=identity)
+    assert (report.valid, report.encrypted, report.format) == (False, True, None)
+    assert [p.section for p in report.problems] == ["encryption"]
