@@ -515,7 +515,7 @@ def backup_prune(
     plan = retention.plan_prune([e for e in entries if e.trusted or e.error is not None], policy,
                                 keep_safety=safety, tz=django_timezone.get_default_timezone(),
                                 is_valid=lambda entry: _passes_validation(entry.name), keep_tenant=tenant,
-                                is_tenant=lambda entry: tenant_scope.is_tenant_backup({"scope": entry.scope}))
+                                is_tenant=_is_tenant_backup)
     untrusted = [retention.PrunedFile.of(e, [_untrusted_reason(e)]) for e in entries
                  if e.error is None and not e.trusted]
     notes = ["every --keep-* count is 0: no regular backup is removed"] if policy.empty else []
@@ -541,6 +541,10 @@ def backup_prune(
     logger.info("%s: %s kept, %s removed, %s skipped", "Prune dry run" if dry_run else "Pruned",
                 len(result.kept), len(result.removed), len(result.skipped))
     return result
+
+
+def _is_tenant_backup(entry: retention.Entry) -> bool:
+    return isinstance(entry, BackupEntry) and tenant_scope.is_tenant_backup({"scope": entry.scope})
 
 
 def _prune_candidates(database: str) -> list[BackupEntry]:
