@@ -105,8 +105,7 @@ def log_action(request: HttpRequest, model_admin: ModelAdmin, job_id: int | None
 def databases() -> list[str]:
     from django.conf import settings
 
-    configured = backup_settings.ADMIN_DATABASES
-    aliases = [configured] if isinstance(configured, str) else list(configured or backup_settings.databases)
+    aliases = backup_settings.ADMIN_DATABASES or backup_settings.DATABASES
     return [alias for alias in aliases if alias in settings.DATABASES] or ["default"]
 
 
@@ -294,8 +293,8 @@ def backup_list(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
         rows=rows, page=page, query=query, total=len(entries), error=error,
         running=[{"job": j, "progress": jobs.progress_of(j)} for j in active],
         history=BackupJob.objects.select_related("user")[:HISTORY_ROWS],
-        create_form=CreateForm(initial={"compression": backup_settings.compression,
-                                        "encrypt": bool(backup_settings.ENCRYPT),
+        create_form=CreateForm(initial={"compression": backup_settings.COMPRESSION,
+                                        "encrypt": backup_settings.ENCRYPT,
                                         "database": chosen_database(request)}),
         history_url=history_url(request, model_admin),
         filters=[{"key": k, "label": label, "selected": k == show, "query": query_string(params, show=k, p="")}
@@ -374,7 +373,7 @@ def create(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Choose a compression (none, gzip or zstd) and a database from the lists.")
         return HttpResponseRedirect(url(request, "changelist"))
-    options: dict[str, Any] = {"compression": form.cleaned_data["compression"] or backup_settings.compression}
+    options: dict[str, Any] = {"compression": form.cleaned_data["compression"] or backup_settings.COMPRESSION}
     if "encrypt" in form.fields:
         options["encrypt"] = bool(form.cleaned_data.get("encrypt"))
     return start(request, model_admin, kind=BackupJob.Kind.CREATE, options=options,
@@ -564,7 +563,7 @@ def prune(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
 @csrf_exempt  # the upload handlers must be set before anything reads the body; CSRF is checked just below
 def upload(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
     require(request, "upload")
-    limit = int(backup_settings.UPLOAD_MAX_SIZE)
+    limit = backup_settings.UPLOAD_MAX_SIZE
     if request.method == "POST":
         refusal = uploads.prepare(request, limit=limit)
         if refusal:

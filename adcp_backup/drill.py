@@ -210,7 +210,7 @@ def _drill(*, name: str, file: str, live: str, alias: str, scratch: dict[str, st
             fts_problems = engine.fts_check()
             checks["fts"] = not fts_problems
             problems.extend(fts_problems)
-    limit = int(backup_settings.MAX_PROBLEMS)
+    limit = backup_settings.MAX_PROBLEMS
     return DrillResult(name=name, format=fmt, database=live, engine=engine.vendor, scratch=scratch,
                        restorable=not problems, tables=tables, problems=problems[:limit], checks=checks,
                        restore_seconds=restore_seconds, verify_seconds=time.monotonic() - verify_started,
@@ -300,7 +300,7 @@ def verify(engine: Engine, open_backup: OpenBackup, header: dict[str, Any], *,
             checksum_restored=recomputed, compared="exact" if exact else "normalized",
             matches=not differing and restored == table.rows and (not exact or recomputed == table.sha256),
         )
-    return checks, problems[:int(backup_settings.MAX_PROBLEMS)]
+    return checks, problems[:backup_settings.MAX_PROBLEMS]
 
 
 def _file_rows(reader: Any, *, exact: bool, only: str | None = None) -> dict[str, _FileTable]:
@@ -337,7 +337,7 @@ def _read_back(engine: Engine, spec: dataset.TableSpec, table: _FileTable, *, ex
                problems: list[Problem], progress: ProgressCallback) -> tuple[int, str, int]:
     """Read one restored table in key order: its row count, its recomputed SHA-256 in the backup's encoding,
     and (``keyed``) how many rows differ from the file's, each added to ``problems``."""
-    limit = int(backup_settings.MAX_PROBLEMS)
+    limit = backup_settings.MAX_PROBLEMS
     progress(ProgressEvent("drill", spec.name, 0, table.rows))
     raw_encode = row_encoder(table.families)
     compare = _line_encoder(table.families, exact)
@@ -346,7 +346,7 @@ def _read_back(engine: Engine, spec: dataset.TableSpec, table: _FileTable, *, ex
     expected = dict(table.digests) if keyed else {}
     key_index = table.columns.index(spec.primary_key) if spec.primary_key in table.columns else None
     keyed = keyed and key_index is not None and not table.unkeyed
-    batch = int(backup_settings.BATCH_SIZE)
+    batch = backup_settings.BATCH_SIZE
     if BLOB in table.families:
         batch = max(1, batch // 8)  # wide rows (embeddings): smaller batches keep the drill's memory flat
     for batch_rows in engine.read_rows(spec, table.columns, batch_size=batch):
@@ -532,7 +532,7 @@ def scratch_name() -> str:
 
 
 def scratch_folder() -> Path:
-    return backup_settings.optional_path("DRILL_DIR") or Path(tempfile.gettempdir()).resolve()
+    return backup_settings.DRILL_DIR or Path(tempfile.gettempdir()).resolve()
 
 
 @contextmanager
@@ -611,10 +611,7 @@ def _create_scratch(live: str, name: str) -> str:
     with _admin_engine(live) as engine:
         wanted = "database"
         if engine.scratch_schemas:
-            wanted = str(backup_settings.DRILL_POSTGRESQL_SCRATCH or "database").lower()
-            if wanted not in ("database", "schema"):
-                raise BackupConfigurationError(
-                    f"ADCP_BACKUP_DRILL_POSTGRESQL_SCRATCH must be database or schema, not {wanted!r}.")
+            wanted = backup_settings.DRILL_POSTGRESQL_SCRATCH
         if wanted == "database":
             try:
                 engine.create_database(name)

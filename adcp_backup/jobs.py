@@ -160,9 +160,7 @@ def thread_alive(job_id: int) -> bool:
 
 
 def runner() -> str:
-    choice = str(backup_settings.JOB_RUNNER or "auto").lower()
-    if choice not in ("auto", "thread", "celery"):
-        raise BackupConfigurationError(f"ADCP_BACKUP_JOB_RUNNER must be auto, thread or celery, not {choice!r}.")
+    choice = backup_settings.JOB_RUNNER
     if choice == "auto":
         if not getattr(settings, "CELERY_BROKER_URL", ""):
             return "thread"

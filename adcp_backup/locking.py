@@ -59,7 +59,7 @@ class Holder:
 
 
 def lock_path() -> Path:
-    return (backup_settings.optional_path("LOCK_DIR") or backup_settings.backup_dir) / LOCK_FILE_NAME
+    return (backup_settings.LOCK_DIR or backup_settings.DIR) / LOCK_FILE_NAME
 
 
 def _held() -> list[str]:
@@ -87,7 +87,7 @@ def operation_lock(kind: str, *, database: str = "default", timeout: float | Non
             held.pop()
         return
     if timeout is None:
-        timeout = 0.0 if kind == "restore" else float(backup_settings.LOCK_TIMEOUT)
+        timeout = 0.0 if kind == "restore" else backup_settings.LOCK_TIMEOUT
     deadline = time.monotonic() + max(0.0, timeout)
     with _file_lock(kind, database, deadline), _database_lock(kind, database, deadline):
         held.append(kind)

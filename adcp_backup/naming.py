@@ -37,4 +37,4 @@ def is_future(created: datetime | None, now: datetime | None = None) -> bool:
     if created is None:
         return False
     now = now or datetime.now(UTC)
-    return (created - now).total_seconds() > float(backup_settings.FUTURE_TOLERANCE)
+    return (created - now).total_seconds() > backup_settings.FUTURE_TOLERANCE

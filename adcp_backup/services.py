@@ -132,10 +132,10 @@ def backup_create(
     ``include_secrets`` keeps secret environment values in clear inside it, and needs encryption.
     With ``tenants`` (slugs): only those tenants' rows, plus the global parts named in ``with_global``."""
     started = time.monotonic()
-    compression = (compression or backup_settings.compression).lower()
+    compression = (compression or backup_settings.COMPRESSION).lower()
     if compression not in codecs.SUFFIXES:
         raise BackupError(f"Unknown compression {compression!r}: use none, gzip or zstd.")
-    encrypt = bool(backup_settings.ENCRYPT) if encrypt is None else encrypt
+    encrypt = backup_settings.ENCRYPT if encrypt is None else encrypt
     if include_secrets and not encrypt:
         raise BackupError("--include-secrets keeps API keys and passwords in the file, so it needs encryption: "
                           "add --encrypt (or set ADCP_BACKUP_ENCRYPT) with ADCP_BACKUP_AGE_RECIPIENTS.")
@@ -424,10 +424,10 @@ def _backup_info(*, database: str, max_age: timedelta | None, identity: str | os
         },
         newest=newest_info,
         settings={
-            "compression": backup_settings.compression,
-            "settings_files": [str(p) for p in backup_settings.settings_files],
-            "environment_variables": list(backup_settings.ENV_VARS),
-            "safety_backup": bool(backup_settings.SAFETY_BACKUP),
+            "compression": backup_settings.COMPRESSION,
+            "settings_files": [str(p) for p in backup_settings.SETTINGS_FILES],
+            "environment_variables": backup_settings.ENV_VARS,
+            "safety_backup": backup_settings.SAFETY_BACKUP,
             "schedule": monitoring.schedule_info(),
             "retention": monitoring.retention_info(),
             "encryption": {**monitoring.encryption_info(),
@@ -507,8 +507,8 @@ def backup_prune(
     ADCP_BACKUP_KEEP_SAFETY and ADCP_BACKUP_KEEP_TENANT when it is ``None``."""
     policy, policy_source = retention_policy(keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly,
                                              keep_monthly=keep_monthly)
-    safety = int(backup_settings.KEEP_SAFETY if keep_safety is None else keep_safety)
-    tenant = int(backup_settings.KEEP_TENANT if keep_tenant is None else keep_tenant)
+    safety = backup_settings.KEEP_SAFETY if keep_safety is None else keep_safety
+    tenant = backup_settings.KEEP_TENANT if keep_tenant is None else keep_tenant
     # Only this installation's own backups of this database are subject to the rules: a file dropped into the
     # storage (uploaded, foreign, future-dated) can neither push a real backup out of a rule nor be deleted by one.
     entries = _prune_candidates(database)
@@ -520,7 +520,7 @@ def backup_prune(
                  if e.error is None and not e.trusted]
     notes = ["every --keep-* count is 0: no regular backup is removed"] if policy.empty else []
     storage = _storage()
-    partials = [p for p in storage.partial_files() if p.age > float(backup_settings.PARTIAL_EXPIRY)]
+    partials = [p for p in storage.partial_files() if p.age > backup_settings.PARTIAL_EXPIRY]
     if not dry_run:
         for pruned in plan.removed:
             try:
@@ -551,7 +551,7 @@ def _prune_candidates(database: str) -> list[BackupEntry]:
     """The backups retention may judge for ``database``: its own. Where several databases share the storage,
     a backup whose origin cannot be read (legacy, or encrypted without a key here) is never removed."""
     target = origin.of_alias(database)
-    shared = len(backup_settings.databases) > 1
+    shared = len(backup_settings.DATABASES) > 1
     return [e for e in backup_list() if e.belongs_to(target) and (e.origin_known or not shared)]
 
 
@@ -600,7 +600,7 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
             created_at=header.get("created_at"),
             file_counts={t: None if tenants else counts.get(t) for t in file_tables},
             current_counts=dict(tenant_scope.current_counts(engine, slugs)),
-            settings_files=[str(p) for p in backup_settings.settings_files] if "settings" in global_parts else [],
+            settings_files=[str(p) for p in backup_settings.SETTINGS_FILES] if "settings" in global_parts else [],
             scope={"tenants": slugs, "global": global_parts},
             origin=came_from,
             other_database=came_from["other_database"],
@@ -612,7 +612,7 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
         created_at=header.get("created_at"),
         file_counts={t: counts.get(t) for t in file_tables},
         current_counts={t: engine.count(t) if t in existing else None for t in dataset.table_names()},
-        settings_files=[str(p) for p in backup_settings.settings_files],
+        settings_files=[str(p) for p in backup_settings.SETTINGS_FILES],
         scope=header.get("scope") or {"tenants": "all"},
         origin=came_from,
         other_database=came_from["other_database"],

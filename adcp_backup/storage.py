@@ -66,7 +66,7 @@ def get_storage() -> Storage:
     alias = backup_settings.STORAGE_ALIAS
     if alias in getattr(settings, "STORAGES", {}):
         return storages[alias]
-    return FileSystemStorage(location=str(backup_settings.backup_dir), file_permissions_mode=0o600,
+    return FileSystemStorage(location=str(backup_settings.DIR), file_permissions_mode=0o600,
                              directory_permissions_mode=0o700)
 
 
@@ -148,7 +148,7 @@ class BackupStorage:
         """Partial files of interrupted backups: in the backup folder, and in the temporary folder of uploads
         to remote storage. Only regular files of this user, never through a symbolic link."""
         folders = [Path(cast(FileSystemStorage, self.storage).location)] if self.is_local else []
-        folders.append(Path(backup_settings.TEMP_DIR or tempfile.gettempdir()))
+        folders.append(backup_settings.TEMP_DIR or Path(tempfile.gettempdir()))
         found: list[PartialFile] = []
         now = time.time()
         for folder in dict.fromkeys(folders):
@@ -179,7 +179,7 @@ class BackupStorage:
             final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             folder, prefix = final.parent, f".{name}."
         else:
-            folder = backup_settings.optional_path("TEMP_DIR") or Path(tempfile.gettempdir())
+            folder = backup_settings.TEMP_DIR or Path(tempfile.gettempdir())
             prefix = ".adcp-backup-"
         # A fresh, unpredictable name created with O_EXCL|O_NOFOLLOW, mode 0600: nothing planted at a known path
         # can receive the backup or redirect the write. The file is then only used through this descriptor.
