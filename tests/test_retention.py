@@ -360,7 +360,7 @@ def decided(items: list[Listed], policy: retention.Policy, tz: Any = UTC) -> lis
     return [(d.item.name, d.keep, d.reasons) for d in retention.apply_policy(items, policy, tz)]
 
 
-def test_every_decision_names_each_rule_that_keeps_the_backup():
+def test_every_decision_names_each_rule_that_keeps_the_backup() -> None:
     items = [Listed(name, at(when)) for name, when in [
         ("mar-31", "2025-03-31T09:00"), ("apr-01-late", "2025-04-01T20:00"), ("apr-01-early", "2025-04-01T08:00"),
         ("apr-02", "2025-04-02T08:00"), ("apr-07", "2025-04-07T08:00"), ("may-05", "2025-05-05T08:00"),
@@ -376,7 +376,7 @@ def test_every_decision_names_each_rule_that_keeps_the_backup():
     ]
 
 
-def test_a_rule_that_has_kept_its_count_does_not_stop_the_rules_after_it():
+def test_a_rule_that_has_kept_its_count_does_not_stop_the_rules_after_it() -> None:
     # keep_weekly 1 is spent on the newest backup; keep_monthly must still see the two older months.
     items = [Listed("jan", at("2025-01-15T12:00")), Listed("feb", at("2025-02-12T12:00")),
              Listed("mar-10", at("2025-03-10T12:00")), Listed("mar-12", at("2025-03-12T12:00"))]
@@ -394,7 +394,7 @@ def test_a_rule_that_has_kept_its_count_does_not_stop_the_rules_after_it():
     ]
 
 
-def test_a_rule_with_fewer_buckets_than_its_count_keeps_the_oldest_once():
+def test_a_rule_with_fewer_buckets_than_its_count_keeps_the_oldest_once() -> None:
     items = [Listed("jun-2", at("2025-06-02T12:00")), Listed("jun-1", at("2025-06-01T12:00")),
              Listed("may-2", at("2025-05-20T12:00")), Listed("may-1", at("2025-05-02T12:00"))]
     assert decided(items, retention.Policy(monthly=5)) == [
@@ -415,7 +415,7 @@ def test_a_rule_with_fewer_buckets_than_its_count_keeps_the_oldest_once():
         (item.name, True, ("last backup",)) for item in items]
 
 
-def test_a_negative_count_keeps_every_bucket():
+def test_a_negative_count_keeps_every_bucket() -> None:
     items = [Listed(f"m{month}", at(f"2024-{month:02}-10T12:00")) for month in range(1, 13)]
     kept = decided(items, retention.Policy(monthly=-1))
     assert [name for name, keep, _ in kept if keep] == [f"m{month}" for month in range(12, 0, -1)]
@@ -431,13 +431,13 @@ def test_a_negative_count_keeps_every_bucket():
     (retention.Policy(monthly=5), "2024-03-05T12:00", "2025-03-05T12:00"),
     (retention.Policy(monthly=5), "2025-02-05T12:00", "2025-03-05T12:00"),
 ])
-def test_buckets_are_whole_calendar_days_iso_weeks_and_months(policy, older, newer):
+def test_buckets_are_whole_calendar_days_iso_weeks_and_months(policy: Any, older: Any, newer: Any) -> None:
     rule = next(name for name, count in policy.as_dict().items() if count).removeprefix("keep_")
     items = [Listed("older", at(older)), Listed("newer", at(newer)), Listed("oldest", at("2023-01-01T00:00"))]
     assert decided(items, policy)[:2] == [("newer", True, (f"{rule} backup",)), ("older", True, (f"{rule} backup",))]
 
 
-def test_iso_weeks_run_monday_to_sunday_and_across_the_new_year():
+def test_iso_weeks_run_monday_to_sunday_and_across_the_new_year() -> None:
     items = [Listed("mon-dec-29", at("2025-12-29T08:00")), Listed("sun-jan-4", at("2026-01-04T20:00")),
              Listed("sun-dec-28", at("2025-12-28T20:00"))]
     assert decided(items, retention.Policy(weekly=2)) == [
@@ -447,7 +447,7 @@ def test_iso_weeks_run_monday_to_sunday_and_across_the_new_year():
     ]
 
 
-def test_days_are_cut_in_the_given_time_zone():
+def test_days_are_cut_in_the_given_time_zone() -> None:
     items = [Listed("utc-23h", at("2025-03-01T23:00")), Listed("utc-01h", at("2025-03-01T01:00"))]
     assert decided(items, retention.Policy(daily=2), UTC) == [("utc-23h", True, ("daily backup",)),
                                                                ("utc-01h", True, ("oldest daily backup",))]
@@ -458,11 +458,11 @@ def test_days_are_cut_in_the_given_time_zone():
 
 @pytest.mark.parametrize("policy", [retention.Policy(last=1), retention.Policy(daily=1), retention.Policy(weekly=1),
                                     retention.Policy(monthly=1), retention.Policy(daily=-1)])
-def test_a_policy_with_any_count_is_not_empty(policy):
+def test_a_policy_with_any_count_is_not_empty(policy: Any) -> None:
     assert not policy.empty
 
 
-def test_a_policy_of_zero_counts_keeps_everything_and_says_so():
+def test_a_policy_of_zero_counts_keeps_everything_and_says_so() -> None:
     items = [Listed("a", at("2025-01-01T00:00")), Listed("b", at("2025-01-02T00:00"))]
     assert retention.Policy().empty
     assert decided(items, retention.Policy()) == [("b", True, ("no retention rule set",)),
@@ -475,7 +475,7 @@ def pruned(name: str, item: Listed, *reasons: str) -> retention.PrunedFile:
     return retention.PrunedFile(name, item.created_at, item.purpose, item.size, reasons)
 
 
-def test_a_prune_plan_keeps_skips_and_removes_each_backup_for_its_reasons():
+def test_a_prune_plan_keeps_skips_and_removes_each_backup_for_its_reasons() -> None:
     new = Listed("new", at("2025-06-03T12:00"), size=300)
     broken_newer = Listed("broken-newer", at("2025-06-04T12:00"), size=400)
     mid = Listed("mid", at("2025-06-02T12:00"), size=200)
@@ -509,7 +509,7 @@ def test_a_prune_plan_keeps_skips_and_removes_each_backup_for_its_reasons():
     ]
 
 
-def test_the_newest_valid_backup_adds_its_reason_to_the_rules_reasons():
+def test_the_newest_valid_backup_adds_its_reason_to_the_rules_reasons() -> None:
     items = [Listed("b", at("2025-06-02T12:00")), Listed("a", at("2025-06-01T12:00"))]
     plan = retention.plan_prune(items, retention.Policy(last=1), keep_safety=0, tz=UTC, is_valid=lambda e: True)
     assert plan.kept == [pruned("b", items[0], "last backup", "newest valid backup")]
@@ -520,7 +520,7 @@ def test_the_newest_valid_backup_adds_its_reason_to_the_rules_reasons():
 
 
 @pytest.mark.parametrize(("keep_safety", "kept"), [(0, []), (1, ["s3"]), (2, ["s3", "s2"]), (-1, ["s3", "s2", "s1"])])
-def test_safety_backups_keep_their_own_count_and_zero_keeps_none(keep_safety, kept):
+def test_safety_backups_keep_their_own_count_and_zero_keeps_none(keep_safety: Any, kept: Any) -> None:
     items = [Listed(f"s{n}", at(f"2025-06-0{n}T12:00"), purpose="safety") for n in (2, 1, 3)]
     plan = retention.plan_prune(items, retention.Policy(last=5), keep_safety=keep_safety, tz=UTC,
                                 is_valid=lambda e: True)
@@ -531,7 +531,7 @@ def test_safety_backups_keep_their_own_count_and_zero_keeps_none(keep_safety, ke
     assert plan.skipped == []
 
 
-def test_a_prune_plan_cuts_days_in_the_time_zone_it_is_given():
+def test_a_prune_plan_cuts_days_in_the_time_zone_it_is_given() -> None:
     # 23:00 and 01:00 UTC on 1 March are 2 March in Tokyo (+9): two days there, one day in UTC.
     items = [Listed("utc-23h", at("2025-03-01T23:00")), Listed("utc-01h", at("2025-03-01T01:00")),
              Listed("feb", at("2025-02-20T12:00"))]
@@ -546,7 +546,7 @@ class Scoped(Listed):
     tenants: tuple[str, ...] = ()
 
 
-def test_tenant_backups_keep_their_own_count_and_never_push_a_whole_backup_out():
+def test_tenant_backups_keep_their_own_count_and_never_push_a_whole_backup_out() -> None:
     whole = [Listed(f"whole-{n}", at(f"2025-06-0{n}T02:00")) for n in (1, 2)]
     tenant = [Scoped(f"acme-{n}", at(f"2025-06-0{n}T12:00"), tenants=("acme",)) for n in (1, 2, 3, 4)]
     safety = Scoped("safety-acme", at("2025-06-05T12:00"), purpose="safety", tenants=("acme",))
@@ -584,7 +584,9 @@ def write_tenant_backup(folder: Path, created_at: datetime) -> str:
     return name
 
 
-def test_prune_keeps_tenant_backups_apart_from_whole_database_backups(folder, backup_env, settings):
+def test_prune_keeps_tenant_backups_apart_from_whole_database_backups(
+        folder: Any, backup_env: Any, settings: Any,
+) -> None:
     whole = write_backup(folder, datetime(2025, 6, 1, 2, tzinfo=UTC))
     tenant = [write_tenant_backup(folder, datetime(2025, 6, 1 + n, 12, tzinfo=UTC)) for n in range(4)]
     settings.ADCP_BACKUP_KEEP_TENANT = 3

@@ -43,7 +43,8 @@ def product(pk: int, tenant_id: int) -> list[Any]:
     return [pk, tenant_id, f"P{pk}", None, 1.5, "guaranteed", None, None, WHEN]
 
 
-def embedding(pk: int, product_id: int, provider: str | None = "gemini", *, size: int = 8, dim: int = 2) -> list[Any]:
+def embedding(pk: int, product_id: int, provider: str | None = "gemini", *, size: int = 8,
+              dim: int | None = 2) -> list[Any]:
     return [pk, product_id, "text", "hash", {"$bytes": "AAAAAAAAAAA="} if size == 8 else {"$bytes": "AAAA"},
             provider, "m1", dim, None, None, WHEN]
 
@@ -62,14 +63,14 @@ def problems_of(backup_env: Path) -> Callable[..., list[tuple[str, int | None, s
     return validate
 
 
-def test_a_well_formed_file_has_no_problems(problems_of):
+def test_a_well_formed_file_has_no_problems(problems_of: Any) -> None:
     assert problems_of(header(counts={"tenant": 2, "product": 1}),
                        *table("tenant", [tenant(1, "acme", True), tenant(2, "beta", 0)], sequence=2),
                        *table("product", [product(1, 2)])) == []
 
 
 # -- values of each row ---------------------------------------------------------------------------------------
-def test_a_boolean_column_takes_true_false_0_and_1_and_nothing_else(problems_of):
+def test_a_boolean_column_takes_true_false_0_and_1_and_nothing_else(problems_of: Any) -> None:
     rows = [tenant(1, "a", True), tenant(2, "b", 0), tenant(3, "c", 1), tenant(4, "d", 2), tenant(5, "e", -1),
             tenant(6, "f", "yes"), tenant(7, "g", None)]
     assert problems_of(header(), *table("tenant", rows)) == [
@@ -80,7 +81,7 @@ def test_a_boolean_column_takes_true_false_0_and_1_and_nothing_else(problems_of)
     ]
 
 
-def test_each_family_names_what_it_expected_and_what_it_found(problems_of):
+def test_each_family_names_what_it_expected_and_what_it_found(problems_of: Any) -> None:
     assert problems_of(header(), *table("tenant", [["1", 5, "acme", None, None, False, 20240101]]),
                        *table("product", [[1, 1, "P", None, "cheap", "guaranteed", None, None, WHEN]])) == [
         ("tenant", 1, "id should be an integer, not str"),
@@ -91,12 +92,12 @@ def test_each_family_names_what_it_expected_and_what_it_found(problems_of):
     ]
 
 
-def test_a_float_column_takes_integers_and_a_nullable_column_takes_null(problems_of):
+def test_a_float_column_takes_integers_and_a_nullable_column_takes_null(problems_of: Any) -> None:
     row = [1, 1, "P", None, 3, "guaranteed", None, None, WHEN]
     assert problems_of(header(), *table("tenant", [tenant(1, "a")]), *table("product", [row])) == []
 
 
-def test_an_embedding_holds_four_bytes_per_dimension(problems_of):
+def test_an_embedding_holds_four_bytes_per_dimension(problems_of: Any) -> None:
     rows = [embedding(1, 1), embedding(2, 1, "openai", size=3), embedding(3, 1, "other", dim=None)]
     assert problems_of(header(), *table("tenant", [tenant(1, "a")]), *table("product", [product(1, 1)]),
                        *table("product_embeddings", rows)) == [
@@ -109,28 +110,30 @@ def test_an_embedding_holds_four_bytes_per_dimension(problems_of):
     ]
 
 
-def test_bad_values_are_reported_for_each_row_up_to_twenty_per_column_and_batch(problems_of, settings):
+def test_bad_values_are_reported_for_each_row_up_to_twenty_per_column_and_batch(
+        problems_of: Any, settings: Any,
+) -> None:
     settings.ADCP_BACKUP_MAX_PROBLEMS = 1000
     rows = [tenant(n, f"t{n}", name=None) for n in range(1, 31)]
     found = problems_of(header(), *table("tenant", rows))
     assert found == [("tenant", n, "name is NULL but the column is NOT NULL") for n in range(1, 21)]
 
 
-def test_a_short_or_damaged_row_is_reported_not_a_crash(problems_of):
+def test_a_short_or_damaged_row_is_reported_not_a_crash(problems_of: Any) -> None:
     assert problems_of(header(), *table("tenant", [tenant(1, "a"), [2, "B"]])) == [
         ("tenant", 2, "the row has 2 values, expected 7")]
     assert problems_of(header(), *table("tenant", [tenant(1, "a"), b'[2, "B", "b", null, null, true'])) == [
         ("tenant", 2, "the row is not valid JSON")]
 
 
-def test_a_value_that_cannot_be_decoded_is_reported_with_its_row(problems_of):
+def test_a_value_that_cannot_be_decoded_is_reported_with_its_row(problems_of: Any) -> None:
     rows = [tenant(1, "a"), tenant(2, "b"), [3, "C", "c", {"$bytes": "!!"}, None, True, WHEN]]
     assert problems_of(header(), *table("tenant", rows)) == [
         ("tenant", 3, "a value cannot be decoded: Only base64 data is allowed")]
 
 
 # -- unique and foreign keys ------------------------------------------------------------------------------------
-def test_duplicate_keys_name_the_key_its_values_and_both_rows(problems_of):
+def test_duplicate_keys_name_the_key_its_values_and_both_rows(problems_of: Any) -> None:
     rows = [tenant(1, "acme"), tenant(2, "beta"), tenant(1, "gamma"), tenant(4, "acme"), tenant(5, "acme")]
     assert problems_of(header(), *table("tenant", rows)) == [
         ("tenant", 3, "duplicate key (id=1), first at row 1"),
@@ -138,7 +141,7 @@ def test_duplicate_keys_name_the_key_its_values_and_both_rows(problems_of):
     ]
 
 
-def test_a_foreign_key_names_the_missing_value_and_its_table(problems_of):
+def test_a_foreign_key_names_the_missing_value_and_its_table(problems_of: Any) -> None:
     assert problems_of(header(), *table("tenant", [tenant(1, "a")]),
                        *table("product", [product(1, 1), product(2, 7), product(3, 1), product(4, 9)])) == [
         ("product", 2, "tenant_id 7 has no row in tenant"),
@@ -146,7 +149,7 @@ def test_a_foreign_key_names_the_missing_value_and_its_table(problems_of):
     ]
 
 
-def test_keys_are_checked_in_every_table_the_file_holds_after_one_it_lacks(problems_of):
+def test_keys_are_checked_in_every_table_the_file_holds_after_one_it_lacks(problems_of: Any) -> None:
     # No tenant table: the products' tenants cannot be checked, but their own keys and the embeddings' can.
     assert problems_of(header(), *table("product", [product(1, 5), product(1, 6), product(3, 7)]),
                        *table("product_embeddings", [embedding(1, 1), embedding(2, 1), embedding(3, 2, None),
@@ -164,7 +167,7 @@ def test_keys_are_checked_in_every_table_the_file_holds_after_one_it_lacks(probl
     ]
 
 
-def test_keys_are_not_checked_in_a_file_whose_trailer_is_damaged(problems_of, backup_env):
+def test_keys_are_not_checked_in_a_file_whose_trailer_is_damaged(problems_of: Any, backup_env: Any) -> None:
     path = forge.write(backup_env / "backups" / "cut.jsonl", [header(), *table("tenant", [tenant(1, "a"),
                                                                                          tenant(1, "a")])])
     path.write_bytes(path.read_bytes().rsplit(b"\n", 2)[0] + b"\n")  # the trailer gone
@@ -172,13 +175,13 @@ def test_keys_are_not_checked_in_a_file_whose_trailer_is_damaged(problems_of, ba
     assert [p.section for p in report.problems] == ["trailer"]
 
 
-def test_a_key_index_reports_nothing_for_tables_it_never_started():
+def test_a_key_index_reports_nothing_for_tables_it_never_started() -> None:
     with KeyIndex() as keys:
         keys.add("tenant", [tenant(1, "a"), tenant(1, "a")], 1)
         assert keys.problems() == []
 
 
-def test_a_key_index_keeps_at_most_limit_problems_per_check():
+def test_a_key_index_keeps_at_most_limit_problems_per_check() -> None:
     with KeyIndex() as keys:
         keys.start_table(dataset.table("tenant"), [c["name"] for c in columns("tenant")])
         keys.add("tenant", [tenant(1, f"s{n}") for n in range(5)], 10)
@@ -190,7 +193,7 @@ def test_a_key_index_keeps_at_most_limit_problems_per_check():
                                           Problem("product", "tenant_id 99 has no row in tenant", 2)]
 
 
-def test_a_key_index_checks_only_the_key_columns_a_file_carries():
+def test_a_key_index_checks_only_the_key_columns_a_file_carries() -> None:
     with KeyIndex() as keys:
         keys.start_table(dataset.table("tenant"), ["id", "name"])  # no slug column
         keys.add("tenant", [[1, "a"], [2, "a"]], 1)
@@ -200,11 +203,11 @@ def test_a_key_index_checks_only_the_key_columns_a_file_carries():
 
 
 # -- the registry, not the file, says what a column holds ------------------------------------------------------
-def test_a_row_checker_takes_families_and_nullability_from_the_registry_not_the_file():
+def test_a_row_checker_takes_families_and_nullability_from_the_registry_not_the_file() -> None:
     names = [c["name"] for c in columns("tenant")]
     lying = ["text"] * len(names)  # the file calls every column text
     checker = RowChecker(dataset.table("tenant"), names, lying)
-    rows = [[1, None, "a", None, None, "yes", WHEN], [2, "B", "b", None, None, 3, WHEN]]
+    rows: list[list[Any]] = [[1, None, "a", None, None, "yes", WHEN], [2, "B", "b", None, None, 3, WHEN]]
     assert checker.check(rows, 1) == [
         Problem("tenant", "name is NULL but the column is NOT NULL", 1),
         Problem("tenant", "enable_web_context should be a boolean, not str", 1),
@@ -212,7 +215,7 @@ def test_a_row_checker_takes_families_and_nullability_from_the_registry_not_the_
     ]
 
 
-def test_a_row_checker_without_not_null_leaves_nulls_to_the_database():
+def test_a_row_checker_without_not_null_leaves_nulls_to_the_database() -> None:
     names = [c["name"] for c in columns("tenant")]
     checker = RowChecker(dataset.table("tenant"), names, [c["family"] for c in columns("tenant")], not_null=False)
     assert checker.check([[1, None, None, None, None, None, None]], 1) == []
@@ -220,7 +223,7 @@ def test_a_row_checker_without_not_null_leaves_nulls_to_the_database():
         Problem("tenant", "enable_web_context should be 0 or 1, not 7", 4)]
 
 
-def test_a_row_checker_of_no_registry_table_uses_the_files_families():
+def test_a_row_checker_of_no_registry_table_uses_the_files_families() -> None:
     checker = RowChecker(None, ["a", "b"], ["integer", "boolean"])
     assert checker.table == "?"
     assert checker.check([[1, True], [None, 5], ["x", False]], 1) == [
@@ -229,13 +232,13 @@ def test_a_row_checker_of_no_registry_table_uses_the_files_families():
     ]
 
 
-def test_a_row_checker_treats_an_unknown_column_of_a_registry_table_as_the_file_says():
+def test_a_row_checker_treats_an_unknown_column_of_a_registry_table_as_the_file_says() -> None:
     checker = RowChecker(dataset.table("tenant"), ["id", "extra"], ["integer", "integer"])
     assert checker.check([[1, "x"], [2, None]], 1) == [Problem("tenant", "extra should be an integer, not str", 1)]
 
 
 # -- structure: tables, columns, the header's schema and DDL ----------------------------------------------------
-def test_unknown_tables_and_columns_are_named_safely(problems_of):
+def test_unknown_tables_and_columns_are_named_safely(problems_of: Any) -> None:
     long_name = "x" * 100
     cols = columns("tenant")
     assert problems_of(header(),
@@ -254,12 +257,12 @@ def test_unknown_tables_and_columns_are_named_safely(problems_of):
     ]
 
 
-def test_a_table_without_its_primary_key_or_with_columns_and_families_that_differ(problems_of):
+def test_a_table_without_its_primary_key_or_with_columns_and_families_that_differ(problems_of: Any) -> None:
     assert problems_of(header(), *table("tenant", [], cols=columns("tenant")[1:])) == [
         ("tenant", None, "the primary key id is missing")]
 
 
-def test_column_problems_compare_names_families_and_their_number():
+def test_column_problems_compare_names_families_and_their_number() -> None:
     spec = dataset.table("tenant")
     assert validation.column_problems("s", spec, ["id", "name"], ["integer"]) == [
         Problem("s", "the table's columns and families differ in number")]
@@ -279,14 +282,14 @@ def test_column_problems_compare_names_families_and_their_number():
     (True, ["the sequence True is not a counter (an integer from 0 to 2^63 - 1)"]),
     ("5", ["the sequence '5' is not a counter (an integer from 0 to 2^63 - 1)"]),
 ])
-def test_a_sequence_is_absent_or_a_counter_an_engine_can_hold(sequence, problems):
+def test_a_sequence_is_absent_or_a_counter_an_engine_can_hold(sequence: Any, problems: Any) -> None:
     assert validation.sequence_problems("tenant", sequence) == [Problem("tenant", m) for m in problems]
     start = TableStart("tenant", [c["name"] for c in columns("tenant")], [c["family"] for c in columns("tenant")],
                        sequence=sequence)
     assert validation.table_problems(start) == [Problem("tenant", m) for m in problems]
 
 
-def test_a_tables_end_is_checked_against_the_headers_counts(problems_of):
+def test_a_tables_end_is_checked_against_the_headers_counts(problems_of: Any) -> None:
     assert validation.end_problems({"counts": {"tenant": 2}}, TableEnd("tenant", 3, sequence=-2)) == [
         Problem("tenant", "the sequence -2 is not a counter (an integer from 0 to 2^63 - 1)"),
         Problem("tenant", "the header announces 2 rows, the file holds 3"),
@@ -320,7 +323,7 @@ def schema(tables: Any = None, **extra: Any) -> dict[str, Any]:
      ["tenant: the column slug is 'blob' in the file, but text in tenant", "product: the primary key id is missing"]),
     (schema({"tenant": [{"family": "integer"}]}), ["tenant: unknown column None: tenant has no such column"]),
 ])
-def test_the_headers_schema_names_only_registry_tables_and_columns(head, problems):
+def test_the_headers_schema_names_only_registry_tables_and_columns(head: Any, problems: Any) -> None:
     assert validation.header_problems(head) == [Problem("header", m) for m in problems]
 
 
@@ -345,11 +348,11 @@ def sqlite_ddl() -> list[str]:
      ["ddl statement 1 is not part of the AdCP postgresql schema this version ships: '"
       + ("SELECT " + "1, " * 40 + "1")[:97] + "...'"]),
 ])
-def test_ddl_in_the_header_is_only_the_shipped_schemas(engine, ddl, problems):
+def test_ddl_in_the_header_is_only_the_shipped_schemas(engine: Any, ddl: Any, problems: Any) -> None:
     assert validation.ddl_problems(engine, ddl) == [Problem("header", m) for m in problems]
 
 
-def test_the_shipped_ddl_as_written_or_respelled_by_an_engine_is_accepted():
+def test_the_shipped_ddl_as_written_or_respelled_by_an_engine_is_accepted() -> None:
     shipped = sqlite_ddl()
     assert shipped and validation.ddl_problems("sqlite", shipped) == []
     respelled = [s.upper().replace("(", " ( ") + " ; ; " for s in shipped if "'" not in s]
@@ -367,11 +370,11 @@ def test_the_shipped_ddl_as_written_or_respelled_by_an_engine_is_accepted():
     ('SELECT "a""b", \'X\'', 'select a""b , \'X\''),
     ('SELECT "', 'select "'),
 ])
-def test_ddl_is_compared_in_one_spelling(statement, normal):
+def test_ddl_is_compared_in_one_spelling(statement: Any, normal: Any) -> None:
     assert validation.normalise_ddl(statement) == normal
 
 
-def test_checked_events_stop_at_the_first_problem(backup_env):
+def test_checked_events_stop_at_the_first_problem(backup_env: Any) -> None:
     from adcp_backup.format.detect import open_reader
 
     folder = backup_env / "backups"
@@ -391,7 +394,7 @@ def test_checked_events_stop_at_the_first_problem(backup_env):
 
 
 # -- the edges of each rule ---------------------------------------------------------------------------------------
-def test_a_name_from_a_file_is_shown_whole_up_to_80_characters_of_its_repr():
+def test_a_name_from_a_file_is_shown_whole_up_to_80_characters_of_its_repr() -> None:
     spec = dataset.table("tenant")
     fits, cut = "c" * 78, "c" * 79  # repr adds two quotes: 80 and 81 characters
     assert validation.column_problems("s", spec, ["id", fits, cut], ["integer", "text", "text"]) == [
@@ -400,7 +403,7 @@ def test_a_name_from_a_file_is_shown_whole_up_to_80_characters_of_its_repr():
     ]
 
 
-def test_an_unknown_tables_section_is_its_name_without_the_quotes():
+def test_an_unknown_tables_section_is_its_name_without_the_quotes() -> None:
     start = TableStart("Xeno'", ["id"], ["integer"])
     assert validation.table_problems(start) == [  # repr() quotes it with double quotes, which stay
         Problem("\"Xeno'\"", "unknown table \"Xeno'\": this is not a table adcp-backup knows")]
@@ -408,7 +411,7 @@ def test_an_unknown_tables_section_is_its_name_without_the_quotes():
         Problem("XenoX", "unknown table 'XenoX': this is not a table adcp-backup knows")]
 
 
-def test_every_table_of_the_headers_schema_is_checked_after_a_bad_one():
+def test_every_table_of_the_headers_schema_is_checked_after_a_bad_one() -> None:
     assert validation.header_problems(schema({"Tenant": [], "product": []})) == [
         Problem("header", "the schema names an unknown table 'Tenant'"),
         Problem("header", "product: the primary key id is missing")]
@@ -418,7 +421,7 @@ def test_every_table_of_the_headers_schema_is_checked_after_a_bad_one():
 
 
 @pytest.mark.parametrize("length", [99, 100, 101])
-def test_a_ddl_statement_is_shown_whole_up_to_100_characters(length):
+def test_a_ddl_statement_is_shown_whole_up_to_100_characters(length: Any) -> None:
     statement = "DROP TABLE " + "t" * (length - 11)
     shown = statement if length <= 100 else statement[:97] + "..."
     assert validation.ddl_problems("sqlite", [statement]) == [
@@ -429,7 +432,7 @@ def test_a_ddl_statement_is_shown_whole_up_to_100_characters(length):
     ("SELECT Xab, XY", "select xab , xy"),
     ('SELECT ""', "select "),  # an empty quoted name
 ])
-def test_ddl_names_keep_their_letters(statement, normal):
+def test_ddl_names_keep_their_letters(statement: Any, normal: Any) -> None:
     assert validation.normalise_ddl(statement) == normal
 
 
@@ -441,7 +444,9 @@ def app_file(path: str = "data/app_settings.json", content: bytes = b"{}\n") -> 
             "sha256": hashlib.sha256(content).hexdigest(), "content_b64": b64encode(content).decode()}
 
 
-def test_settings_file_records_are_checked_and_one_file_recorded_twice_is_refused(problems_of, backup_env):
+def test_settings_file_records_are_checked_and_one_file_recorded_twice_is_refused(
+        problems_of: Any, backup_env: Any,
+) -> None:
     from adcp_backup.format.detect import open_reader
 
     assert problems_of(header(), *table("tenant", [tenant(1, "a")]), app_file()) == []
@@ -461,28 +466,28 @@ def test_settings_file_records_are_checked_and_one_file_recorded_twice_is_refuse
         Problem("Tenant", "unknown table 'Tenant': this is not a table adcp-backup knows")]
 
 
-def test_the_embedding_rule_needs_both_its_columns():
+def test_the_embedding_rule_needs_both_its_columns() -> None:
     spec = dataset.table("product_embeddings")
     for names in (["id", "embedding"], ["id", "dim"], ["id"]):
         checker = RowChecker(spec, names, [spec.column(n).family for n in names])
         assert checker.rules == []
-        row = {"id": 1, "embedding": b"abc", "dim": 5}
+        row: dict[str, Any] = {"id": 1, "embedding": b"abc", "dim": 5}
         assert checker.check([[row[n] for n in names]], 1) == []
 
 
-def test_a_row_checker_accepts_null_in_a_column_of_no_known_family():
+def test_a_row_checker_accepts_null_in_a_column_of_no_known_family() -> None:
     checker = RowChecker(None, ["a"], ["strange"])
     assert checker.check([[None]], 1) == []
 
 
-def test_a_key_index_checks_unique_keys_when_the_primary_key_is_not_carried():
+def test_a_key_index_checks_unique_keys_when_the_primary_key_is_not_carried() -> None:
     with KeyIndex() as keys:
         keys.start_table(dataset.table("tenant"), ["slug"])
         keys.add("tenant", [["a"], ["a"]], 1)
         assert keys.problems() == [Problem("tenant", "duplicate key (slug='a'), first at row 1", 2)]
 
 
-def test_a_key_index_reports_at_most_a_hundred_problems_per_check_by_default():
+def test_a_key_index_reports_at_most_a_hundred_problems_per_check_by_default() -> None:
     with KeyIndex() as keys:
         keys.start_table(dataset.table("tenant"), ["id"])
         keys.add("tenant", [[n // 2] for n in range(2 * 101)], 1)
@@ -498,7 +503,7 @@ def row_lines(*rows: list[Any]) -> bytes:
     return b"".join(orjson.dumps(row) + b"\n" for row in rows)
 
 
-def test_a_valid_files_report_in_full(backup_env):
+def test_a_valid_files_report_in_full(backup_env: Any) -> None:
     import hashlib
 
     from adcp_backup.progress import ProgressEvent
@@ -509,7 +514,11 @@ def test_a_valid_files_report_in_full(backup_env):
         header(counts={"tenant": 2}, withheld_files=[".env", 5]), *table("tenant", tenants),
         *table("product", products)])
     events: list[ProgressEvent] = []
-    report = services.backup_validate(file="good.jsonl", progress=events.append)
+
+    def record(event: ProgressEvent) -> None:
+        events.append(event)
+
+    report = services.backup_validate(file="good.jsonl", progress=record)
     data = report.as_dict()
     assert data.pop("duration") >= 0
     assert data == {
@@ -528,7 +537,7 @@ def test_a_valid_files_report_in_full(backup_env):
     ]
 
 
-def test_a_file_that_cannot_be_read_is_reported_with_no_content(backup_env):
+def test_a_file_that_cannot_be_read_is_reported_with_no_content(backup_env: Any) -> None:
     (backup_env / "backups").mkdir(exist_ok=True)
     (backup_env / "backups" / "empty.jsonl").write_bytes(b"")
     data = services.backup_validate(file="empty.jsonl").as_dict()
@@ -542,7 +551,7 @@ def test_a_file_that_cannot_be_read_is_reported_with_no_content(backup_env):
     }
 
 
-def test_a_signed_file_with_problems_is_not_taken_as_signed(backup_env):
+def test_a_signed_file_with_problems_is_not_taken_as_signed(backup_env: Any) -> None:
     (backup_env / "backups").mkdir(exist_ok=True)
     forge.write(backup_env / "backups" / "bad.jsonl", [header(), *table("tenant", [tenant(1, "a", web=4)])])
     report = services.backup_validate(file="bad.jsonl")
@@ -554,19 +563,21 @@ def test_a_signed_file_with_problems_is_not_taken_as_signed(backup_env):
     assert (report.valid, report.provenance) == (True, "unsigned")
 
 
-def test_a_file_dated_in_the_future_says_so(backup_env):
+def test_a_file_dated_in_the_future_says_so(backup_env: Any) -> None:
     (backup_env / "backups").mkdir(exist_ok=True)
     forge.write(backup_env / "backups" / "later.jsonl", [{**header(), "created_at": "2999-01-01T00:00:00+00:00"}])
     assert services.backup_validate(file="later.jsonl").future_dated is True
 
 
-def test_withheld_files_are_listed_up_to_a_hundred(backup_env):
+def test_withheld_files_are_listed_up_to_a_hundred(backup_env: Any) -> None:
     (backup_env / "backups").mkdir(exist_ok=True)
     forge.write(backup_env / "backups" / "many.jsonl", [header(withheld_files=[f"f{n}" for n in range(150)])])
     assert services.backup_validate(file="many.jsonl").withheld_files == [f"f{n}" for n in range(100)]
 
 
-def test_problems_are_kept_up_to_the_limit_and_all_of_them_counted(problems_of, backup_env, settings):
+def test_problems_are_kept_up_to_the_limit_and_all_of_them_counted(
+        problems_of: Any, backup_env: Any, settings: Any,
+) -> None:
     settings.ADCP_BACKUP_MAX_PROBLEMS = 3
     problems_of(header(), *table("tenant", [tenant(n, f"s{n}", web=5) for n in range(1, 8)]))
     report = services.backup_validate(file="forged.jsonl")
@@ -574,7 +585,7 @@ def test_problems_are_kept_up_to_the_limit_and_all_of_them_counted(problems_of, 
     assert report.problems_total == 7
 
 
-def test_a_target_engine_adds_the_values_it_would_refuse(problems_of, backup_env):
+def test_a_target_engine_adds_the_values_it_would_refuse(problems_of: Any, backup_env: Any) -> None:
     infinite = [1, 1, "P1", None, {"$float": "inf"}, "guaranteed", None, None, WHEN]
     assert problems_of(header(), *table("tenant", [tenant(1, "a")]), *table("product", [infinite])) == []
     report = services.backup_validate(file="forged.jsonl", target_engine="mysql")
@@ -583,7 +594,7 @@ def test_a_target_engine_adds_the_values_it_would_refuse(problems_of, backup_env
         Problem("product", "price_cpm is inf, which MariaDB cannot store (it has no infinities or NaN)", 1)]
 
 
-def test_a_validation_is_recorded_as_succeeded_or_invalid():
+def test_a_validation_is_recorded_as_succeeded_or_invalid() -> None:
     from adcp_backup.results import ValidationReport
 
     def report(valid: bool) -> ValidationReport:
@@ -595,7 +606,7 @@ def test_a_validation_is_recorded_as_succeeded_or_invalid():
     assert validation.job_outcome(report(False)) == ("invalid", report(False).as_dict(), "x.jsonl")
 
 
-def test_a_legacy_file_is_reported_as_legacy_and_never_as_signed(backup_env):
+def test_a_legacy_file_is_reported_as_legacy_and_never_as_signed(backup_env: Any) -> None:
     from tests.legacy_fixtures import write_v2
 
     (backup_env / "backups").mkdir(exist_ok=True)
@@ -612,7 +623,7 @@ def test_a_legacy_file_is_reported_as_legacy_and_never_as_signed(backup_env):
         "unsigned", "a legacy-format file: the legacy backup code signed nothing")
 
 
-def test_value_checks_stop_once_the_kept_problems_are_full(problems_of, backup_env, settings):
+def test_value_checks_stop_once_the_kept_problems_are_full(problems_of: Any, backup_env: Any, settings: Any) -> None:
     # Bounded work on a hostile file: once the report holds ADCP_BACKUP_MAX_PROBLEMS problems, later checks of
     # values are skipped, so the total counts what was checked.
     settings.ADCP_BACKUP_MAX_PROBLEMS = 1
@@ -623,7 +634,7 @@ def test_value_checks_stop_once_the_kept_problems_are_full(problems_of, backup_e
                                                                  1)], 1)
 
 
-def test_the_duration_is_the_time_the_validation_took(problems_of):
+def test_the_duration_is_the_time_the_validation_took(problems_of: Any) -> None:
     import time
 
     problems_of(header(), *table("tenant", [tenant(1, "a")]))
@@ -632,7 +643,9 @@ def test_the_duration_is_the_time_the_validation_took(problems_of):
     assert 0 <= report.duration <= time.monotonic() - started
 
 
-def test_an_encrypted_file_is_reported_as_encrypted_even_when_it_cannot_be_opened(backup_env, tmp_path):
+def test_an_encrypted_file_is_reported_as_encrypted_even_when_it_cannot_be_opened(
+        backup_env: Any, tmp_path: Any,
+) -> None:
     from tests.test_crypto import age_keygen, encrypt
 
     (backup_env / "backups").mkdir(exist_ok=True)

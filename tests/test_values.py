@@ -62,18 +62,18 @@ ENCODED = [
 
 
 @pytest.mark.parametrize(("families", "row", "line"), ENCODED)
-def test_each_kind_of_value_is_written_exactly_so(families, row, line):
+def test_each_kind_of_value_is_written_exactly_so(families: Any, row: Any, line: Any) -> None:
     assert row_encoder(families)(row) == line
 
 
-def test_a_blob_row_is_encoded_from_a_copy_the_callers_row_is_left_alone():
+def test_a_blob_row_is_encoded_from_a_copy_the_callers_row_is_left_alone() -> None:
     row = [b"ab", "t"]
     assert row_encoder([BLOB, BLOB])(row) == b'["YWI=",{"$text":"t"}]'
     assert row == [b"ab", "t"]
 
 
 @pytest.mark.parametrize("value", [object(), {1, 2}, 1 + 2j])
-def test_a_value_of_no_known_kind_is_refused_by_name(value):
+def test_a_value_of_no_known_kind_is_refused_by_name(value: Any) -> None:
     with pytest.raises(TypeError) as caught:
         row_encoder([TEXT])([value])
     assert str(caught.value.__cause__) == f"cannot store a value of type {type(value).__name__}"
@@ -100,7 +100,7 @@ DECODED: list[tuple[list[str], list[list[Any]], bool, list[list[Any]]]] = [
 
 
 @pytest.mark.parametrize(("families", "rows", "tagged", "values"), DECODED)
-def test_each_written_form_is_read_back_exactly_so(families, rows, tagged, values):
+def test_each_written_form_is_read_back_exactly_so(families: Any, rows: Any, tagged: Any, values: Any) -> None:
     rows = copy.deepcopy(rows)  # decoded in place: the parameters stay as written for the next run
     decoded = rows_decoder(families)(rows, tagged)
     assert decoded == values
@@ -108,18 +108,18 @@ def test_each_written_form_is_read_back_exactly_so(families, rows, tagged, value
     assert decoded is rows  # in place
 
 
-def test_nan_is_read_back_as_nan():
+def test_nan_is_read_back_as_nan() -> None:
     [[value]] = rows_decoder([FLOAT])([[{"$float": "nan"}]], True)
     assert type(value) is float and math.isnan(value)
 
 
-def test_text_that_sat_in_a_blob_column_comes_back_as_plain_str():
+def test_text_that_sat_in_a_blob_column_comes_back_as_plain_str() -> None:
     [[value]] = rows_decoder([BLOB])([[{"$text": "YWI="}]], True)
     assert value == "YWI=" and type(value) is str  # looks like base64, and is still not decoded
 
 
 @pytest.mark.parametrize("bad", ["YWI", "YW I=", "YWI=\n", "YW*=", "YWI==="])
-def test_base64_is_read_strictly_in_blob_columns_and_bytes_tags(bad):
+def test_base64_is_read_strictly_in_blob_columns_and_bytes_tags(bad: Any) -> None:
     with pytest.raises(binascii.Error):
         rows_decoder([BLOB])([[bad]], False)
     with pytest.raises(binascii.Error):
@@ -131,7 +131,7 @@ def test_base64_is_read_strictly_in_blob_columns_and_bytes_tags(bad):
     [None, "", False, b"\x00" * 3, float("inf"), float("-inf"), 1.7976931348623157e308],
     [2**63 - 1, "{\"$bytes\": \"YWI=\"}", None, "text", None, 1e-10, 2.0],
 ])
-def test_rows_round_trip_through_a_line(row):
+def test_rows_round_trip_through_a_line(row: Any) -> None:
     import orjson
 
     families = [INTEGER, TEXT, BOOLEAN, BLOB, FLOAT, FLOAT, FLOAT]
@@ -141,7 +141,7 @@ def test_rows_round_trip_through_a_line(row):
     assert [type(v) for v in back] == [type(v) for v in row]
 
 
-def test_a_decimal_comes_back_as_its_exact_text_which_an_engine_reads_as_the_same_number():
+def test_a_decimal_comes_back_as_its_exact_text_which_an_engine_reads_as_the_same_number() -> None:
     import orjson
 
     value = Decimal("98765432109876543210.0123456789")
@@ -155,7 +155,7 @@ SERVER_ENGINES = [alias for alias in engine_aliases() if alias != "default"]  # 
 
 @pytest.mark.django_db(databases="__all__")
 @pytest.mark.parametrize("alias", SERVER_ENGINES)
-def test_a_numeric_from_postgresql_or_mariadb_goes_back_as_the_same_number(alias):
+def test_a_numeric_from_postgresql_or_mariadb_goes_back_as_the_same_number(alias: Any) -> None:
     import orjson
 
     exact = "12345678901234567890.0123456789"

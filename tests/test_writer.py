@@ -18,7 +18,7 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def test_a_whole_file_line_by_line():
+def test_a_whole_file_line_by_line() -> None:
     out = io.BytesIO()
     writer = BackupWriter(out)
     signed: list[tuple[str, dict[str, int]]] = []
@@ -65,7 +65,7 @@ def test_a_whole_file_line_by_line():
     assert signed == [(digest, {"tenant": 3, "product": 0})]
 
 
-def test_an_unsigned_trailer_has_no_signature_and_counts_what_the_tables_held():
+def test_an_unsigned_trailer_has_no_signature_and_counts_what_the_tables_held() -> None:
     out = io.BytesIO()
     writer = BackupWriter(out)
     writer.header({})
@@ -80,13 +80,13 @@ def test_an_unsigned_trailer_has_no_signature_and_counts_what_the_tables_held():
     assert out.getvalue() == head + start + b"[1]\n[2]\n" + end + trailer
 
 
-def test_the_header_record_is_the_format_and_version_then_the_header():
+def test_the_header_record_is_the_format_and_version_then_the_header() -> None:
     assert (FORMAT_NAME, FORMAT_VERSION) == ("adcp-backup", 3)
     assert BackupWriter.header_record({"created_at": "x"}) == {"kind": "header", "format": "adcp-backup",
                                                                "version": 3, "created_at": "x"}
 
 
-def test_an_empty_file_has_only_a_header_and_a_trailer():
+def test_an_empty_file_has_only_a_header_and_a_trailer() -> None:
     out = io.BytesIO()
     writer = BackupWriter(out)
     writer.header({"counts": {}})
@@ -95,7 +95,7 @@ def test_an_empty_file_has_only_a_header_and_a_trailer():
     assert out.getvalue() == head + b'{"kind":"trailer","counts":{},"sha256":"' + sha(head).encode() + b'"}\n'
 
 
-def test_the_writer_streams_into_whatever_it_is_given_a_gzip_stream_holds_the_same_bytes():
+def test_the_writer_streams_into_whatever_it_is_given_a_gzip_stream_holds_the_same_bytes() -> None:
     plain, packed = io.BytesIO(), io.BytesIO()
     for stream in (plain, gzip.GzipFile(fileobj=packed, mode="wb", mtime=0)):
         writer = BackupWriter(stream)
@@ -115,7 +115,7 @@ def test_the_writer_streams_into_whatever_it_is_given_a_gzip_stream_holds_the_sa
     ([("end_table",)], "no table is open"),
     ([("begin_table", "a"), ("trailer",)], "a table is still open"),
 ])
-def test_tables_open_and_close_in_turn(steps: list[tuple[Any, ...]], message: str):
+def test_tables_open_and_close_in_turn(steps: list[tuple[Any, ...]], message: str) -> None:
     writer = BackupWriter(io.BytesIO())
     writer.header({})
     *before, (last, *args) = steps
