@@ -151,11 +151,17 @@ def test_daily_backups_keep_daily_7_keep_weekly_5_keep_monthly_12_as_documented(
     for back in range(400):
         write_backup(folder, newest - timedelta(days=back))
     result = services.backup_prune(keep_last=0, keep_daily=7, keep_weekly=5, keep_monthly=12)
-    reasons = [set(p.reasons) for p in result.kept]
-    assert sum("daily backup" in r for r in reasons) == 7
-    assert sum("weekly backup" in r and "daily backup" not in r for r in reasons) == 4
-    assert sum(r == {"monthly backup"} for r in reasons) in (11, 12)
-    assert len(result.kept) + len(result.removed) == 400
+    kept = [(p.created_at[:10] if p.created_at else None, p.reasons) for p in result.kept]
+    month_ends = ["2025-10-31", "2025-09-30", "2025-08-31", "2025-07-31", "2025-06-30", "2025-05-31", "2025-04-30",
+                  "2025-03-31", "2025-02-28", "2025-01-31", "2024-12-31"]
+    assert kept == [
+        ("2025-11-30", ("daily backup", "weekly backup", "monthly backup", "newest valid backup")),
+        *[(f"2025-11-{day}", ("daily backup",)) for day in range(29, 23, -1)],
+        *[(f"2025-11-{day:02}", ("weekly backup",)) for day in (23, 16, 9, 2)],
+        *[(end, ("monthly backup",)) for end in month_ends],
+    ]
+    assert len(result.removed) == 400 - len(kept)
+    assert {p.reasons for p in result.removed} == {("matched no rule",)}
 
 
 def test_calendar_days_are_those_of_the_project_time_zone(folder, backup_env, settings):
