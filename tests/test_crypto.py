@@ -24,6 +24,10 @@ from adcp_backup import demo, services
 from adcp_backup.exceptions import BackupConfigurationError, BackupError, EncryptionKeyError, InvalidBackup
 from adcp_backup.format import crypto
 from adcp_backup.format.codecs import AGE_MAGIC
+from adcp_backup.format.detect import open_reader
+from adcp_backup.format.events import RowBatch, TableStart
+from adcp_backup.format.writer import BackupWriter
+from adcp_backup.keys import load_identities, parse_recipients
 from adcp_backup.settings_files import REDACTED
 
 from .conftest import fts_match, table_state
@@ -442,7 +446,7 @@ def test_the_decrypting_reader_reads_ahead_a_bounded_amount(keys, tmp_path):
     threads = set(threading.enumerate())
     with open(encrypted, "rb") as f:
         source = CountingReader(f)
-        reader = crypto.decrypting_reader(source, identity=keys["identity"])
+        reader = crypto.decrypting_reader(source, load_identities(keys["identity"]))
         assert reader.read(1000) == bytes(1000)
         time.sleep(0.5)  # give the worker every chance to run ahead
         assert source.consumed < 4 << 20  # of 24 MiB: the worker waits for the reader
@@ -456,7 +460,7 @@ def test_the_decrypting_reader_reads_ahead_a_bounded_amount(keys, tmp_path):
 
 
 def test_the_encrypting_writer_passes_data_on_as_it_goes(keys, tmp_path):
-    recipients = crypto.parse_recipients([keys["public"]])
+    recipients = parse_recipients([keys["public"]])
     target = tmp_path / "out.age"
     with open(target, "wb") as raw:
         sink = CountingSink(raw)
@@ -523,12 +527,40 @@ def test_an_abandoned_decrypting_reader_stops_its_worker(keys, tmp_path):
     encrypt(plaintext, encrypted, keys["public"])
     threads = set(threading.enumerate())
     with open(encrypted, "rb") as handle:
-        reader = crypto.decrypting_reader(handle, identity=keys["identity"])  # no scope will close it
+        reader = crypto.decrypting_reader(handle, load_identities(keys["identity"]))  # nothing will close it
         assert reader.read(100) == bytes(100)
         assert len(set(threading.enumerate()) - threads) == 1  # the worker waits, 15 MiB short of the end
         del reader
         gc.collect()
         assert not set(threading.enumerate()) - threads  # a thread of an earlier test may end meanwhile
+
+
+def test_open_reader_owns_its_decrypting_layer_and_stops_it_when_the_block_ends(keys, tmp_path):
+    path = tmp_path / "large.jsonl.age"
+    with open(path, "wb") as raw, crypto.encrypting(raw, parse_recipients([keys["public"]])) as sink:
+        writer = BackupWriter(sink)
+        writer.header({"created_at": "2025-01-01T00:00:00+00:00"})
+        writer.begin_table("t", [{"name": "id", "family": "integer", "nullable": False},
+                                 {"name": "text", "family": "text", "nullable": False}])
+        for start in range(0, 200_000, 10_000):  # about 12 MiB: far more than the worker reads ahead
+            writer.rows([[i, "x" * 50] for i in range(start, start + 10_000)])
+        writer.end_table()
+        writer.trailer()
+    threads = set(threading.enumerate())
+    with open(path, "rb") as handle:
+        with open_reader(handle, tables=(), identities=lambda: load_identities(keys["identity"])) as reader:
+            events = reader.events()
+            assert isinstance(next(events), TableStart) and isinstance(next(events), RowBatch)
+            assert len(set(threading.enumerate()) - threads) == 1  # the worker waits, most of the file ahead
+        assert not set(threading.enumerate()) - threads  # stopped and joined when the block ended
+        handle.seek(0)
+        with pytest.raises(RuntimeError, match="stopped inside the block"), \
+                open_reader(handle, tables=(), identities=lambda: load_identities(keys["identity"])) as reader:
+            next(reader.events())
+            assert len(set(threading.enumerate()) - threads) == 1
+            raise RuntimeError("stopped inside the block")
+        assert not set(threading.enumerate()) - threads  # a thread of an earlier test may end meanwhile
+        assert not handle.closed  # the file belongs to its owner
 
 
 # -- passphrase files ----------------------------------------------------------------------------------------
