@@ -167,10 +167,10 @@ def test_a_value_that_cannot_be_decoded_is_a_problem_of_its_row_not_a_crash(valu
              {"kind": "table", "name": "t", "columns": COLUMNS}, row, row, [3, None, None, value, None], row,
              {"kind": "table_end", "name": "t"}]
     data = b"".join(forge.seal(lines, sign=False))
-    reader = open_reader(io.BytesIO(data), strict=False)
-    assert [e.first_row for e in reader.events() if isinstance(e, RowBatch)] == []
-    assert [(p.section, p.row, p.message) for p in reader.problems] == [
-        ("t", 3, f"a value cannot be decoded: {message}")]
-    with pytest.raises(InvalidBackup) as refused:
-        list(open_reader(io.BytesIO(data), strict=True).events())
+    with open_reader(io.BytesIO(data), tables=(), strict=False) as reader:
+        assert [e.first_row for e in reader.events() if isinstance(e, RowBatch)] == []
+        assert [(p.section, p.row, p.message) for p in reader.problems] == [
+            ("t", 3, f"a value cannot be decoded: {message}")]
+    with pytest.raises(InvalidBackup) as refused, open_reader(io.BytesIO(data), tables=(), strict=True) as strict:
+        list(strict.events())
     assert [str(p) for p in refused.value.problems] == [f"t row 3: a value cannot be decoded: {message}"]

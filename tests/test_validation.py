@@ -374,22 +374,25 @@ def test_ddl_is_compared_in_one_spelling(statement: Any, normal: Any) -> None:
     assert validation.normalise_ddl(statement) == normal
 
 
+def test_a_header_naming_anything_but_the_registry_is_refused_before_a_restore_reads_on() -> None:
+    with pytest.raises(InvalidBackup) as caught:
+        validation.require_sound_header({"schema": {"tables": {"Tenant": []}}})
+    assert caught.value.problems == [Problem("header", "the schema names an unknown table 'Tenant'")]
+    validation.require_sound_header({"schema": {"tables": {"tenant": columns("tenant")}}})
+
+
 def test_checked_events_stop_at_the_first_problem(backup_env: Any) -> None:
-    from adcp_backup.format.detect import open_reader
+    from adcp_backup.reading import open_backup
 
     folder = backup_env / "backups"
     folder.mkdir(exist_ok=True)
     path = forge.write(folder / "bad.jsonl", [header(counts={"tenant": 5}), *table("tenant", [tenant(1, "a")])])
-    with path.open("rb") as raw, pytest.raises(InvalidBackup) as caught:
-        list(validation.checked_events(open_reader(raw)))
+    with path.open("rb") as raw, pytest.raises(InvalidBackup) as caught, open_backup(raw) as reader:
+        list(validation.checked_events(reader, settings_targets=False))
     assert caught.value.problems == [Problem("tenant", "the header announces 5 rows, the file holds 1")]
-    path = forge.write(folder / "head.jsonl", [{**header(), "schema": {"tables": {"Tenant": []}}}])
-    with path.open("rb") as raw, pytest.raises(InvalidBackup) as caught:
-        list(validation.checked_events(open_reader(raw)))
-    assert caught.value.problems == [Problem("header", "the schema names an unknown table 'Tenant'")]
     path = forge.write(folder / "good.jsonl", [header(), *table("tenant", [tenant(1, "a")])])
-    with path.open("rb") as raw:
-        kinds = [type(event).__name__ for event in validation.checked_events(open_reader(raw))]
+    with path.open("rb") as raw, open_backup(raw) as reader:
+        kinds = [type(event).__name__ for event in validation.checked_events(reader, settings_targets=False)]
     assert kinds[:3] == ["TableStart", "RowBatch", "TableEnd"]
 
 
@@ -447,7 +450,7 @@ def app_file(path: str = "data/app_settings.json", content: bytes = b"{}\n") -> 
 def test_settings_file_records_are_checked_and_one_file_recorded_twice_is_refused(
         problems_of: Any, backup_env: Any,
 ) -> None:
-    from adcp_backup.format.detect import open_reader
+    from adcp_backup.reading import open_backup
 
     assert problems_of(header(), *table("tenant", [tenant(1, "a")]), app_file()) == []
     twice = [header(), *table("tenant", [tenant(1, "a")]), app_file(), app_file()]
@@ -456,12 +459,12 @@ def test_settings_file_records_are_checked_and_one_file_recorded_twice_is_refuse
     assert found == [("file data/app_settings.json", None,
                       f"a second record for {target} (the first was data/app_settings.json)")]
     path = forge.write(backup_env / "backups" / "twice.jsonl", twice)
-    with path.open("rb") as raw, pytest.raises(InvalidBackup) as caught:
-        list(validation.checked_events(open_reader(raw)))
+    with path.open("rb") as raw, pytest.raises(InvalidBackup) as caught, open_backup(raw) as reader:
+        list(validation.checked_events(reader, settings_targets=False))
     assert [(p.section, p.row, p.message) for p in caught.value.problems] == found
     path = forge.write(backup_env / "backups" / "table.jsonl", [header(), *table("Tenant", [], cols=columns("tenant"))])
-    with path.open("rb") as raw, pytest.raises(InvalidBackup) as caught:
-        list(validation.checked_events(open_reader(raw)))
+    with path.open("rb") as raw, pytest.raises(InvalidBackup) as caught, open_backup(raw) as reader:
+        list(validation.checked_events(reader, settings_targets=False))
     assert caught.value.problems == [
         Problem("Tenant", "unknown table 'Tenant': this is not a table adcp-backup knows")]
 
