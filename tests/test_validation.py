@@ -664,3 +664,17 @@ def test_an_encrypted_file_is_reported_as_encrypted_even_when_it_cannot_be_opene
     report = services.backup_validate(file="secret.jsonl.age", identity=identity)
     assert (report.valid, report.encrypted, report.format) == (False, True, None)
     assert [p.section for p in report.problems] == ["encryption"]
+
+
+def test_a_settings_file_record_judged_on_its_own(backup_env: Any) -> None:
+    import hashlib
+
+    from adcp_backup.format.events import FileRecord
+
+    content = b"{}\n"
+    record = FileRecord(path="data/app_settings.json", content=content, sha256=hashlib.sha256(content).hexdigest(),
+                        mode=0o600, size=len(content))
+    assert validation.file_problems(record) == []
+    assert validation.file_problems(FileRecord(path="data/app_settings.json", content=content, sha256="0" * 64,
+                                               mode=0o600, size=3)) == [
+        Problem("file data/app_settings.json", "checksum mismatch: the file's content was changed or damaged")]
