@@ -17,7 +17,6 @@ from typing import Any
 
 import pyrage
 import pytest
-from django.core.management import CommandError, call_command
 from django.db import connections
 
 from adcp_backup import demo, services
@@ -30,7 +29,7 @@ from adcp_backup.format.writer import BackupWriter
 from adcp_backup.keys import load_identities, parse_recipients
 from adcp_backup.settings_files import REDACTED
 
-from .conftest import fts_match, table_state
+from .helpers import fts_match, run_command, table_state
 from .programs import require_program
 
 SECRET = "AIza-test-secret-value"  # set by the backup_env fixture as GEMINI_API_KEY
@@ -91,17 +90,19 @@ def encrypt(plaintext: Path, target: Path, public: str) -> None:
         pyrage.encrypt_io(source, sink, [pyrage.x25519.Recipient.from_str(public)])
 
 
+def encrypted_zeros(folder: Path, mebibytes: int, public: str) -> Path:
+    """``mebibytes`` MiB of zero bytes encrypted to ``public`` (apart from the app's layer), as ``zeros.age``."""
+    plaintext = folder / "zeros.bin"
+    with open(plaintext, "wb") as f:
+        f.truncate(mebibytes << 20)
+    encrypted = folder / "zeros.age"
+    encrypt(plaintext, encrypted, public)
+    plaintext.unlink()
+    return encrypted
+
+
 def backup_names() -> list[str]:
     return sorted(e.name for e in services.backup_list())
-
-
-def run_command(name: str, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        call_command(name, *args, stdout=out, stderr=err)
-    except CommandError as exc:
-        return exc.returncode, out.getvalue(), str(exc)
-    return 0, out.getvalue(), err.getvalue()
 
 
 # -- round trips -----------------------------------------------------------------------------------------
@@ -438,11 +439,7 @@ class CountingReader:
 
 
 def test_the_decrypting_reader_reads_ahead_a_bounded_amount(keys, tmp_path):
-    plaintext = tmp_path / "zeros.bin"
-    with open(plaintext, "wb") as f:
-        f.truncate(24 << 20)
-    encrypted = tmp_path / "zeros.age"
-    encrypt(plaintext, encrypted, keys["public"])
+    encrypted = encrypted_zeros(tmp_path, 24, keys["public"])
     threads = set(threading.enumerate())
     with open(encrypted, "rb") as f:
         source = CountingReader(f)
@@ -520,11 +517,7 @@ def test_an_abandoned_backup_leaves_no_file(seeded, keys, settings):
 def test_an_abandoned_decrypting_reader_stops_its_worker(keys, tmp_path):
     import gc
 
-    plaintext = tmp_path / "zeros.bin"
-    with open(plaintext, "wb") as f:
-        f.truncate(16 << 20)
-    encrypted = tmp_path / "zeros.age"
-    encrypt(plaintext, encrypted, keys["public"])
+    encrypted = encrypted_zeros(tmp_path, 16, keys["public"])
     threads = set(threading.enumerate())
     with open(encrypted, "rb") as handle:
         reader = crypto.decrypting_reader(handle, load_identities(keys["identity"]))  # nothing will close it
@@ -571,6 +564,7 @@ def armor(data: bytes) -> bytes:
     return b"-----BEGIN AGE ENCRYPTED FILE-----\n" + b"\n".join(lines) + b"\n-----END AGE ENCRYPTED FILE-----\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("armored", [False, True], ids=["binary", "armored"])
 def test_a_passphrase_encrypted_file_is_recognised_and_refused_with_the_database_unchanged(
         seeded, keys, tmp_path, settings, armored):

@@ -30,7 +30,7 @@ from adcp_backup.exceptions import SettingsFilesNotWritten
 from adcp_backup.format.events import FileRecord
 from adcp_backup.reading import open_backup
 from tests import forge
-from tests.conftest import engine_aliases, table_state
+from tests.helpers import engine_aliases, table_state
 from tests.legacy_fixtures import v2_document
 
 ENGINES = engine_aliases()

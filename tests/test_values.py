@@ -14,7 +14,7 @@ from django.db import connections
 
 from adcp_backup.dataset import BLOB, BOOLEAN, DATETIME, FLOAT, INTEGER, TEXT
 from adcp_backup.format.values import row_encoder, rows_decoder
-from tests.conftest import engine_aliases
+from tests.helpers import engine_aliases
 
 
 class DriverDateTime(datetime):
