@@ -268,6 +268,9 @@ class BackupSettings:
                            "backup_prune keeps the newest backup of each of the last N months that have one.")
     KEEP_SAFETY = Setting(3, _integer(minimum=0),
                           "backup_prune keeps the newest N safety backups (taken before restores).")
+    KEEP_TENANT = Setting(3, _integer(minimum=0),
+                          "backup_prune keeps the newest N tenant backups (of chosen tenants); they never count "
+                          "towards the rules for whole-database backups.")
     LOCK_DIR = Setting("", _optional_path, "Folder of the lock file that serialises backups, restores and prunes "
                                            "(default: the backup folder).")
     LOCK_TIMEOUT = Setting(60.0, _seconds(), "Seconds a backup or prune waits for a running one before failing; "

@@ -277,7 +277,8 @@ def _jsonable(value: Any) -> Any:
 
 
 RECORDED_OPTIONS = ("compression", "encrypt", "tenants", "dry_run", "skip_validation", "create_schema",
-                    "safety_backup", "keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_safety")
+                    "safety_backup", "keep_last", "keep_daily", "keep_weekly", "keep_monthly", "keep_safety",
+                    "keep_tenant")
 
 
 def recorded(kind: str, *, outcome: Callable[[Any], tuple[str, dict[str, Any], str]] | None = None) -> Callable[[F], F]:

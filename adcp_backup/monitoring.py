@@ -51,6 +51,7 @@ def retention_info() -> dict[str, Any]:
         "keep_weekly": backup_settings.KEEP_WEEKLY,
         "keep_monthly": backup_settings.KEEP_MONTHLY,
         "keep_safety": backup_settings.KEEP_SAFETY,
+        "keep_tenant": backup_settings.KEEP_TENANT,
     }
 
 

@@ -142,16 +142,24 @@ class PrunePlan:
 SAFETY = "safety"
 
 
+def _newest(entries: Sequence[Entry]) -> list[Entry]:
+    return sorted(entries, key=lambda e: e.created, reverse=True)  # type: ignore[arg-type, return-value]
+
+
 def plan_prune(entries: Sequence[Entry], policy: Policy, *, keep_safety: int, tz: tzinfo,
-               is_valid: Callable[[Entry], bool]) -> PrunePlan:
+               is_valid: Callable[[Entry], bool], keep_tenant: int = -1,
+               is_tenant: Callable[[Entry], bool] = lambda entry: False) -> PrunePlan:
     """Which backups to keep and remove: the policy for regular backups, the newest ``keep_safety`` safety
-    backups, and always the newest valid regular backup (``is_valid`` is asked newest first)."""
+    backups, the newest ``keep_tenant`` tenant backups (``is_tenant``: of chosen tenants, not of the whole
+    database), and always the newest valid regular backup (``is_valid`` is asked newest first). Safety and tenant
+    backups have only their own rule: they neither push a regular backup out of the policy nor stand in for one."""
     skipped = [PrunedFile.of(e, [f"not a readable backup: {e.error}"]) for e in entries if e.error is not None]
     skipped += [PrunedFile.of(e, ["no creation time in its header"])
                 for e in entries if e.error is None and e.created is None]
     dated = [e for e in entries if e.error is None and e.created is not None]
-    regular = [e for e in dated if e.purpose != SAFETY]
-    safety = sorted((e for e in dated if e.purpose == SAFETY), key=lambda e: e.created, reverse=True)  # type: ignore[arg-type, return-value]
+    safety = _newest([e for e in dated if e.purpose == SAFETY])
+    tenant = _newest([e for e in dated if e.purpose != SAFETY and is_tenant(e)])
+    regular = [e for e in dated if e.purpose != SAFETY and not is_tenant(e)]
 
     reasons: dict[str, list[str]] = {}
     order: list[Entry] = []
@@ -162,11 +170,13 @@ def plan_prune(entries: Sequence[Entry], policy: Policy, *, keep_safety: int, tz
         if is_valid(entry):
             reasons[entry.name].append("newest valid backup")
             break
-    for position, entry in enumerate(safety):
-        order.append(entry)
-        keep = keep_safety < 0 or position < keep_safety
-        reasons[entry.name] = [f"safety backup, one of the newest {keep_safety}"] if keep else []
+    beyond: dict[str, str] = {}
+    for kind, group, count in (("safety", safety, keep_safety), ("tenant", tenant, keep_tenant)):
+        for position, entry in enumerate(group):
+            order.append(entry)
+            keep = count < 0 or position < count
+            reasons[entry.name] = [f"{kind} backup, one of the newest {count}"] if keep else []
+            beyond[entry.name] = f"{kind} backup beyond the newest {count}"
     kept = [PrunedFile.of(e, reasons[e.name]) for e in order if reasons[e.name]]
-    removed = [PrunedFile.of(e, ["safety backup beyond the newest " + str(keep_safety)] if e.purpose == SAFETY
-                             else ["matched no rule"]) for e in order if not reasons[e.name]]
+    removed = [PrunedFile.of(e, [beyond.get(e.name, "matched no rule")]) for e in order if not reasons[e.name]]
     return PrunePlan(kept=kept, removed=removed, skipped=skipped)

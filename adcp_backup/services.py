@@ -496,23 +496,27 @@ def backup_prune(
     keep_weekly: int | None = None,
     keep_monthly: int | None = None,
     keep_safety: int | None = None,
+    keep_tenant: int | None = None,
     dry_run: bool = False,
     database: str = "default",
 ) -> PruneResult:
     """Apply the retention rules (restic's) to the backups in storage.
 
     The four regular rules follow restic's flags: given any of them, only those given apply (``None`` keeps
-    nothing by that rule); given none, the ADCP_BACKUP_KEEP_* settings do. ``keep_safety`` is separate: safety
-    backups have their own rule, ADCP_BACKUP_KEEP_SAFETY when it is ``None``."""
+    nothing by that rule); given none, the ADCP_BACKUP_KEEP_* settings do. ``keep_safety`` and ``keep_tenant``
+    are separate: safety backups and tenant backups (of chosen tenants) each have their own rule,
+    ADCP_BACKUP_KEEP_SAFETY and ADCP_BACKUP_KEEP_TENANT when it is ``None``."""
     policy, policy_source = retention_policy(keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly,
                                              keep_monthly=keep_monthly)
     safety = backup_settings.KEEP_SAFETY if keep_safety is None else keep_safety
+    tenant = backup_settings.KEEP_TENANT if keep_tenant is None else keep_tenant
     # Only this installation's own backups of this database are subject to the rules: a file dropped into the
     # storage (uploaded, foreign, future-dated) can neither push a real backup out of a rule nor be deleted by one.
     entries = _prune_candidates(database)
     plan = retention.plan_prune([e for e in entries if e.trusted or e.error is not None], policy,
                                 keep_safety=safety, tz=django_timezone.get_default_timezone(),
-                                is_valid=lambda entry: _passes_validation(entry.name))
+                                is_valid=lambda entry: _passes_validation(entry.name), keep_tenant=tenant,
+                                is_tenant=_is_tenant_backup)
     untrusted = [retention.PrunedFile.of(e, [_untrusted_reason(e)]) for e in entries
                  if e.error is None and not e.trusted]
     notes = ["every --keep-* count is 0: no regular backup is removed"] if policy.empty else []
@@ -531,13 +535,17 @@ def backup_prune(
     if partials:
         notes.append(f"{'would remove' if dry_run else 'removed'} {len(partials)} partial file(s) of interrupted "
                      f"backups: {', '.join(str(p.path) for p in partials)}")
-    result = PruneResult(dry_run=dry_run, policy={**policy.as_dict(), "keep_safety": safety}, kept=plan.kept,
-                         removed=plan.removed, skipped=plan.skipped + untrusted,
+    result = PruneResult(dry_run=dry_run, policy={**policy.as_dict(), "keep_safety": safety, "keep_tenant": tenant},
+                         kept=plan.kept, removed=plan.removed, skipped=plan.skipped + untrusted,
                          freed_bytes=sum(p.size for p in plan.removed), notes=notes, policy_source=policy_source,
                          partials_removed=[str(p.path) for p in partials])
     logger.info("%s: %s kept, %s removed, %s skipped", "Prune dry run" if dry_run else "Pruned",
                 len(result.kept), len(result.removed), len(result.skipped))
     return result
+
+
+def _is_tenant_backup(entry: retention.Entry) -> bool:
+    return isinstance(entry, BackupEntry) and tenant_scope.is_tenant_backup({"scope": entry.scope})
 
 
 def _prune_candidates(database: str) -> list[BackupEntry]:

@@ -194,6 +194,7 @@ _FROM_ENVIRONMENT = {
     "ADCP_BACKUP_KEEP_WEEKLY": env.int,
     "ADCP_BACKUP_KEEP_MONTHLY": env.int,
     "ADCP_BACKUP_KEEP_SAFETY": env.int,
+    "ADCP_BACKUP_KEEP_TENANT": env.int,
     "ADCP_BACKUP_LOCK_DIR": _env_path,
     "ADCP_BACKUP_LOCK_TIMEOUT": env.float,
     "ADCP_BACKUP_NOTIFY_ADMINS": env.bool,

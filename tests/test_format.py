@@ -150,3 +150,27 @@ def test_a_lenient_reader_collects_every_problem_with_its_row():
         list(reader.events())
     assert [p.section for p in reader.problems] == ["t"]
     assert "checksum" in reader.problems[0].message
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("YW!=", "Only base64 data is allowed"),  # a blob column's bare base64
+    ({"$bytes": "YWI"}, "Incorrect padding"),
+    ({"$bytes": 5}, "argument should be a bytes-like object or ASCII string, not 'int'"),
+    ({"$float": "many"}, "could not convert string to float: 'many'"),
+    ({"$float": [1]}, "float() argument must be a string or a real number, not 'list'"),
+])
+def test_a_value_that_cannot_be_decoded_is_a_problem_of_its_row_not_a_crash(value, message):
+    from tests import forge
+
+    row = [1, None, None, None, None]
+    lines = [{"kind": "header", "format": "adcp-backup", "version": 3, "counts": {}},
+             {"kind": "table", "name": "t", "columns": COLUMNS}, row, row, [3, None, None, value, None], row,
+             {"kind": "table_end", "name": "t"}]
+    data = b"".join(forge.seal(lines, sign=False))
+    with open_reader(io.BytesIO(data), tables=(), strict=False) as reader:
+        assert [e.first_row for e in reader.events() if isinstance(e, RowBatch)] == []
+        assert [(p.section, p.row, p.message) for p in reader.problems] == [
+            ("t", 3, f"a value cannot be decoded: {message}")]
+    with pytest.raises(InvalidBackup) as refused, open_reader(io.BytesIO(data), tables=(), strict=True) as strict:
+        list(strict.events())
+    assert [str(p) for p in refused.value.problems] == [f"t row 3: a value cannot be decoded: {message}"]

@@ -4,17 +4,20 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from itertools import groupby
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from adcp_backup import services, signals
+from adcp_backup import retention, services, signals
 
+from . import forge
 from .scheduling_fixtures import write_backup
 
 START = datetime(2024, 6, 1, tzinfo=UTC)
@@ -148,11 +151,17 @@ def test_daily_backups_keep_daily_7_keep_weekly_5_keep_monthly_12_as_documented(
     for back in range(400):
         write_backup(folder, newest - timedelta(days=back))
     result = services.backup_prune(keep_last=0, keep_daily=7, keep_weekly=5, keep_monthly=12)
-    reasons = [set(p.reasons) for p in result.kept]
-    assert sum("daily backup" in r for r in reasons) == 7
-    assert sum("weekly backup" in r and "daily backup" not in r for r in reasons) == 4
-    assert sum(r == {"monthly backup"} for r in reasons) in (11, 12)
-    assert len(result.kept) + len(result.removed) == 400
+    kept = [(p.created_at[:10] if p.created_at else None, p.reasons) for p in result.kept]
+    month_ends = ["2025-10-31", "2025-09-30", "2025-08-31", "2025-07-31", "2025-06-30", "2025-05-31", "2025-04-30",
+                  "2025-03-31", "2025-02-28", "2025-01-31", "2024-12-31"]
+    assert kept == [
+        ("2025-11-30", ("daily backup", "weekly backup", "monthly backup", "newest valid backup")),
+        *[(f"2025-11-{day}", ("daily backup",)) for day in range(29, 23, -1)],
+        *[(f"2025-11-{day:02}", ("weekly backup",)) for day in (23, 16, 9, 2)],
+        *[(end, ("monthly backup",)) for end in month_ends],
+    ]
+    assert len(result.removed) == 400 - len(kept)
+    assert {p.reasons for p in result.removed} == {("matched no rule",)}
 
 
 def test_calendar_days_are_those_of_the_project_time_zone(folder, backup_env, settings):
@@ -203,7 +212,9 @@ def test_safety_backups_follow_their_own_retention(folder, spread):
     result = services.backup_prune(keep_last=2, keep_daily=0, keep_weekly=0, keep_monthly=0, keep_safety=2)
     regular_newest = sorted(spread, key=spread.__getitem__, reverse=True)[:2]
     assert names(result.kept) == set(regular_newest) | set(safety[-2:])  # safety backups do not count as "last"
-    assert names(result.removed) >= set(safety[:3]) | {old_safety}
+    removed = {p.name: p.reasons for p in result.removed}
+    assert removed == {**{name: ("matched no rule",) for name in set(spread) - set(regular_newest)},
+                       **{name: ("safety backup beyond the newest 2",) for name in [*safety[:3], old_safety]}}
     assert set(files(folder)) == set(regular_newest) | set(safety[-2:])
 
 
@@ -213,7 +224,8 @@ def test_defaults_come_from_settings(folder, spread, settings):
     settings.ADCP_BACKUP_KEEP_WEEKLY = 2
     settings.ADCP_BACKUP_KEEP_MONTHLY = 0
     result = services.backup_prune(dry_run=True)
-    assert result.policy == {"keep_last": 4, "keep_daily": 0, "keep_weekly": 2, "keep_monthly": 0, "keep_safety": 3}
+    assert result.policy == {"keep_last": 4, "keep_daily": 0, "keep_weekly": 2, "keep_monthly": 0, "keep_safety": 3,
+                             "keep_tenant": 3}
     assert names(result.kept) == newest_per_bucket(spread, lambda m: m, 4) | newest_per_bucket(spread, iso_week, 2)
 
 
@@ -310,7 +322,7 @@ def test_only_the_flags_given_apply_and_without_flags_the_settings(folder, backu
     assert result.policy_source == ("flags" if rules else "settings")
     if rules:
         assert result.policy == {"keep_last": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0,
-                                 "keep_safety": flags.get("keep_safety", 3), **rules}
+                                 "keep_safety": flags.get("keep_safety", 3), "keep_tenant": 3, **rules}
 
 
 def test_command_prints_where_the_policy_comes_from(folder, backup_env):
@@ -319,12 +331,280 @@ def test_command_prints_where_the_policy_comes_from(folder, backup_env):
     out = StringIO()
     call_command("backup_prune", "--keep-weekly", "10", "--dry-run", stdout=out)
     assert ("Policy from the --keep-* flags given; the rules not given keep nothing: keep-last 0, keep-daily 0, "
-            "keep-weekly 10, keep-monthly 0, keep-safety 3") in out.getvalue()
+            "keep-weekly 10, keep-monthly 0, keep-safety 3, keep-tenant 3") in out.getvalue()
     out = StringIO()
     call_command("backup_prune", "--dry-run", stdout=out)
     assert ("Policy from the ADCP_BACKUP_KEEP_* settings, as no --keep-* flag was given: keep-last 7, "
-            "keep-daily 14, keep-weekly 8, keep-monthly 12, keep-safety 3") in out.getvalue()
+            "keep-daily 14, keep-weekly 8, keep-monthly 12, keep-safety 3, keep-tenant 3") in out.getvalue()
     out = StringIO()
     call_command("backup_prune", "--keep-last", "2", "--dry-run", "--json", stdout=out)
     data = json.loads(out.getvalue())
     assert data["policy_source"] == "flags" and len(data["kept"]) == 2
+
+
+# -- the rules as functions: every decision and its reasons, on small hand-made lists ----------------------------
+@dataclass(frozen=True)
+class Listed:
+    """A listed backup as retention sees it (what services.BackupEntry offers)."""
+
+    name: str
+    created: datetime | None
+    purpose: str | None = "manual"
+    error: str | None = None
+    size: int = 100
+
+    @property
+    def created_at(self) -> str | None:
+        return self.created.isoformat() if self.created else None
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def decided(items: list[Listed], policy: retention.Policy, tz: Any = UTC) -> list[tuple[str, bool, tuple[str, ...]]]:
+    return [(d.item.name, d.keep, d.reasons) for d in retention.apply_policy(items, policy, tz)]
+
+
+def test_every_decision_names_each_rule_that_keeps_the_backup() -> None:
+    items = [Listed(name, at(when)) for name, when in [
+        ("mar-31", "2025-03-31T09:00"), ("apr-01-late", "2025-04-01T20:00"), ("apr-01-early", "2025-04-01T08:00"),
+        ("apr-02", "2025-04-02T08:00"), ("apr-07", "2025-04-07T08:00"), ("may-05", "2025-05-05T08:00"),
+    ]]
+    policy = retention.Policy(last=2, daily=3, weekly=2, monthly=2)
+    assert decided(items, policy) == [  # newest first, whatever order the list came in
+        ("may-05", True, ("last backup", "daily backup", "weekly backup", "monthly backup")),
+        ("apr-07", True, ("last backup", "daily backup", "weekly backup", "monthly backup")),
+        ("apr-02", True, ("daily backup",)),  # weekly and monthly have their two already
+        ("apr-01-late", False, ()),
+        ("apr-01-early", False, ()),
+        ("mar-31", False, ()),
+    ]
+
+
+def test_a_rule_that_has_kept_its_count_does_not_stop_the_rules_after_it() -> None:
+    # keep_weekly 1 is spent on the newest backup; keep_monthly must still see the two older months.
+    items = [Listed("jan", at("2025-01-15T12:00")), Listed("feb", at("2025-02-12T12:00")),
+             Listed("mar-10", at("2025-03-10T12:00")), Listed("mar-12", at("2025-03-12T12:00"))]
+    assert decided(items, retention.Policy(weekly=1, monthly=3)) == [
+        ("mar-12", True, ("weekly backup", "monthly backup")),
+        ("mar-10", False, ()),
+        ("feb", True, ("monthly backup",)),
+        ("jan", True, ("monthly backup",)),
+    ]
+    assert decided(items, retention.Policy(last=1, daily=1, weekly=1, monthly=3)) == [
+        ("mar-12", True, ("last backup", "daily backup", "weekly backup", "monthly backup")),
+        ("mar-10", False, ()),
+        ("feb", True, ("monthly backup",)),
+        ("jan", True, ("monthly backup",)),
+    ]
+
+
+def test_a_rule_with_fewer_buckets_than_its_count_keeps_the_oldest_once() -> None:
+    items = [Listed("jun-2", at("2025-06-02T12:00")), Listed("jun-1", at("2025-06-01T12:00")),
+             Listed("may-2", at("2025-05-20T12:00")), Listed("may-1", at("2025-05-02T12:00"))]
+    assert decided(items, retention.Policy(monthly=5)) == [
+        ("jun-2", True, ("monthly backup",)),
+        ("jun-1", False, ()),
+        ("may-2", True, ("monthly backup",)),
+        ("may-1", True, ("oldest monthly backup",)),
+    ]
+    # The oldest in a month of its own is that month's backup, not "oldest"; a spent rule keeps no oldest.
+    assert decided(items[:3], retention.Policy(monthly=5)) == [
+        ("jun-2", True, ("monthly backup",)), ("jun-1", False, ()), ("may-2", True, ("monthly backup",))]
+    assert decided(items, retention.Policy(monthly=1)) == [
+        ("jun-2", True, ("monthly backup",)), ("jun-1", False, ()), ("may-2", False, ()), ("may-1", False, ())]
+    assert decided(items, retention.Policy(last=3)) == [
+        ("jun-2", True, ("last backup",)), ("jun-1", True, ("last backup",)), ("may-2", True, ("last backup",)),
+        ("may-1", False, ())]
+    assert decided(items, retention.Policy(last=-1)) == [
+        (item.name, True, ("last backup",)) for item in items]
+
+
+def test_a_negative_count_keeps_every_bucket() -> None:
+    items = [Listed(f"m{month}", at(f"2024-{month:02}-10T12:00")) for month in range(1, 13)]
+    kept = decided(items, retention.Policy(monthly=-1))
+    assert [name for name, keep, _ in kept if keep] == [f"m{month}" for month in range(12, 0, -1)]
+    assert {reasons for _, _, reasons in kept} == {("monthly backup",)}
+
+
+@pytest.mark.parametrize(("policy", "older", "newer"), [
+    # The same day, ISO week or month number in another year (or month) is another bucket.
+    (retention.Policy(daily=5), "2024-03-05T12:00", "2025-03-05T12:00"),
+    (retention.Policy(daily=5), "2025-02-05T12:00", "2025-03-05T12:00"),
+    (retention.Policy(daily=5), "2025-03-04T12:00", "2025-03-05T12:00"),
+    (retention.Policy(weekly=5), "2024-03-06T12:00", "2025-03-05T12:00"),  # both in ISO week 10
+    (retention.Policy(monthly=5), "2024-03-05T12:00", "2025-03-05T12:00"),
+    (retention.Policy(monthly=5), "2025-02-05T12:00", "2025-03-05T12:00"),
+])
+def test_buckets_are_whole_calendar_days_iso_weeks_and_months(policy: Any, older: Any, newer: Any) -> None:
+    rule = next(name for name, count in policy.as_dict().items() if count).removeprefix("keep_")
+    items = [Listed("older", at(older)), Listed("newer", at(newer)), Listed("oldest", at("2023-01-01T00:00"))]
+    assert decided(items, policy)[:2] == [("newer", True, (f"{rule} backup",)), ("older", True, (f"{rule} backup",))]
+
+
+def test_iso_weeks_run_monday_to_sunday_and_across_the_new_year() -> None:
+    items = [Listed("mon-dec-29", at("2025-12-29T08:00")), Listed("sun-jan-4", at("2026-01-04T20:00")),
+             Listed("sun-dec-28", at("2025-12-28T20:00"))]
+    assert decided(items, retention.Policy(weekly=2)) == [
+        ("sun-jan-4", True, ("weekly backup",)),  # 2026-W01 runs from Monday 2025-12-29
+        ("mon-dec-29", False, ()),
+        ("sun-dec-28", True, ("weekly backup",)),
+    ]
+
+
+def test_days_are_cut_in_the_given_time_zone() -> None:
+    items = [Listed("utc-23h", at("2025-03-01T23:00")), Listed("utc-01h", at("2025-03-01T01:00"))]
+    assert decided(items, retention.Policy(daily=2), UTC) == [("utc-23h", True, ("daily backup",)),
+                                                               ("utc-01h", True, ("oldest daily backup",))]
+    # 08:00 and 10:00 on 2 March in Tokyo: two days, each with its own backup.
+    assert decided(items, retention.Policy(daily=2), ZoneInfo("Asia/Tokyo")) == [
+        ("utc-23h", True, ("daily backup",)), ("utc-01h", True, ("daily backup",))]
+
+
+@pytest.mark.parametrize("policy", [retention.Policy(last=1), retention.Policy(daily=1), retention.Policy(weekly=1),
+                                    retention.Policy(monthly=1), retention.Policy(daily=-1)])
+def test_a_policy_with_any_count_is_not_empty(policy: Any) -> None:
+    assert not policy.empty
+
+
+def test_a_policy_of_zero_counts_keeps_everything_and_says_so() -> None:
+    items = [Listed("a", at("2025-01-01T00:00")), Listed("b", at("2025-01-02T00:00"))]
+    assert retention.Policy().empty
+    assert decided(items, retention.Policy()) == [("b", True, ("no retention rule set",)),
+                                                   ("a", True, ("no retention rule set",))]
+    assert retention.Policy(1, 2, 3, 4).as_dict() == {"keep_last": 1, "keep_daily": 2, "keep_weekly": 3,
+                                                      "keep_monthly": 4}
+
+
+def pruned(name: str, item: Listed, *reasons: str) -> retention.PrunedFile:
+    return retention.PrunedFile(name, item.created_at, item.purpose, item.size, reasons)
+
+
+def test_a_prune_plan_keeps_skips_and_removes_each_backup_for_its_reasons() -> None:
+    new = Listed("new", at("2025-06-03T12:00"), size=300)
+    broken_newer = Listed("broken-newer", at("2025-06-04T12:00"), size=400)
+    mid = Listed("mid", at("2025-06-02T12:00"), size=200)
+    old = Listed("old", at("2025-05-01T12:00"))
+    undated = Listed("undated", None)
+    unreadable = Listed("unreadable", None, purpose=None, error="truncated gzip stream")
+    safety = [Listed(f"safety-{n}", at(f"2025-06-0{n}T06:00"), purpose="safety") for n in (1, 2, 3)]
+    asked: list[str] = []
+
+    def is_valid(entry: retention.Entry) -> bool:
+        asked.append(entry.name)
+        return entry.name != "broken-newer"
+
+    entries = [old, unreadable, safety[0], new, undated, safety[2], mid, broken_newer, safety[1]]
+    plan = retention.plan_prune(entries, retention.Policy(last=1), keep_safety=2, tz=UTC, is_valid=is_valid)
+    assert asked == ["broken-newer", "new"]  # newest first, and no further than the first valid one
+    assert plan.kept == [
+        pruned("broken-newer", broken_newer, "last backup"),
+        pruned("new", new, "newest valid backup"),
+        pruned("safety-3", safety[2], "safety backup, one of the newest 2"),
+        pruned("safety-2", safety[1], "safety backup, one of the newest 2"),
+    ]
+    assert plan.removed == [
+        pruned("mid", mid, "matched no rule"),
+        pruned("old", old, "matched no rule"),
+        pruned("safety-1", safety[0], "safety backup beyond the newest 2"),
+    ]
+    assert plan.skipped == [
+        pruned("unreadable", unreadable, "not a readable backup: truncated gzip stream"),
+        pruned("undated", undated, "no creation time in its header"),
+    ]
+
+
+def test_the_newest_valid_backup_adds_its_reason_to_the_rules_reasons() -> None:
+    items = [Listed("b", at("2025-06-02T12:00")), Listed("a", at("2025-06-01T12:00"))]
+    plan = retention.plan_prune(items, retention.Policy(last=1), keep_safety=0, tz=UTC, is_valid=lambda e: True)
+    assert plan.kept == [pruned("b", items[0], "last backup", "newest valid backup")]
+    assert plan.removed == [pruned("a", items[1], "matched no rule")]
+    none_valid = retention.plan_prune(items, retention.Policy(last=1), keep_safety=0, tz=UTC,
+                                      is_valid=lambda e: False)
+    assert none_valid.kept == [pruned("b", items[0], "last backup")]
+
+
+@pytest.mark.parametrize(("keep_safety", "kept"), [(0, []), (1, ["s3"]), (2, ["s3", "s2"]), (-1, ["s3", "s2", "s1"])])
+def test_safety_backups_keep_their_own_count_and_zero_keeps_none(keep_safety: Any, kept: Any) -> None:
+    items = [Listed(f"s{n}", at(f"2025-06-0{n}T12:00"), purpose="safety") for n in (2, 1, 3)]
+    plan = retention.plan_prune(items, retention.Policy(last=5), keep_safety=keep_safety, tz=UTC,
+                                is_valid=lambda e: True)
+    by_name = {item.name: item for item in items}
+    assert plan.kept == [pruned(n, by_name[n], f"safety backup, one of the newest {keep_safety}") for n in kept]
+    assert plan.removed == [pruned(n, by_name[n], f"safety backup beyond the newest {keep_safety}")
+                            for n in ["s3", "s2", "s1"] if n not in kept]
+    assert plan.skipped == []
+
+
+def test_a_prune_plan_cuts_days_in_the_time_zone_it_is_given() -> None:
+    # 23:00 and 01:00 UTC on 1 March are 2 March in Tokyo (+9): two days there, one day in UTC.
+    items = [Listed("utc-23h", at("2025-03-01T23:00")), Listed("utc-01h", at("2025-03-01T01:00")),
+             Listed("feb", at("2025-02-20T12:00"))]
+    plan = retention.plan_prune(items, retention.Policy(daily=2), keep_safety=0, tz=ZoneInfo("Asia/Tokyo"),
+                                is_valid=lambda e: False)
+    assert plan.kept == [pruned("utc-23h", items[0], "daily backup"), pruned("utc-01h", items[1], "daily backup")]
+    assert plan.removed == [pruned("feb", items[2], "matched no rule")]
+
+
+@dataclass(frozen=True)
+class Scoped(Listed):
+    tenants: tuple[str, ...] = ()
+
+
+def test_tenant_backups_keep_their_own_count_and_never_push_a_whole_backup_out() -> None:
+    whole = [Listed(f"whole-{n}", at(f"2025-06-0{n}T02:00")) for n in (1, 2)]
+    tenant = [Scoped(f"acme-{n}", at(f"2025-06-0{n}T12:00"), tenants=("acme",)) for n in (1, 2, 3, 4)]
+    safety = Scoped("safety-acme", at("2025-06-05T12:00"), purpose="safety", tenants=("acme",))
+    asked: list[str] = []
+
+    def is_valid(entry: retention.Entry) -> bool:
+        asked.append(entry.name)
+        return True
+
+    plan = retention.plan_prune([*tenant, safety, *whole], retention.Policy(last=1, daily=1), keep_safety=1,
+                                tz=UTC, is_valid=is_valid, keep_tenant=2,
+                                is_tenant=lambda entry: bool(getattr(entry, "tenants", ())))
+    assert asked == ["whole-2"]  # a tenant backup is never the newest valid backup
+    assert plan.kept == [
+        pruned("whole-2", whole[1], "last backup", "daily backup", "newest valid backup"),
+        pruned("safety-acme", safety, "safety backup, one of the newest 1"),  # a safety backup first
+        pruned("acme-4", tenant[3], "tenant backup, one of the newest 2"),
+        pruned("acme-3", tenant[2], "tenant backup, one of the newest 2"),
+    ]
+    assert plan.removed == [
+        pruned("whole-1", whole[0], "matched no rule"),
+        pruned("acme-2", tenant[1], "tenant backup beyond the newest 2"),
+        pruned("acme-1", tenant[0], "tenant backup beyond the newest 2"),
+    ]
+
+
+def write_tenant_backup(folder: Path, created_at: datetime) -> str:
+    """A signed backup of the tenant acme alone, as backup_create(tenants=["acme"]) writes one."""
+    name = write_backup(folder, created_at)
+
+    def scoped(lines: list[forge.Line]) -> list[forge.Line]:
+        return [{**forge.header(lines), "scope": {"tenants": ["acme"], "global": []}}, *lines[1:]]
+
+    forge.forge(folder / name, folder / name, scoped)
+    return name
+
+
+def test_prune_keeps_tenant_backups_apart_from_whole_database_backups(
+        folder: Any, backup_env: Any, settings: Any,
+) -> None:
+    whole = write_backup(folder, datetime(2025, 6, 1, 2, tzinfo=UTC))
+    tenant = [write_tenant_backup(folder, datetime(2025, 6, 1 + n, 12, tzinfo=UTC)) for n in range(4)]
+    settings.ADCP_BACKUP_KEEP_TENANT = 3
+    result = services.backup_prune(keep_last=1, dry_run=True)
+    assert result.policy["keep_tenant"] == 3
+    assert [(p.name, p.reasons) for p in result.kept] == [
+        (whole, ("last backup", "newest valid backup")),
+        *[(name, ("tenant backup, one of the newest 3",)) for name in reversed(tenant[1:])]]
+    assert [(p.name, p.reasons) for p in result.removed] == [(tenant[0], ("tenant backup beyond the newest 3",))]
+    out = StringIO()
+    call_command("backup_prune", "--keep-last", "1", "--keep-tenant", "unlimited", "--dry-run", "--json", stdout=out)
+    assert [p["name"] for p in json.loads(out.getvalue())["kept"]] == [whole, *reversed(tenant)]
+    result = services.backup_prune(keep_last=1, keep_tenant=0)
+    assert [p.name for p in result.kept] == [whole]
+    assert set(files(folder)) == {whole}

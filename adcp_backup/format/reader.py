@@ -246,7 +246,12 @@ class NativeReader:
                     if rows is None:
                         rows_seen += run.count(b"\n")
                         continue
-                    decode(rows, TAG_MARK in run)
+                    try:
+                        decode(rows, TAG_MARK in run)
+                    except (ValueError, TypeError) as exc:  # base64 that is not, a tag around the wrong kind
+                        self._undecodable(run, table.name, rows_seen, decode, exc)
+                        rows_seen += len(rows)
+                        continue
                     batch = RowBatch(table.name, rows, rows_seen + 1)
                     rows_seen += len(rows)
                     yield batch
@@ -365,6 +370,16 @@ class NativeReader:
                 return None
         self._problem(table, "the rows are not valid JSON", rows_before + 1)
         return None
+
+    def _undecodable(self, run: bytes, table: str, rows_before: int, decode: Any, error: Exception) -> None:
+        """Report the first row of ``run`` (rows that parse) holding a value that cannot be decoded."""
+        for offset, line in enumerate(run[:-1].split(b"\n")):
+            try:
+                decode([orjson.loads(line)], TAG_MARK in line)
+            except (ValueError, TypeError) as exc:
+                self._problem(table, f"a value cannot be decoded: {exc}", rows_before + offset + 1)
+                return
+        self._problem(table, f"a value cannot be decoded: {error}", rows_before + 1)
 
     def file_records(self) -> Iterator[FileRecord]:
         """Only the settings-file records, found without parsing rows or checking checksums: the quick first

@@ -97,7 +97,8 @@ class Command(BackupCommand):
                           f"{'on' if schedule['notify_admins'] else 'off'} ({schedule['admins']} admin(s))")
         r = s["retention"]
         self.stdout.write(f"Retention: last {r['keep_last']}, daily {r['keep_daily']}, weekly {r['keep_weekly']}, "
-                          f"monthly {r['keep_monthly']}; safety backups {r['keep_safety']}")
+                          f"monthly {r['keep_monthly']}; safety backups {r['keep_safety']}, "
+                          f"tenant backups {r['keep_tenant']}")
         enc = s["encryption"]
         shown = ", ".join(f"{k}={v}" for k, v in enc["settings"].items()) or "no encryption settings"
         self.stdout.write(f"Encryption: {shown}; {enc['encrypted_backups']} encrypted backup(s)")

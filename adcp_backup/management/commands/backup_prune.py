@@ -36,14 +36,18 @@ class Command(BackupCommand):
         parser.add_argument("--keep-safety", type=count, metavar="N",
                             help="Keep the newest N safety backups taken before restores "
                                  "(default: ADCP_BACKUP_KEEP_SAFETY; it leaves the other rules as they are).")
+        parser.add_argument("--keep-tenant", type=count, metavar="N",
+                            help="Keep the newest N tenant backups, those of chosen tenants "
+                                 "(default: ADCP_BACKUP_KEEP_TENANT; it leaves the other rules as they are).")
         parser.add_argument("--dry-run", action="store_true", help="List what would be removed; remove nothing.")
 
     def handle(self, *args: Any, keep_last: int | None, keep_daily: int | None, keep_weekly: int | None,
-               keep_monthly: int | None, keep_safety: int | None, dry_run: bool, as_json: bool, database: str,
-               **options: Any) -> None:
+               keep_monthly: int | None, keep_safety: int | None, keep_tenant: int | None, dry_run: bool,
+               as_json: bool, database: str, **options: Any) -> None:
         result = self.run_service(
             lambda: services.backup_prune(keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly,
-                                          keep_monthly=keep_monthly, keep_safety=keep_safety, dry_run=dry_run,
+                                          keep_monthly=keep_monthly, keep_safety=keep_safety, keep_tenant=keep_tenant,
+                                          dry_run=dry_run,
                                           database=database),
             as_json=as_json,
         )
