@@ -72,6 +72,21 @@ def _boolean(value: object, setting: str) -> bool:
     raise _refuse(setting, "True or False", value)
 
 
+def _number(value: object, setting: str, wanted: str, read: Callable[[str], int | float],
+            kinds: type | tuple[type, ...]) -> int | float:
+    """``value`` as a number of the ``kinds`` wanted: taken as it is, or read from the text of an environment
+    variable; a boolean is never a number here."""
+    number: object = value
+    if isinstance(value, str):
+        try:
+            number = read(value.strip())
+        except ValueError:
+            raise _refuse(setting, wanted, value) from None
+    if isinstance(number, bool) or not isinstance(number, kinds):
+        raise _refuse(setting, wanted, value)
+    return number  # type: ignore[return-value]  # isinstance against ``kinds`` proved it a number
+
+
 def _integer(*, minimum: int, maximum: int | None = None) -> Parser[int]:
     if maximum is None:
         wanted = f"a whole number of at least {minimum}"
@@ -79,14 +94,8 @@ def _integer(*, minimum: int, maximum: int | None = None) -> Parser[int]:
         wanted = f"a whole number from {minimum} to {maximum}"
 
     def parse(value: object, setting: str) -> int:
-        number: object = value
-        if isinstance(value, str):
-            try:
-                number = int(value.strip())
-            except ValueError:
-                raise _refuse(setting, wanted, value) from None
-        if isinstance(number, bool) or not isinstance(number, int) or number < minimum or (
-                maximum is not None and number > maximum):
+        number = int(_number(value, setting, wanted, int, int))
+        if number < minimum or (maximum is not None and number > maximum):
             raise _refuse(setting, wanted, value)
         return number
 
@@ -97,15 +106,10 @@ def _seconds(*, minimum: float = 0.0) -> Parser[float]:
     wanted = f"a number of seconds of at least {minimum:g}"
 
     def parse(value: object, setting: str) -> float:
-        number: object = value
-        if isinstance(value, str):
-            try:
-                number = float(value.strip())
-            except ValueError:
-                raise _refuse(setting, wanted, value) from None
-        if isinstance(number, bool) or not isinstance(number, int | float) or not number >= minimum:
-            raise _refuse(setting, wanted, value)  # "not >=" also refuses NaN
-        return float(number)
+        number = float(_number(value, setting, wanted, float, (int, float)))
+        if not number >= minimum:  # "not >=" also refuses NaN
+            raise _refuse(setting, wanted, value)
+        return number
 
     return parse
 
