@@ -1,6 +1,7 @@
 """Fixtures: the legacy schema created from the application's own DDL, isolated storage, table snapshots."""
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,6 +46,24 @@ def create_schema(alias: str) -> None:
     drop_schema(alias)
     engine = get_engine(alias)
     engine.create_schema(shipped_ddl(engine.vendor))
+
+
+@pytest.fixture
+def operations_log() -> Callable[[], str]:
+    """The text the operations log received during this test only: the file is shared by the whole test run."""
+    path = Path(django_settings.LOG_FILE)
+    start = path.stat().st_size if path.exists() else 0
+
+    def written() -> str:
+        for handler in logging.getLogger("adcp_backup").handlers:
+            handler.flush()
+        if not path.exists():
+            return ""
+        with path.open("rb") as f:
+            f.seek(start)
+            return f.read().decode("utf-8")
+
+    return written
 
 
 @pytest.fixture
