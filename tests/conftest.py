@@ -1,7 +1,6 @@
 """Fixtures: the legacy schema created from the application's own DDL, isolated storage, table snapshots."""
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,9 +53,7 @@ def operations_log() -> Callable[[], str]:
     path = Path(django_settings.LOG_FILE)
     start = path.stat().st_size if path.exists() else 0
 
-    def written() -> str:
-        for handler in logging.getLogger("adcp_backup").handlers:
-            handler.flush()
+    def written() -> str:  # the handler flushes every record it writes
         if not path.exists():
             return ""
         with path.open("rb") as f:
