@@ -9,6 +9,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -407,25 +408,24 @@ def test_write_records_reports_every_case(tmp_path, monkeypatch, settings):
     (tmp_path / "withheld.json").write_bytes(b"old")
     (tmp_path / "unreadable.json").mkdir()  # not a file: read as absent, and the write fails
     records = [
+        FileRecord(path="stranger.json", content=b"x"),
         FileRecord(path="same.json", content=b"same"),
         FileRecord(path="withheld.json", content=None, withheld="it holds secrets"),
         FileRecord(path="missing.json", content=None),
         FileRecord(path="new.json", content=b"new", mode=0o640),
-        FileRecord(path="stranger.json", content=b"x"),
     ]
     expected_dry = [
+        {"path": "stranger.json", "action": "skipped: not a configured settings file"},
         {"path": str(tmp_path / "same.json"), "action": "unchanged"},
         {"path": str(tmp_path / "withheld.json"),
          "action": "left alone: withheld from the backup, as it holds secrets"},
         {"path": str(tmp_path / "missing.json"), "action": "left alone: the file did not exist at backup time"},
         {"path": str(tmp_path / "new.json"), "action": "would be written"},
-        {"path": "stranger.json", "action": "skipped: not a configured settings file"},
     ]
     assert write_records(records, dry_run=True) == expected_dry
     assert not (tmp_path / "new.json").exists()
-    assert write_records(records, dry_run=False) == [*expected_dry[:3],
-                                                     {"path": str(tmp_path / "new.json"), "action": "written"},
-                                                     expected_dry[4]]
+    assert write_records(records, dry_run=False) == [*expected_dry[:4],
+                                                     {"path": str(tmp_path / "new.json"), "action": "written"}]
     assert (tmp_path / "withheld.json").read_bytes() == b"old"
     with pytest.raises(SettingsFilesNotWritten) as caught:
         write_records([FileRecord(path="unreadable.json", content=b"x"), FileRecord(path="new.json", content=b"2")],
@@ -436,6 +436,12 @@ def test_write_records_reports_every_case(tmp_path, monkeypatch, settings):
     assert error.files == [{"path": unreadable, "action": "NOT written: Is a directory"},
                            {"path": str(tmp_path / "new.json"), "action": "written"}]
     assert (tmp_path / "new.json").read_bytes() == b"2"
+    with pytest.raises(SettingsFilesNotWritten) as unnamed:
+        write_records([FileRecord(path="unreadable.json", content=b"x")], dry_run=False)
+    assert (str(unnamed.value), unnamed.value.restored) == (
+        "The database WAS restored from the backup and committed, but these settings files were not written and "
+        f"still hold their previous content: {unreadable} (Is a directory). Fix the cause and restore them, for "
+        "example by running the same restore again.", {})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -480,6 +486,17 @@ def test_record_checker_accepts_sound_records_and_names_each_problem(tmp_path):
     ]
     for bad, problems in cases:
         assert RecordChecker(configured).check(bad) == problems, bad
+    # a shown value is cut after 77 characters only when its repr is longer than 80
+    assert RecordChecker(configured).check(record(mode="m" * 78)) == [
+        Problem("file app.json", "the mode should be an integer, not str '" + "m" * 78 + "'")]
+    assert RecordChecker(configured).check(record(mode="m" * 79)) == [
+        Problem("file app.json", "the mode should be an integer, not str '" + "m" * 76 + "...")]
+    # a mode is shown in octal below 2**64, by its first digits and size from there
+    assert RecordChecker(configured).check(record(mode=(1 << 64) - 1)) == [
+        Problem("file app.json", f"the mode {oct((1 << 64) - 1)} is not permission bits (0 to 0o777): {never}")]
+    assert RecordChecker(configured).check(record(mode=-(1 << 64))) == [
+        Problem("file app.json", f"the mode -1844674407370955161... (a 65-bit number) is not permission bits "
+                                 f"(0 to 0o777): {never}")]
     assert RecordChecker(configured).check(record(mode=0o400, size=2)) == []
     assert RecordChecker(configured).check(record(mode=0o777)) == []
     assert RecordChecker(configured).check(record(mode=0)) == [
@@ -505,13 +522,27 @@ def test_unwritable_targets_names_each_file_that_cannot_be_replaced(tmp_path):
     under_file = blocked / "deeper" / "app.json"
     fresh = tmp_path / "new" / "deeper" / "fresh.json"
     configured = [link, folder, same, under_file, fresh]
-    records = [record("link.json"), record("folder.json"), record("same.json", b"same"),
-               record(str(under_file)), record("fresh.json"), record("unknown.json"), record("same.json", None)]
+    records = [record("unknown.json"), record("same.json", None), SimpleNamespace(content=b"x"),
+               SimpleNamespace(path="same.json"), record("link.json"), record("folder.json"),
+               record("same.json", b"same"), record(str(under_file)), record("fresh.json")]
     assert unwritable_targets(records, configured) == {
         str(link): "it is not a regular file",
         str(folder): "it is not a regular file",
         str(under_file): f"{blocked} is not a folder",
     }
+
+
+def test_a_file_that_cannot_be_read_or_a_folder_no_one_may_write_is_named_before_the_restore():
+    """/proc/self is a folder even root may not write in; reading /proc/self/mem from its start fails."""
+    proc = Path("/proc/self")
+    if not proc.is_dir() or os.access(proc, os.W_OK):
+        pytest.skip("needs Linux's /proc")
+    comm, mem, new = proc / "comm", proc / "mem", proc / "app.json"
+    configured = [comm, mem, new]
+    assert unwritable_targets([record("mem"), record("app.json"), record("comm", comm.read_bytes())], configured) \
+        == {str(mem): "it cannot be read (Input/output error)", str(new): "the folder /proc/self is not writable"}
+    assert unwritable_targets([record("comm", b"another name\n")], configured) == {
+        str(comm): "the folder /proc/self is not writable"}
 
 
 def test_a_read_only_folder_cannot_take_a_restored_file(tmp_path):
