@@ -98,15 +98,35 @@ def mutation_environment() -> dict[str, str]:
     """SQLite only: the other engines' URLs are dropped, so no mutant ever touches a shared server."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADCP_TEST_") and k != "CELERY_BROKER_URL"}
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    # Each mutant's tests run in a process forked from mutmut's: keep the test database between them.
+    env["PYTEST_ADDOPTS"] = (env.get("PYTEST_ADDOPTS", "") + " --reuse-db").strip()
     return env
 
 
-def run(targets: list[Target], *, fresh: bool, children: int) -> int:
-    if fresh:
+def results_of(target: Target) -> dict[str, int | None]:
+    """The target's mutants and mutmut's exit code for each (None: not run yet), from mutants/<module>.meta."""
+    meta = ROOT / "mutants" / (target.path + ".meta")
+    if not meta.exists():
+        return {}
+    exit_codes: dict[str, int | None] = json.loads(meta.read_text("utf-8"))["exit_code_by_key"]
+    return {name: code for name, code in sorted(exit_codes.items())
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in target.patterns)}
+
+
+def run(targets: list[Target], *, keep: bool, children: int) -> int:
+    """Run mutmut on the targets' mutants: all of them in a fresh mutants/ folder, or with ``keep`` only those the
+    last run left unchecked or surviving (tests added since may kill them; a killed mutant stays killed)."""
+    if keep and (ROOT / "mutants").is_dir():
+        names = [name for target in targets for name, code in results_of(target).items()
+                 if code is None or code in SURVIVED or code in NO_TESTS]
+        if not names and all(results_of(target) for target in targets):
+            return 0
+        selection = names or [pattern for target in targets for pattern in target.patterns]
+    else:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
-    patterns = [pattern for target in targets for pattern in target.patterns]
+        selection = [pattern for target in targets for pattern in target.patterns]
     mutmut = Path(sys.executable).with_name("mutmut")
-    command = [str(mutmut), "run", "--max-children", str(children), *patterns]
+    command = [str(mutmut), "run", "--max-children", str(children), *selection]
     return subprocess.call(command, cwd=ROOT, env=mutation_environment())
 
 
@@ -114,14 +134,8 @@ def scores(targets: list[Target]) -> list[Score]:
     explained = equivalent_mutants()
     results = []
     for target in targets:
-        meta = ROOT / "mutants" / (target.path + ".meta")
-        exit_codes: dict[str, int | None] = {}
-        if meta.exists():
-            exit_codes = json.loads(meta.read_text("utf-8"))["exit_code_by_key"]
         score = Score(target)
-        for name, code in sorted(exit_codes.items()):
-            if not any(fnmatch.fnmatchcase(name, pattern) for pattern in target.patterns):
-                continue
+        for name, code in results_of(target).items():
             score.total += 1
             if code in KILLED:
                 score.killed += 1
@@ -154,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("modules", nargs="*", help="paths from [tool.mutmut] only_mutate, optionally :functions")
     parser.add_argument("--report", action="store_true", help="only print the scores of the last run")
-    parser.add_argument("--keep", action="store_true", help="reuse mutants/ and mutmut's test map from the last run")
+    parser.add_argument("--keep", action="store_true",
+                        help="reuse mutants/ and run only the mutants the last run left unchecked or surviving")
     parser.add_argument("--children", type=int, default=1,
                         help="mutants tested at once (default 1: the tests share one SQLite test database file)")
     args = parser.parse_args(argv)
@@ -164,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"{', '.join(missing)}: add it to [tool.mutmut] only_mutate in pyproject.toml first")
     if not args.report:
-        returncode = run(targets, fresh=not args.keep, children=args.children)
+        returncode = run(targets, keep=args.keep, children=args.children)
         if returncode != 0:
             print(f"mutmut stopped with exit code {returncode}", file=sys.stderr)
             return returncode
