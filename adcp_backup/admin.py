@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import URLPattern, path
 
+from . import permissions
 from .models import BackupFile, BackupJob
 from .templatetags.adcp_backup_admin import duration
 
@@ -31,8 +32,7 @@ class BackupFileAdmin(NothingToAddChangeOrDelete, admin.ModelAdmin):
     """Its URLs are the Backups page's own views; the placeholder model only supplies permissions."""
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        user: Any = request.user
-        return bool(user.has_perm("adcp_backup.view_backups"))
+        return permissions.can(request, "view")
 
     def get_urls(self) -> list[URLPattern]:
         # The views (and the services behind them) load with the URLs, on a site's first request: Django

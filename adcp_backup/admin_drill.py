@@ -1,47 +1,25 @@
-"""The admin's "Test restore": a restore drill of one backup, run as a job, and each backup's last verdict."""
+"""The admin's "Test restore": a restore drill of one backup started as a job, and each backup's last verdict."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_POST
 
-from . import admin_views, drill, services
+from . import admin_views, drill
 from .models import BackupJob
-from .progress import ProgressCallback
-from .storage import BackupStorage
+from .permissions import require
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
-
-PERMISSION = "drill_backups"
-
-
-def can_drill(request: HttpRequest) -> bool:
-    return admin_views.has_perm(request, PERMISSION)
 
 
 @require_POST
 def start_drill(request: HttpRequest, model_admin: ModelAdmin, name: str) -> HttpResponse:
     """Queue a drill of one backup in storage; its job page shows the progress and the verdict."""
-    if not can_drill(request):
-        raise PermissionDenied
+    require(request, "drill")
     name = admin_views.existing_name(name)
     return admin_views.start(request, model_admin, kind=BackupJob.Kind.DRILL, backup_name=name)
-
-
-def run_drill_job(job: BackupJob, progress: ProgressCallback) -> dict[str, Any]:
-    """The job runner's step for a drill: a backup that does not restore fails the job, keeping the report."""
-    from .jobs import JobFailed
-
-    name = BackupStorage().require(job.backup_name)
-    result = services.backup_drill(file=name, database=job.database, progress=progress)
-    data = result.as_dict()
-    if not result.restorable:
-        first = result.problems[0] if result.problems else "unknown problem"
-        raise JobFailed(f"{result.name} does not restore: {first}", data)
-    return data
 
 
 def last_verdicts(names: list[str]) -> dict[str, dict[str, Any]]:

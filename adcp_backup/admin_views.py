@@ -25,6 +25,7 @@ from .display import ENCRYPTED_WITHOUT_KEY, for_browser, format_size
 from .exceptions import BackupError, EncryptionKeyError, OtherDatabase
 from .format import codecs, crypto
 from .models import BackupJob
+from .permissions import ACTIONS, can, can_end_jobs, has_perm, require
 from .storage import BackupStorage
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 PER_PAGE = 25
 HISTORY_ROWS = 10
-PERMISSIONS = ("view", "create", "validate", "restore", "download", "delete", "upload")
 FILTERS = {
     "regular": ("Regular", lambda e: e.purpose not in ("safety",) and not e.name.startswith(uploads.UPLOAD_PREFIX)),
     "safety": ("Safety backups", lambda e: e.purpose == "safety"),
@@ -46,25 +46,6 @@ SORTS = {"created": "Created", "name": "Name", "size": "Size"}
 
 
 # -- permissions, URLs, messages -------------------------------------------------------------------------
-def can(request: HttpRequest, action: str) -> bool:
-    """The one permission gate: ``action`` is one of PERMISSIONS; restore and upload also need the setting."""
-    if action in ("restore", "upload") and not backup_settings.ADMIN_RESTORE:
-        return False
-    return has_perm(request, f"{action}_backups")
-
-
-def has_perm(request: HttpRequest, codename: str) -> bool:
-    user: Any = request.user
-    return bool(user.has_perm(f"adcp_backup.{codename}"))
-
-
-def require(request: HttpRequest, action: str) -> None:
-    if not can(request, action):
-        if action in ("restore", "upload") and not backup_settings.ADMIN_RESTORE:
-            raise Http404("Restores from the admin are turned off on this site (ADCP_BACKUP_ADMIN_RESTORE).")
-        raise PermissionDenied
-
-
 def url(request: HttpRequest, name: str, *args: Any) -> str:
     """A URL of this page, through the admin site that serves the request ("admin" is the application
     namespace; request.current_app picks the site's instance, as the admin's own views do)."""
@@ -124,8 +105,7 @@ def log_action(request: HttpRequest, model_admin: ModelAdmin, job_id: int | None
 def databases() -> list[str]:
     from django.conf import settings
 
-    configured = backup_settings.ADMIN_DATABASES
-    aliases = [configured] if isinstance(configured, str) else list(configured or backup_settings.databases)
+    aliases = backup_settings.ADMIN_DATABASES or backup_settings.DATABASES
     return [alias for alias in aliases if alias in settings.DATABASES] or ["default"]
 
 
@@ -142,7 +122,7 @@ def context(model_admin: ModelAdmin, request: HttpRequest, title: str, **extra: 
         "title": title,
         "opts": model_admin.model._meta,
         "app_label": model_admin.model._meta.app_label,
-        "can": {action: can(request, action) for action in PERMISSIONS},
+        "can": {action: can(request, action) for action in ACTIONS},
         "list_url": url(request, "changelist"),
         "databases": databases(),
         "database": chosen_database(request),
@@ -313,8 +293,8 @@ def backup_list(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
         rows=rows, page=page, query=query, total=len(entries), error=error,
         running=[{"job": j, "progress": jobs.progress_of(j)} for j in active],
         history=BackupJob.objects.select_related("user")[:HISTORY_ROWS],
-        create_form=CreateForm(initial={"compression": backup_settings.compression,
-                                        "encrypt": bool(backup_settings.ENCRYPT),
+        create_form=CreateForm(initial={"compression": backup_settings.COMPRESSION,
+                                        "encrypt": backup_settings.ENCRYPT,
                                         "database": chosen_database(request)}),
         history_url=history_url(request, model_admin),
         filters=[{"key": k, "label": label, "selected": k == show, "query": query_string(params, show=k, p="")}
@@ -393,7 +373,7 @@ def create(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Choose a compression (none, gzip or zstd) and a database from the lists.")
         return HttpResponseRedirect(url(request, "changelist"))
-    options: dict[str, Any] = {"compression": form.cleaned_data["compression"] or backup_settings.compression}
+    options: dict[str, Any] = {"compression": form.cleaned_data["compression"] or backup_settings.COMPRESSION}
     if "encrypt" in form.fields:
         options["encrypt"] = bool(form.cleaned_data.get("encrypt"))
     return start(request, model_admin, kind=BackupJob.Kind.CREATE, options=options,
@@ -583,7 +563,7 @@ def prune(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
 @csrf_exempt  # the upload handlers must be set before anything reads the body; CSRF is checked just below
 def upload(request: HttpRequest, model_admin: ModelAdmin) -> HttpResponse:
     require(request, "upload")
-    limit = int(backup_settings.UPLOAD_MAX_SIZE)
+    limit = backup_settings.UPLOAD_MAX_SIZE
     if request.method == "POST":
         refusal = uploads.prepare(request, limit=limit)
         if refusal:
@@ -645,7 +625,7 @@ def job_detail(request: HttpRequest, model_admin: ModelAdmin, job_id: int) -> Ht
         job=job, progress=jobs.progress_of(job), result=result, problems=problems,
         in_storage=in_storage, active=job.status in jobs.ACTIVE,
         counts=_counts_table(result), changes=result.get("changes") or {},
-        can_mark_failed=has_perm(request, "restore_backups") and job.status in jobs.ACTIVE,
+        can_mark_failed=can_end_jobs(request) and job.status in jobs.ACTIVE,
         error=for_browser(job.error) if job.error else "",
     ))
 
@@ -653,7 +633,7 @@ def job_detail(request: HttpRequest, model_admin: ModelAdmin, job_id: int) -> Ht
 @require_POST
 def job_mark_failed(request: HttpRequest, model_admin: ModelAdmin, job_id: int) -> HttpResponse:
     """Staff with the restore permission can end a job that is stuck; its runner, if alive, ends unrecorded."""
-    if not has_perm(request, "restore_backups"):
+    if not can_end_jobs(request):
         raise PermissionDenied
     job = get_object_or_404(BackupJob, pk=job_id)
     if history.mark_failed(job.pk, f"Marked failed by {request.user} from the admin."):

@@ -1,4 +1,5 @@
-"""System checks: a backup folder that cannot be written or has no fixed place, tables that are missing.
+"""System checks: settings of the wrong type, a backup folder that cannot be written or has no fixed place, tables
+that are missing.
 
 The warnings (W001, W002) can be silenced like any Django check: SILENCED_SYSTEM_CHECKS = ["adcp_backup.W002"]."""
 from __future__ import annotations
@@ -12,7 +13,7 @@ from django.core import checks
 from django.db import DatabaseError
 
 from . import dataset
-from .conf import backup_settings
+from .conf import SETTINGS, backup_settings
 from .exceptions import BackupConfigurationError
 
 E001_BACKUP_DIR = "adcp_backup.E001"
@@ -26,6 +27,29 @@ E005_NO_BASE = "adcp_backup.E005"
 E006_DATABASES = "adcp_backup.E006"
 W004_SECRET_SETTINGS = "adcp_backup.W004"
 W005_SIGNING_KEY = "adcp_backup.W005"
+E007_SETTING = "adcp_backup.E007"
+
+# Settings whose bad values a check of their own reports, under its own id.
+_CHECKED_ON_THEIR_OWN = frozenset({
+    "DIR", "STORAGE_ALIAS", "SETTINGS_FILES",  # E005
+    "COMPRESSION",  # E002
+    "SCHEDULED_BY", "SCHEDULE", "PRUNE_SCHEDULE", "DRILL_SCHEDULE",  # E003
+    "DATABASES",  # E006
+    "ENCRYPT", "AGE_RECIPIENTS", "AGE_IDENTITY",  # E004
+})
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E007 for every other ADCP_BACKUP_* setting whose value is not of its type, before a backup trips on it."""
+    messages: list[checks.CheckMessage] = []
+    for name in SETTINGS:
+        if name in _CHECKED_ON_THEIR_OWN:
+            continue
+        try:
+            getattr(backup_settings, name)
+        except BackupConfigurationError as exc:
+            messages.append(checks.Error(str(exc), id=E007_SETTING))
+    return messages
 
 
 def check_backup_dir(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -54,7 +78,7 @@ def check_backup_dir(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
 
 def check_compression(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     try:
-        _ = backup_settings.compression  # the property raises on a bad value
+        _ = backup_settings.COMPRESSION  # raises on a bad value
     except BackupConfigurationError as exc:
         return [checks.Error(str(exc), id=E002_COMPRESSION)]
     return []
@@ -65,7 +89,7 @@ def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
 
     messages: list[checks.CheckMessage] = []
     try:
-        _ = backup_settings.scheduled_by
+        _ = backup_settings.SCHEDULED_BY
     except BackupConfigurationError as exc:
         messages.append(checks.Error(str(exc), id=E003_SCHEDULE))
     for name in ("SCHEDULE", "PRUNE_SCHEDULE", "DRILL_SCHEDULE"):
@@ -79,7 +103,7 @@ def check_schedules(app_configs: Any = None, **kwargs: Any) -> list[checks.Check
 def check_settings_files(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """W002 only for settings files the project configured (ADCP_BACKUP_SETTINGS_FILES is empty by default)."""
     try:
-        files = backup_settings.settings_files
+        files = backup_settings.SETTINGS_FILES
     except BackupConfigurationError as exc:
         return [checks.Error(str(exc), id=E005_NO_BASE)]
     missing = [str(p) for p in files if not p.exists()]
@@ -95,10 +119,14 @@ def check_secret_settings_files(app_configs: Any = None, **kwargs: Any) -> list[
     """Settings files holding secrets are withheld from backups that are not encrypted: say so before it matters."""
     from .settings_files import secret_keys
 
-    if backup_settings.ENCRYPT:
-        return []
+    try:
+        if backup_settings.ENCRYPT:
+            return []
+        files = backup_settings.SETTINGS_FILES
+    except BackupConfigurationError:
+        return []  # E004 and E005 report these settings
     messages: list[checks.CheckMessage] = []
-    for path in backup_settings.settings_files:
+    for path in files:
         try:
             content = path.read_bytes()
         except OSError:
@@ -116,7 +144,10 @@ def check_secret_settings_files(app_configs: Any = None, **kwargs: Any) -> list[
 def check_signing_key(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     from django.conf import settings
 
-    key = str(backup_settings.SIGNING_KEY or "") or str(getattr(settings, "SECRET_KEY", "") or "")
+    try:
+        key = backup_settings.SIGNING_KEY or str(getattr(settings, "SECRET_KEY", "") or "")
+    except BackupConfigurationError:
+        return []  # E007 reports the setting
     if len(key) < 32:
         return [checks.Warning("The backup signing key (ADCP_BACKUP_SIGNING_KEY, else SECRET_KEY) is shorter than "
                                "32 characters: anyone who guesses it can sign backups as this installation.",
@@ -130,7 +161,7 @@ def check_tables(app_configs: Any = None, *, databases: Any = None, **kwargs: An
     from .db import get_engine
 
     try:
-        configured = backup_settings.databases
+        configured = backup_settings.DATABASES
     except BackupConfigurationError as exc:
         return [checks.Error(str(exc), id=E006_DATABASES)]
     unknown = [alias for alias in configured if alias not in settings.DATABASES]
@@ -173,7 +204,7 @@ def check_encryption(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     except BackupConfigurationError as exc:
         messages.append(checks.Error(str(exc), id=E004_ENCRYPTION))
     try:
-        path = backup_settings.optional_path("AGE_IDENTITY")
+        path = backup_settings.AGE_IDENTITY
     except BackupConfigurationError as exc:
         return [*messages, checks.Error(str(exc), id=E004_ENCRYPTION)]
     if path is not None:
@@ -189,6 +220,7 @@ def check_encryption(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
 
 
 def register() -> None:
+    checks.register(check_settings, "adcp_backup")
     checks.register(check_backup_dir, "adcp_backup")
     checks.register(check_compression, "adcp_backup")
     checks.register(check_settings_files, "adcp_backup")

@@ -4,7 +4,7 @@ Everything else asks this module about tables; adding a table is one model plus 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, cast
 
@@ -57,7 +57,6 @@ class TableSpec:
     foreign_keys: tuple[ForeignKey, ...] = ()
     # How a row belongs to a tenant: None for global tables, else (column, parent table) up to tenant.
     tenant_link: tuple[str, str] | None = None
-    legacy_names: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def column_names(self) -> list[str]:
@@ -112,7 +111,7 @@ def _foreign_keys(model: type[dj_models.Model]) -> tuple[ForeignKey, ...]:
     return tuple(keys)
 
 
-def _spec(model: type[dj_models.Model], *, tenant_link: tuple[str, str] | None, legacy: tuple[str, ...]) -> TableSpec:
+def _spec(model: type[dj_models.Model], *, tenant_link: tuple[str, str] | None) -> TableSpec:
     return TableSpec(
         name=model._meta.db_table,
         model=model,
@@ -120,7 +119,6 @@ def _spec(model: type[dj_models.Model], *, tenant_link: tuple[str, str] | None, 
         unique=_unique(model),
         foreign_keys=_foreign_keys(model),
         tenant_link=tenant_link,
-        legacy_names=legacy,
     )
 
 
@@ -128,11 +126,10 @@ def _spec(model: type[dj_models.Model], *, tenant_link: tuple[str, str] | None, 
 def tables() -> tuple[TableSpec, ...]:
     """All tables in restore order: parents before children. Delete in the reverse order."""
     return (
-        _spec(models.Tenant, tenant_link=None, legacy=("tenants",)),
-        _spec(models.Product, tenant_link=("tenant_id", "tenant"), legacy=("products",)),
-        _spec(models.ExternalAgent, tenant_link=None, legacy=("external_agents",)),
-        _spec(models.ProductEmbedding, tenant_link=("product_id", "product"),
-              legacy=("product_embeddings", "embeddings")),
+        _spec(models.Tenant, tenant_link=None),
+        _spec(models.Product, tenant_link=("tenant_id", "tenant")),
+        _spec(models.ExternalAgent, tenant_link=None),
+        _spec(models.ProductEmbedding, tenant_link=("product_id", "product")),
     )
 
 

@@ -158,7 +158,7 @@ def write_settings_files(*, overwrite: bool = False) -> list[Path]:
         },
     }
     written = []
-    for path in backup_settings.settings_files:
+    for path in backup_settings.SETTINGS_FILES:
         if path.exists() and not overwrite:
             continue
         body = contents.get(path.name, {"demo": True})

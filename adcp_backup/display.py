@@ -5,14 +5,18 @@ import re
 
 
 def format_size(size: int | None) -> str:
+    """Bytes in binary units, the one way sizes are written: 512 bytes, 1.5 KiB, 64.0 MiB, up to TiB; "?" for
+    a size that is not known. The admin's pages use it through the ``size`` template filter."""
     if size is None:
         return "?"
-    value = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+    if size < 1024:
+        return f"{size} bytes"
+    value = size / 1024
+    for unit in ("KiB", "MiB", "GiB"):
+        if round(value, 1) < 1024:  # 1048575 bytes is 1.0 MiB, not 1024.0 KiB
+            return f"{value:.1f} {unit}"
         value /= 1024
-    return f"{size} bytes"
+    return f"{value:.1f} TiB"
 
 
 ENCRYPTED_WITHOUT_KEY = ("The backup is encrypted and this server has no age identity that opens it "

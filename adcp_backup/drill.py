@@ -37,7 +37,7 @@ from django.db import DatabaseError, connections, transaction
 from . import dataset, locking
 from .conf import backup_settings
 from .dataset import BLOB, BOOLEAN, DATETIME, FLOAT, INTEGER, TEXT
-from .db import get_engine
+from .db import engine_for, get_engine
 from .db.base import Engine, shipped_ddl
 from .exceptions import (
     BackupConfigurationError,
@@ -210,7 +210,7 @@ def _drill(*, name: str, file: str, live: str, alias: str, scratch: dict[str, st
             fts_problems = engine.fts_check()
             checks["fts"] = not fts_problems
             problems.extend(fts_problems)
-    limit = int(backup_settings.MAX_PROBLEMS)
+    limit = backup_settings.MAX_PROBLEMS
     return DrillResult(name=name, format=fmt, database=live, engine=engine.vendor, scratch=scratch,
                        restorable=not problems, tables=tables, problems=problems[:limit], checks=checks,
                        restore_seconds=restore_seconds, verify_seconds=time.monotonic() - verify_started,
@@ -300,7 +300,7 @@ def verify(engine: Engine, open_backup: OpenBackup, header: dict[str, Any], *,
             checksum_restored=recomputed, compared="exact" if exact else "normalized",
             matches=not differing and restored == table.rows and (not exact or recomputed == table.sha256),
         )
-    return checks, problems[:int(backup_settings.MAX_PROBLEMS)]
+    return checks, problems[:backup_settings.MAX_PROBLEMS]
 
 
 def _file_rows(reader: Any, *, exact: bool, only: str | None = None) -> dict[str, _FileTable]:
@@ -337,7 +337,7 @@ def _read_back(engine: Engine, spec: dataset.TableSpec, table: _FileTable, *, ex
                problems: list[Problem], progress: ProgressCallback) -> tuple[int, str, int]:
     """Read one restored table in key order: its row count, its recomputed SHA-256 in the backup's encoding,
     and (``keyed``) how many rows differ from the file's, each added to ``problems``."""
-    limit = int(backup_settings.MAX_PROBLEMS)
+    limit = backup_settings.MAX_PROBLEMS
     progress(ProgressEvent("drill", spec.name, 0, table.rows))
     raw_encode = row_encoder(table.families)
     compare = _line_encoder(table.families, exact)
@@ -346,7 +346,7 @@ def _read_back(engine: Engine, spec: dataset.TableSpec, table: _FileTable, *, ex
     expected = dict(table.digests) if keyed else {}
     key_index = table.columns.index(spec.primary_key) if spec.primary_key in table.columns else None
     keyed = keyed and key_index is not None and not table.unkeyed
-    batch = int(backup_settings.BATCH_SIZE)
+    batch = backup_settings.BATCH_SIZE
     if BLOB in table.families:
         batch = max(1, batch // 8)  # wide rows (embeddings): smaller batches keep the drill's memory flat
     for batch_rows in engine.read_rows(spec, table.columns, batch_size=batch):
@@ -532,15 +532,16 @@ def scratch_name() -> str:
 
 
 def scratch_folder() -> Path:
-    return backup_settings.optional_path("DRILL_DIR") or Path(tempfile.gettempdir()).resolve()
+    return backup_settings.DRILL_DIR or Path(tempfile.gettempdir()).resolve()
 
 
 @contextmanager
-def _admin_connection(live: str) -> Iterator[Any]:
-    """A connection of its own to the live server, for CREATE/DROP DATABASE: the live alias's are untouched."""
+def _admin_engine(live: str) -> Iterator[Engine]:
+    """The engine on a connection of its own to the live server, for creating and dropping scratch databases:
+    the live alias's connections are untouched."""
     connection = connections.create_connection(live)
     try:
-        yield connection
+        yield engine_for(connection)
     finally:
         connection.close()
 
@@ -564,19 +565,14 @@ def scratch_database(live: str) -> Iterator[tuple[str, dict[str, str]]]:
                                            "Set ADCP_BACKUP_DRILL_DIR to a writable folder.") from exc
         scratch_settings["NAME"] = str(path)
         kind, shown = "file", str(path)
-    elif vendor == "postgresql":
-        kind = _create_postgresql(live, name)
+    else:
+        kind = _create_scratch(live, name)
         shown = name
         scratch_settings["NAME"] = name if kind == "database" else live_settings["NAME"]
-        if kind == "schema":
+        if kind == "schema":  # PostgreSQL: the scratch schema comes first on the search path
             extra = f"-c search_path={name}"
             previous = scratch_settings["OPTIONS"].get("options")
             scratch_settings["OPTIONS"]["options"] = f"{previous} {extra}" if previous else extra
-    elif vendor == "mysql":
-        _create_mysql(live, name)
-        scratch_settings["NAME"] = shown = name
-    else:
-        raise BackupConfigurationError(f"adcp-backup cannot drill on the {vendor} database engine.")
     alias = name
     connections.settings[alias] = scratch_settings
     try:
@@ -608,66 +604,34 @@ def _user(live: str) -> str:
     return str(connections.settings[live].get("USER") or "the database user")
 
 
-def _create_postgresql(live: str, name: str) -> str:
-    """``database`` when CREATE DATABASE works; else ``schema`` (a temporary schema in the live database)."""
-    quoted = f'"{name}"'
-    wanted = str(backup_settings.DRILL_POSTGRESQL_SCRATCH or "database").lower()
-    if wanted not in ("database", "schema"):
-        raise BackupConfigurationError(
-            f"ADCP_BACKUP_DRILL_POSTGRESQL_SCRATCH must be database or schema, not {wanted!r}.")
-    with _admin_connection(live) as connection:
+def _create_scratch(live: str, name: str) -> str:
+    """Create the scratch database ``name`` on ``live``'s server: ``database``; or ``schema``, a schema of the live
+    database, where the engine allows one and CREATE DATABASE is refused or not wanted
+    (ADCP_BACKUP_DRILL_POSTGRESQL_SCRATCH)."""
+    with _admin_engine(live) as engine:
+        wanted = "database"
+        if engine.scratch_schemas:
+            wanted = backup_settings.DRILL_POSTGRESQL_SCRATCH
+        if wanted == "database":
+            try:
+                engine.create_database(name)
+                return "database"
+            except DatabaseError as exc:
+                if not engine.lacks_privilege(exc):
+                    raise BackupError(f"The drill could not create its scratch database: {exc}") from exc
+                if not engine.scratch_schemas:
+                    raise _refused(live, engine, exc) from exc
+                logger.info("The role may not create databases (%s); the drill uses a temporary schema.", exc)
         try:
-            if wanted == "schema":
-                raise _SchemaWanted
-            with connection.cursor() as cursor:
-                cursor.execute(f"CREATE DATABASE {quoted}")
-            return "database"
-        except _SchemaWanted:
-            pass
+            engine.create_database(name, schema=True)
         except DatabaseError as exc:
-            if getattr(getattr(exc, "__cause__", None), "sqlstate", None) != "42501":
-                raise BackupError(f"The drill could not create its scratch database: {exc}") from exc
-            logger.info("The role may not create databases (%s); the drill uses a temporary schema.", exc)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(f"CREATE SCHEMA {quoted}")
-            return "schema"
-        except DatabaseError as exc:
-            database = connections.settings[live].get("NAME")
-            raise BackupConfigurationError(
-                f"The drill cannot create a scratch database: the role {_user(live)!r} needs the CREATEDB "
-                f"privilege (ALTER ROLE ... CREATEDB) or, for a temporary schema, CREATE on database {database!r} "
-                f"(GRANT CREATE ON DATABASE ...). ({str(exc).strip()})"
-            ) from exc
+            raise _refused(live, engine, exc) from exc
+        return "schema"
 
 
-class _SchemaWanted(Exception):
-    """ADCP_BACKUP_DRILL_POSTGRESQL_SCRATCH asks for a schema: CREATE DATABASE is not tried."""
-
-
-def _create_mysql(live: str, name: str) -> None:
-    with _admin_connection(live) as connection:
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
-                               "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()")
-                row = cursor.fetchone()
-                charset = f" CHARACTER SET {row[0]} COLLATE {row[1]}" if row and _plain(row[0]) and _plain(row[1]) \
-                    else ""
-                cursor.execute(f"CREATE DATABASE `{name}`{charset}")
-        except DatabaseError as exc:
-            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-            if code in (1044, 1045, 1142, 1227):
-                raise BackupConfigurationError(
-                    f"The drill cannot create a scratch database: the user {_user(live)!r} needs CREATE and DROP "
-                    f"on databases named {DATABASE_PREFIX}* (GRANT CREATE, DROP, INDEX, ALTER, REFERENCES, INSERT, "
-                    f"SELECT, DELETE ON `adcp\\_drill\\_%`.* TO ...). ({exc})"
-                ) from exc
-            raise BackupError(f"The drill could not create its scratch database: {exc}") from exc
-
-
-def _plain(word: Any) -> bool:
-    return isinstance(word, str) and re.fullmatch(r"[A-Za-z0-9_]{1,64}", word) is not None
+def _refused(live: str, engine: Engine, exc: DatabaseError) -> BackupConfigurationError:
+    hint = engine.scratch_privilege_hint(_user(live), str(connections.settings[live].get("NAME")), DATABASE_PREFIX)
+    return BackupConfigurationError(f"The drill cannot create a scratch database: {hint}. ({str(exc).strip()})")
 
 
 def _drop(live: str, vendor: str, kind: str, name: str, shown: str) -> None:
@@ -678,13 +642,8 @@ def _drop(live: str, vendor: str, kind: str, name: str, shown: str) -> None:
             return
         if not _NAME.match(name):
             raise ValueError(f"not a scratch database name: {name!r}")
-        with _admin_connection(live) as connection, connection.cursor() as cursor:
-            if vendor == "postgresql" and kind == "schema":
-                cursor.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-            elif vendor == "postgresql":
-                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            else:
-                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        with _admin_engine(live) as engine:
+            engine.drop_database(name, schema=kind == "schema")
     except (OSError, DatabaseError, ValueError) as exc:
         logger.warning("Could not remove the drill's scratch %s %s: %s; the next drill removes it.", kind, shown, exc)
 
@@ -718,17 +677,8 @@ def remove_leftovers(live: str) -> list[str]:
                     except OSError as exc:
                         logger.warning("Could not remove the drill leftover %s: %s", path, exc)
         return removed
-    found: list[tuple[str, str]] = []
-    with _admin_connection(live) as connection, connection.cursor() as cursor:
-        if vendor == "postgresql":
-            cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE 'adcp\\_drill\\_%'")
-            found += [("database", r[0]) for r in cursor.fetchall()]
-            cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'adcp\\_drill\\_%'")
-            found += [("schema", r[0]) for r in cursor.fetchall()]
-        elif vendor == "mysql":
-            cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
-                           "WHERE SCHEMA_NAME LIKE 'adcp\\_drill\\_%'")
-            found += [("database", r[0]) for r in cursor.fetchall()]
+    with _admin_engine(live) as engine:
+        found = engine.databases_named(DATABASE_PREFIX)
     for kind, name in found:
         match = _NAME.match(name)
         if match and _owner_gone(match.group(1), int(match.group(2))):

@@ -121,7 +121,7 @@ class Heartbeat:
 
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id
-        self.interval = max(0.5, float(backup_settings.JOB_HEARTBEAT))
+        self.interval = max(0.5, backup_settings.JOB_HEARTBEAT)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"adcp-backup-heartbeat-{job_id}", daemon=True)
 
@@ -196,7 +196,7 @@ def stale_reason(job: BackupJob, now: datetime | None = None) -> str | None:
     if state == "alive":
         return None
     last = last_sign_of_life(job)
-    window = timedelta(seconds=float(backup_settings.JOB_STALE_AFTER))
+    window = timedelta(seconds=backup_settings.JOB_STALE_AFTER)
     if last is not None and now - last > window:
         minutes = int((now - last).total_seconds() // 60)
         if job.status == BackupJob.Status.PENDING:

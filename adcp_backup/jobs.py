@@ -160,9 +160,7 @@ def thread_alive(job_id: int) -> bool:
 
 
 def runner() -> str:
-    choice = str(backup_settings.JOB_RUNNER or "auto").lower()
-    if choice not in ("auto", "thread", "celery"):
-        raise BackupConfigurationError(f"ADCP_BACKUP_JOB_RUNNER must be auto, thread or celery, not {choice!r}.")
+    choice = backup_settings.JOB_RUNNER
     if choice == "auto":
         if not getattr(settings, "CELERY_BROKER_URL", ""):
             return "thread"
@@ -344,9 +342,14 @@ def record_download(*, name: str, user: Any, remote_addr: str | None, database: 
 
 
 def _run_drill(job: BackupJob, progress: JobProgressRecorder) -> Outcome:
-    from .admin_drill import run_drill_job
-
-    return BackupJob.Status.SUCCEEDED, run_drill_job(job, progress)
+    """A backup that does not restore fails the job, keeping the drill's report."""
+    name = BackupStorage().require(job.backup_name)
+    result = services.backup_drill(file=name, database=job.database, progress=progress)
+    data = result.as_dict()
+    if not result.restorable:
+        first = result.problems[0] if result.problems else "unknown problem"
+        raise JobFailed(f"{result.name} does not restore: {first}", data)
+    return BackupJob.Status.SUCCEEDED, data
 
 
 _RUNNERS: dict[str, Callable[[BackupJob, JobProgressRecorder], Outcome]] = {

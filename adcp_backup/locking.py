@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from typing import Any, TypeVar
 from django.db import DatabaseError, connections
 
 from .conf import backup_settings
+from .db import engine_for
 from .exceptions import BackupConfigurationError, BackupError, BackupLocked
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class Holder:
 
 
 def lock_path() -> Path:
-    return (backup_settings.optional_path("LOCK_DIR") or backup_settings.backup_dir) / LOCK_FILE_NAME
+    return (backup_settings.LOCK_DIR or backup_settings.DIR) / LOCK_FILE_NAME
 
 
 def _held() -> list[str]:
@@ -87,7 +87,7 @@ def operation_lock(kind: str, *, database: str = "default", timeout: float | Non
             held.pop()
         return
     if timeout is None:
-        timeout = 0.0 if kind == "restore" else float(backup_settings.LOCK_TIMEOUT)
+        timeout = 0.0 if kind == "restore" else backup_settings.LOCK_TIMEOUT
     deadline = time.monotonic() + max(0.0, timeout)
     with _file_lock(kind, database, deadline), _database_lock(kind, database, deadline):
         held.append(kind)
@@ -198,15 +198,9 @@ def _refusal(kind: str, holder: Holder | None, where: object) -> str:
 
 
 # -- every machine: a session lock in the database ------------------------------------------------------
-def advisory_key(database_name: str) -> int:
-    """The PostgreSQL advisory lock key (a signed 64-bit integer) of one database's backups."""
-    digest = hashlib.sha256(f"adcp_backup:{database_name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def mysql_lock_name(database_name: str) -> str:
-    """GET_LOCK names are server-wide: one per database, at most 64 characters."""
-    return f"adcp_backup:{database_name}"[:64]
+def lock_name(database_name: str) -> str:
+    """The name of one database's lock; each engine makes its own kind of key of it."""
+    return f"adcp_backup:{database_name}"
 
 
 @contextmanager
@@ -214,39 +208,29 @@ def _database_lock(kind: str, alias: str, deadline: float) -> Iterator[None]:
     if alias not in connections.settings:
         yield  # the service reports the unknown alias in its own words
         return
-    vendor = connections[alias].vendor
-    if vendor not in ("postgresql", "mysql"):
-        yield  # SQLite is a file on this machine: the lock file covers every process that can open it
-        return
     connection = connections.create_connection(alias)  # its own session, never the one that restores
     try:
-        name = str(connection.settings_dict["NAME"])
+        engine = engine_for(connection)
+        if not engine.shares_lock:
+            yield  # SQLite is a file on this machine: the lock file covers every process that can open it
+            return
+        name = lock_name(str(connection.settings_dict["NAME"]))
         try:
-            cursor = connection.cursor()
+            taken = engine.try_lock(name)
         except DatabaseError as exc:
             raise BackupError(f"Cannot take the backup lock in database {alias!r}: {exc}") from exc
-        with cursor:
-            while True:
-                if vendor == "postgresql":
-                    cursor.execute("SELECT pg_try_advisory_lock(%s)", [advisory_key(name)])
-                else:
-                    cursor.execute("SELECT GET_LOCK(%s, 0)", [mysql_lock_name(name)])
-                if cursor.fetchone()[0] == 1:
-                    break
-                if time.monotonic() >= deadline:
-                    raise BackupLocked(_refusal(kind, None, f"database {alias!r}, held from another machine "
-                                                             "or process"))
-                time.sleep(POLL_INTERVAL)
+        while not taken:
+            if time.monotonic() >= deadline:
+                raise BackupLocked(_refusal(kind, None, f"database {alias!r}, held from another machine "
+                                                         "or process"))
+            time.sleep(POLL_INTERVAL)
+            taken = engine.try_lock(name)
+        try:
+            yield
+        finally:
             try:
-                yield
-            finally:
-                try:
-                    if vendor == "postgresql":
-                        cursor.execute("SELECT pg_advisory_unlock(%s)", [advisory_key(name)])
-                    else:
-                        cursor.execute("SELECT RELEASE_LOCK(%s)", [mysql_lock_name(name)])
-                except DatabaseError:
-                    logger.warning("Could not release the database lock of %r; closing its session frees it.",
-                                   alias)
+                engine.unlock(name)
+            except DatabaseError:
+                logger.warning("Could not release the database lock of %r; closing its session frees it.", alias)
     finally:
         connection.close()

@@ -22,11 +22,11 @@ def schedule_info() -> dict[str, Any]:
     beat runs them (ADCP_BACKUP_SCHEDULED_BY = "celery"); cron and systemd keep their times to themselves."""
     info: dict[str, Any] = {"celery_broker": bool(getattr(settings, "CELERY_BROKER_URL", ""))}
     try:
-        by = backup_settings.scheduled_by
+        by = backup_settings.SCHEDULED_BY
     except BackupConfigurationError as exc:
         by, info["error"] = "", str(exc)
     info["scheduled_by"] = by or None
-    info["notify_admins"] = bool(backup_settings.NOTIFY_ADMINS)
+    info["notify_admins"] = backup_settings.NOTIFY_ADMINS
     info["admins"] = len(getattr(settings, "ADMINS", []) or [])
     if by != "celery":
         description = f"started by {by} (its times are in its own configuration)" if by else NOT_SCHEDULED
@@ -46,11 +46,11 @@ def schedule_info() -> dict[str, Any]:
 
 def retention_info() -> dict[str, Any]:
     return {
-        "keep_last": int(backup_settings.KEEP_LAST),
-        "keep_daily": int(backup_settings.KEEP_DAILY),
-        "keep_weekly": int(backup_settings.KEEP_WEEKLY),
-        "keep_monthly": int(backup_settings.KEEP_MONTHLY),
-        "keep_safety": int(backup_settings.KEEP_SAFETY),
+        "keep_last": backup_settings.KEEP_LAST,
+        "keep_daily": backup_settings.KEEP_DAILY,
+        "keep_weekly": backup_settings.KEEP_WEEKLY,
+        "keep_monthly": backup_settings.KEEP_MONTHLY,
+        "keep_safety": backup_settings.KEEP_SAFETY,
     }
 
 
@@ -60,7 +60,11 @@ def encryption_info() -> dict[str, Any]:
     for name in SETTINGS:
         if not any(_ENCRYPTION_WORDS.fullmatch(word) for word in name.split("_")):
             continue
-        value = getattr(backup_settings, name)
+        try:
+            value = getattr(backup_settings, name)
+        except BackupConfigurationError:
+            shown[f"ADCP_BACKUP_{name}"] = "invalid"  # the system checks say why
+            continue
         shown[f"ADCP_BACKUP_{name}"] = value if isinstance(value, bool) else ("set" if value else "not set")
     return {"settings": shown}
 
@@ -69,7 +73,7 @@ def lock_info() -> dict[str, Any]:
     holder = locking.current_holder()
     return {
         "file": str(locking.lock_path()),
-        "timeout_seconds": float(backup_settings.LOCK_TIMEOUT),
+        "timeout_seconds": backup_settings.LOCK_TIMEOUT,
         "held_by": None if holder is None else {"kind": holder.kind, "pid": holder.pid, "host": holder.host,
                                                  "since": holder.since, "database": holder.database},
     }

@@ -88,19 +88,3 @@ class TerminalProgress:
             bar = "#" * filled + "-" * (self.width - filled)
             return f"{what:<28} [{bar}] {event.done:,}/{event.total:,}"
         return f"{what:<28} {event.done:,} rows"
-
-
-class LoggingProgress:
-    """Progress as log lines of the adcp_backup logger, at most one per interval and table."""
-
-    def __init__(self, interval: float = 5.0) -> None:
-        self.interval = interval
-        self._last = 0.0
-
-    def __call__(self, event: ProgressEvent) -> None:
-        now = time.monotonic()
-        if event.message:
-            logger.info(event.message)
-        elif event.finished or now - self._last >= self.interval:
-            self._last = now
-            logger.info("%s %s: %s/%s rows", event.phase, event.table or "", event.done, event.total or "?")

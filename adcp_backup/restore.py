@@ -2,7 +2,7 @@
 the dry-run report, files."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -14,16 +14,8 @@ from .db.base import Engine, shipped_ddl
 from .exceptions import InvalidBackup, Problem, RestoreError, SchemaMismatch
 from .format.events import End, EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
 from .progress import ProgressCallback, ProgressEvent
+from .results import TableChange
 from .validation import RowChecker
-
-
-@dataclass(frozen=True)
-class TableChange:
-    before: int
-    after: int
-    added: int | None = None
-    removed: int | None = None
-    changed: int | None = None
 
 
 @dataclass
@@ -134,6 +126,28 @@ class Outcome:
     environment: dict[str, Any]
     notes: list[str]
     safety_backup: str | None = None
+    schema_created: bool = False
+    tenants: tuple[str, ...] = ()  # the tenants a scoped restore replaced; none for a whole restore
+
+
+SafetyBackup = Callable[[list[str] | None, tuple[str, ...]], str]
+"""Writes a safety backup of what a restore replaces (these tenants' rows and global parts; None: everything)
+and returns its name."""
+
+
+def restore_whole(engine: Engine, reader: Any, *, create_schema: bool, dry_run: bool, validate: bool,
+                  safety_backup: SafetyBackup | None, progress: ProgressCallback) -> Outcome:
+    """Replace every AdCP table with the file's: plan the schema, take the safety backup (not when the schema is
+    created: there is nothing to keep), then the one writer, fed by the checked events."""
+    header = reader.header
+    plan = plan_schema(engine, header, create_schema=create_schema)
+    safety_name = safety_backup(None, ()) if safety_backup is not None and not dry_run and not plan.create else None
+    outcome = restore_data(engine, validation.checked_events(reader), header, plan, dry_run=dry_run,
+                           validate=validate, progress=progress)
+    outcome.notes[:0] = plan.notes
+    outcome.safety_backup = safety_name
+    outcome.schema_created = plan.create
+    return outcome
 
 
 def restore_data(engine: Engine, events: Iterable[Any], header: dict[str, Any], plan: SchemaPlan, *,

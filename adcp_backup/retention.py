@@ -103,7 +103,7 @@ def apply_policy(items: Sequence[T], policy: Policy, tz: tzinfo) -> list[Decisio
 
 
 class Entry(Protocol):
-    """What retention needs of a listed backup (services.BackupEntry has it)."""
+    """What retention needs of a listed backup (results.BackupEntry has it)."""
 
     @property
     def name(self) -> str: ...

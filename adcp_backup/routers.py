@@ -18,4 +18,4 @@ class AdcpTablesRouter:
     def allow_migrate(self, db: str, app_label: str, model_name: str | None = None, **hints: Any) -> bool | None:
         if app_label != "adcp_backup" or model_name not in ADCP_MODELS:
             return None
-        return db in backup_settings.databases
+        return db in backup_settings.DATABASES

@@ -47,10 +47,6 @@ class Schedule:
     day_of_week: str = "*"
     every: timedelta | None = None
 
-    @property
-    def is_interval(self) -> bool:
-        return self.every is not None
-
     def describe(self) -> str:
         if self.every is not None:
             return f"every {self.every.total_seconds():g} seconds"

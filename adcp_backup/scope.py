@@ -6,7 +6,7 @@ import logging
 import pickle
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
@@ -22,7 +22,7 @@ from .exceptions import (
 )
 from .format.events import EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
 from .progress import ProgressCallback, ProgressEvent
-from .restore import Outcome, SchemaPlan, restore_data
+from .restore import Outcome, SafetyBackup, plan_schema, restore_data
 
 logger = logging.getLogger(__name__)
 
@@ -407,14 +407,19 @@ def _database_conflicts(spool: _Spool, engine: Engine, scope: TenantScope) -> No
                                                   "which is outside the restored tenants")
 
 
-def restore_tenants(*, engine: Engine, reader: Any, plan: SchemaPlan, slugs: Sequence[str] | None,
-                    dry_run: bool, validate: bool, safety_backup: Callable[[list[str], tuple[str, ...]], str] | None,
-                    progress: ProgressCallback) -> tuple[TenantScope, Outcome]:
+def restore_tenants(*, engine: Engine, reader: Any, slugs: Sequence[str] | None, create_schema: bool,
+                    dry_run: bool, validate: bool, safety_backup: SafetyBackup | None,
+                    progress: ProgressCallback) -> Outcome:
     """Replace the rows of some tenants with a backup's, in one transaction, leaving every other row alone.
 
     The file is read once, its rows in scope kept on disk while conflicts with other tenants' rows are looked
     for; then restore.restore_data writes them with the scope as its parameter.
     ``slugs`` None restores a tenant backup as it is: its tenants, and the global parts it holds."""
+    if create_schema:
+        raise RestoreError("--create-schema rebuilds a whole database; it cannot be combined with a tenant restore.")
+    plan = plan_schema(engine, reader.header, create_schema=False)
+    if plan.create:
+        raise RestoreError(f"The database {engine.alias!r} has no AdCP tables: restore a full backup first.")
     header = reader.header
     whole = slugs is None
     if whole and not is_tenant_backup(header):
@@ -450,7 +455,8 @@ def restore_tenants(*, engine: Engine, reader: Any, plan: SchemaPlan, slugs: Seq
                                dry_run=dry_run, validate=validate, progress=progress)
     outcome.notes[:0] = [*notes, f"tenants restored: {', '.join(scope.slugs)}"]
     outcome.safety_backup = safety_name
-    return scope, outcome
+    outcome.tenants = scope.slugs
+    return outcome
 
 
 __all__ = ["TenantScope", "membership", "for_backup",

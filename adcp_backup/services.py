@@ -6,11 +6,10 @@ import inspect
 import logging
 import os
 import platform
-import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -43,210 +42,37 @@ from .exceptions import (
     EncryptionKeyError,
     InvalidBackup,
     OtherDatabase,
-    Problem,
-    ProblemLog,
     RestoreError,
     UnsignedBackup,
     ValuesRefused,
 )
 from .format import codecs, crypto
 from .format.detect import open_reader
-from .format.events import FileRecord, RowBatch, TableEnd, TableStart
+from .format.events import TableEnd
 from .format.reader import NativeReader
 from .format.writer import BackupWriter
+from .naming import is_future, new_backup_name, parse_time
 from .progress import ProgressCallback, ProgressEvent, silent
-from .restore import TableChange
+from .results import (
+    POLICY_FROM_FLAGS,
+    POLICY_FROM_SETTINGS,
+    BackupEntry,
+    BackupResult,
+    DeleteResult,
+    InfoResult,
+    PruneResult,
+    RestorePlan,
+    RestoreResult,
+    ValidationReport,
+)
 from .sources import Source
 from .sources import resolve as resolve_source
-from .storage import BackupStorage, HashingWriter, stream_file
+from .storage import BackupStorage, open_output, stream_file
 from .uploads import UPLOAD_PREFIX
-from .validation import KeyIndex, RowChecker
 
 logger = logging.getLogger(__name__)
 
-NAME_PREFIX = "adcp-backup-"
-
-
-# -- results ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BackupResult:
-    name: str
-    path: str | None
-    size: int
-    sha256: str
-    counts: dict[str, int]
-    compression: str
-    encrypted: bool
-    created_at: str
-    scope: dict[str, Any]
-    purpose: str
-    secrets: str
-    duration: float
-    provenance: str = signing.SIGNED
-    withheld_files: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class RestoreResult:
-    name: str
-    format: str
-    restored: dict[str, int]
-    dry_run: bool
-    safety_backup: str | None
-    changes: dict[str, TableChange]
-    defaulted: dict[str, list[str]]
-    files: list[dict[str, str]]
-    environment: dict[str, Any]
-    schema_created: bool
-    notes: list[str]
-    duration: float
-    origin: dict[str, Any] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class ValidationReport:
-    name: str
-    path: str | None
-    valid: bool
-    format: str | None
-    compression: str | None
-    encrypted: bool
-    created_at: str | None
-    counts: dict[str, int]
-    checksums: dict[str, str | None]
-    problems: list[Problem]
-    problems_total: int
-    duration: float
-    provenance: str = signing.UNSIGNED
-    provenance_note: str = ""
-    future_dated: bool = False
-    withheld_files: list[str] = field(default_factory=list)
-
-    @property
-    def trusted(self) -> bool:
-        return self.valid and self.provenance in signing.TRUSTED
-    target_engine: str | None = None  # whose limits the values were checked against, besides the file's own
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["problems"] = [p.as_dict() for p in self.problems]
-        data["trusted"] = self.trusted
-        return data
-
-
-@dataclass(frozen=True)
-class BackupEntry:
-    name: str
-    created_at: str | None
-    size: int
-    format: str | None
-    compression: str | None
-    encrypted: bool
-    counts: dict[str, int] | None
-    scope: dict[str, Any] | None
-    purpose: str | None
-    path: str | None
-    error: str | None = None
-    source: dict[str, Any] | None = None
-    provenance: str = signing.UNSIGNED
-    provenance_note: str = ""
-    uploaded: bool = False
-    future_dated: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "origin": origin.origin_info(self.source), "trusted": self.trusted}
-
-    @property
-    def created(self) -> datetime | None:
-        return parse_time(self.created_at)
-
-    @property
-    def origin_known(self) -> bool:
-        return origin.from_source(self.source)[0] != origin.UNKNOWN
-
-    def belongs_to(self, database: origin.DatabaseIdentity) -> bool:
-        """Whether this backup is one of ``database``'s (see adcp_backup.origin for files without an identity)."""
-        return origin.belongs_to(self.source, database)
-    def provenance_label(self) -> str:
-        return signing.LABELS.get(self.provenance, self.provenance)
-
-    @property
-    def trusted(self) -> bool:
-        """Whether this backup may steer anything automatic (``latest``, monitoring, retention): a readable
-        file whose header this installation signed, for this very name, dated no later than a few minutes
-        from now. Anything else is listed, validated and restored only on explicit request, never pruned."""
-        return self.error is None and self.provenance in signing.TRUSTED and not self.future_dated
-
-
-@dataclass(frozen=True)
-class RestorePlan:
-    name: str
-    format: str
-    created_at: str | None
-    file_counts: dict[str, int | None]
-    current_counts: dict[str, int | None]
-    settings_files: list[str]
-    scope: dict[str, Any]
-    origin: dict[str, Any] | None = None
-    other_database: bool = False
-    provenance: str = signing.UNSIGNED
-    provenance_note: str = ""
-
-    @property
-    def provenance_label(self) -> str:
-        return signing.LABELS.get(self.provenance, self.provenance)
-
-
-@dataclass(frozen=True)
-class InfoResult:
-    database: dict[str, Any]
-    storage: dict[str, Any]
-    backups: dict[str, Any]
-    newest: dict[str, Any] | None
-    settings: dict[str, Any]
-    max_age: float | None = None
-    stale: bool = False
-    drill: dict[str, Any] | None = None  # the last drill and the last successful one (drill.info)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 # -- helpers ---------------------------------------------------------------------------------------------
-def is_future(created: datetime | None, now: datetime | None = None) -> bool:
-    """A creation time more than ADCP_BACKUP_FUTURE_TOLERANCE seconds ahead of now: a clock or a forgery."""
-    if created is None:
-        return False
-    now = now or datetime.now(UTC)
-    return (created - now).total_seconds() > float(backup_settings.FUTURE_TOLERANCE)
-
-
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def new_backup_name(compression: str, *, now: datetime | None = None, suffix: str = "") -> str:
-    now = now or datetime.now(UTC)
-    stem = f"{NAME_PREFIX}{now:%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
-    extension = f".jsonl{codecs.SUFFIXES[compression]}{suffix}"
-    if suffix == crypto.SUFFIX:  # readable only with an identity: the name itself says who wrote it, and when
-        return signing.signed_name(stem, extension)
-    return stem + extension
-
-
 def _storage() -> BackupStorage:
     return BackupStorage()
 
@@ -306,10 +132,10 @@ def backup_create(
     ``include_secrets`` keeps secret environment values in clear inside it, and needs encryption.
     With ``tenants`` (slugs): only those tenants' rows, plus the global parts named in ``with_global``."""
     started = time.monotonic()
-    compression = (compression or backup_settings.compression).lower()
+    compression = (compression or backup_settings.COMPRESSION).lower()
     if compression not in codecs.SUFFIXES:
         raise BackupError(f"Unknown compression {compression!r}: use none, gzip or zstd.")
-    encrypt = bool(backup_settings.ENCRYPT) if encrypt is None else encrypt
+    encrypt = backup_settings.ENCRYPT if encrypt is None else encrypt
     if include_secrets and not encrypt:
         raise BackupError("--include-secrets keeps API keys and passwords in the file, so it needs encryption: "
                           "add --encrypt (or set ADCP_BACKUP_ENCRYPT) with ADCP_BACKUP_AGE_RECIPIENTS.")
@@ -333,7 +159,7 @@ def backup_create(
     withheld = [c.path for c in captured_files if c.withheld]
     notes: list[str] = []
 
-    with (_open_output(storage, name, output, notes) as (out, final_name, final_path),
+    with (open_output(storage, name, output, notes) as (out, final_name, final_path),
           crypto.encrypting(out, recipients) if encrypt else nullcontext(out) as sink):
         compressed = codecs.CompressedWriter(sink, compression, level)
         writer = BackupWriter(compressed)
@@ -403,57 +229,6 @@ def _write_table(engine: Engine, writer: BackupWriter, spec: dataset.TableSpec,
     progress(ProgressEvent("backup", spec.name, done, total, finished=True))
 
 
-@contextmanager
-def _open_output(storage: BackupStorage, name: str, output: str | os.PathLike[str] | None,
-                 notes: list[str]) -> Iterator[tuple[HashingWriter, str, str | None]]:
-    if output is None:
-        with storage.writer(name, verify=backup_settings.VERIFY) as out:
-            yield out, name, storage.path(name)
-        return
-    as_folder = str(output).endswith((os.sep, "/"))  # "DIR/": a folder, created when missing
-    target = Path(output).expanduser()
-    target = target if target.is_absolute() else Path.cwd() / target
-    if as_folder or target.is_dir():
-        target = target / name
-    if os.path.lexists(target):
-        raise BackupError(f"{target} already exists; a backup never overwrites a file.")
-    created = _make_private_folders(target.parent)
-    if created:
-        notes.append(f"Created the folder {created[0]} (mode 0700) for the backup.")
-        logger.info("Created the folder %s (mode 0700) for backup %s", created[0], target.name)
-    local = BackupStorage(_LocalFolder(target.parent))
-    with local.writer(target.name, verify=backup_settings.VERIFY) as out:
-        yield out, target.name, str(target.resolve())
-
-
-def _make_private_folders(folder: Path) -> list[Path]:
-    """Create ``folder`` and its missing parents, each 0700 whatever the umask; the ones created, outermost first."""
-    missing: list[Path] = []
-    probe = folder
-    while not os.path.lexists(probe) and probe != probe.parent:
-        missing.append(probe)
-        probe = probe.parent
-    created: list[Path] = []
-    for path in reversed(missing):
-        try:
-            os.mkdir(path, 0o700)
-            os.chmod(path, 0o700)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise BackupError(f"Cannot create the folder {path}: {exc.strerror}.") from exc
-        created.append(path)
-    if not folder.is_dir():
-        raise BackupError(f"{folder} is not a folder.")
-    return created
-
-
-def _LocalFolder(folder: Path) -> Any:
-    from django.core.files.storage import FileSystemStorage
-
-    return FileSystemStorage(location=str(folder), file_permissions_mode=0o600)
-
-
 # -- reading helpers -------------------------------------------------------------------------------------
 @contextmanager
 def _opened(source: Source, *, strict: bool, identity: str | os.PathLike[str] | None = None) -> Iterator[Any]:
@@ -483,11 +258,7 @@ def latest_backup_name(*, database: str = "default", identity: str | os.PathLike
 
 
 # -- validate --------------------------------------------------------------------------------------------
-def _validation_outcome(report: ValidationReport) -> tuple[str, dict[str, Any], str]:
-    return ("succeeded" if report.valid else "invalid"), report.as_dict(), report.name
-
-
-@history.recorded("validate", outcome=_validation_outcome)
+@history.recorded("validate", outcome=validation.job_outcome)
 def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None,
                     target_engine: str | None = None, database: str | None = None,
                     progress: ProgressCallback = silent) -> ValidationReport:
@@ -498,87 +269,15 @@ def backup_validate(*, file: str, identity: str | os.PathLike[str] | None = None
     alias is such a database holding the tables, else by the schema this app ships for the engine.
     An encrypted file needs an age identity (``identity``, else ADCP_BACKUP_AGE_IDENTITY); without a
     fitting one this raises EncryptionKeyError: the file's validity is then unknown, not disproved."""
-    started = time.monotonic()
     if target_engine is not None and target_engine not in limits.ENGINES:
         raise BackupError(f"Unknown target engine {target_engine!r}: use {', '.join(limits.ENGINES)}.")
     live = get_engine(database) if target_engine is not None and database is not None else None
-    target_limits: dict[str, limits.ValueLimits | None] = {}
     source = _resolve(file, identity, database=database or backup_settings.default_database)
-    limit = backup_settings.MAX_PROBLEMS
-    problems = ProblemLog(limit)  # capped: a file of a billion bad lines keeps `limit` problems and a count
-    counts: dict[str, int] = {}
-    checksums: dict[str, str | None] = {}
-    header: dict[str, Any] = {}
-    reader: Any = None
-    files = settings_files.RecordChecker()
-    try:
-        with _opened(source, strict=False, identity=identity) as reader, KeyIndex() as keys:
-            header = reader.header
-            problems.extend(validation.header_problems(header))
-            checkers: dict[str, RowChecker] = {}  # by table: a legacy v1.0 file interleaves tenants and products
-            expected = header.get("counts") or {}
-            for event in reader.events():
-                if isinstance(event, TableStart):
-                    structure = validation.table_problems(event)
-                    if structure:
-                        problems.extend(structure)
-                        continue
-                    spec = dataset.table(event.name)
-                    checkers[event.name] = RowChecker(spec, event.columns, event.families)
-                    if target_engine is not None:
-                        target_limits[event.name] = limits.for_target(target_engine, spec.name, event.columns,
-                                                                      live=live)
-                    keys.start_table(spec, event.columns)
-                    progress(ProgressEvent("validate", event.name, 0, expected.get(event.name)))
-                elif isinstance(event, RowBatch):
-                    checker = checkers.get(event.table)
-                    if checker is not None:
-                        if not problems.full:
-                            problems.extend(checker.check(event.rows, event.first_row))
-                        target = target_limits.get(event.table)
-                        if target is not None and len(problems) < limit:
-                            problems.extend(target.check(event.rows, event.first_row))
-                        keys.add(event.table, event.rows, event.first_row)
-                    progress(ProgressEvent("validate", event.table, event.first_row + len(event.rows) - 1,
-                                           expected.get(event.table)))
-                elif isinstance(event, TableEnd):
-                    counts[event.name] = event.rows
-                    checksums[event.name] = event.sha256
-                    problems.extend(validation.end_problems(header, event))
-                    progress(ProgressEvent("validate", event.name, event.rows, event.rows, finished=True))
-                elif isinstance(event, FileRecord):
-                    problems.extend(validation.file_problems(event, files))
-            if not any(p.section == "trailer" for p in reader.problems):
-                problems.extend(keys.problems(limit))
-    except InvalidBackup as exc:
-        problems.extend(exc.problems)
-    found = ProblemLog(limit)
-    if reader is not None:
-        found.absorb(reader.problems)
-    found.absorb(problems)
-    provenance = _content_provenance(reader, list(found.items))
-    report = ValidationReport(
-        name=source.name,
-        path=source.path,
-        valid=not found,
-        format=getattr(reader, "format", None),
-        compression=getattr(reader, "compression", None),
-        encrypted=bool(getattr(reader, "encrypted", False)) or any(p.section == "encryption" for p in found),
-        created_at=header.get("created_at"),
-        counts=counts,
-        checksums=checksums,
-        problems=list(found.items),
-        problems_total=found.total,
-        duration=time.monotonic() - started,
-        provenance=provenance.status,
-        provenance_note=provenance.note,
-        future_dated=is_future(parse_time(header.get("created_at"))),
-        withheld_files=[str(p) for p in header.get("withheld_files") or []][:100],
-        target_engine=target_engine,
-    )
-    total = found.total
-    logger.info("Validated %s: %s, %s", source.display, "valid" if report.valid else f"{total} problem(s)",
-                provenance.label)
+    report = validation.validate_file(lambda: _opened(source, strict=False, identity=identity), name=source.name,
+                                      path=source.path, target_engine=target_engine, live=live, progress=progress)
+    logger.info("Validated %s: %s, %s", source.display,
+                "valid" if report.valid else f"{report.problems_total} problem(s)",
+                signing.LABELS.get(report.provenance, report.provenance))
     return report
 
 
@@ -646,17 +345,6 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
     finally:
         if handle is not None:
             handle.close()
-
-
-def _content_provenance(reader: Any, problems: list[Problem]) -> signing.Provenance:
-    """Who wrote a file read to its end: the trailer's MAC, which counts only for a file without problems."""
-    if reader is None:
-        return signing.Provenance(signing.UNSIGNED, "the file could not be read")
-    if not isinstance(reader, NativeReader):
-        return signing.legacy()
-    if problems:
-        return signing.Provenance(signing.UNSIGNED, "the file has problems, so its signature proves nothing")
-    return reader.provenance or signing.Provenance(signing.UNSIGNED, "the file has no trailer")
 
 
 def _header_provenance(reader: Any, name: str) -> signing.Provenance:
@@ -736,10 +424,10 @@ def _backup_info(*, database: str, max_age: timedelta | None, identity: str | os
         },
         newest=newest_info,
         settings={
-            "compression": backup_settings.compression,
-            "settings_files": [str(p) for p in backup_settings.settings_files],
-            "environment_variables": list(backup_settings.ENV_VARS),
-            "safety_backup": bool(backup_settings.SAFETY_BACKUP),
+            "compression": backup_settings.COMPRESSION,
+            "settings_files": [str(p) for p in backup_settings.SETTINGS_FILES],
+            "environment_variables": backup_settings.ENV_VARS,
+            "safety_backup": backup_settings.SAFETY_BACKUP,
             "schedule": monitoring.schedule_info(),
             "retention": monitoring.retention_info(),
             "encryption": {**monitoring.encryption_info(),
@@ -784,26 +472,6 @@ def _passes_validation(name: str, identity: str | os.PathLike[str] | None = None
 
 
 # -- prune -----------------------------------------------------------------------------------------------
-POLICY_FROM_FLAGS = "flags"
-POLICY_FROM_SETTINGS = "settings"
-
-
-@dataclass(frozen=True)
-class PruneResult:
-    dry_run: bool
-    policy: dict[str, int]
-    kept: list[retention.PrunedFile]
-    removed: list[retention.PrunedFile]
-    skipped: list[retention.PrunedFile]
-    freed_bytes: int
-    notes: list[str]
-    partials_removed: list[str] = field(default_factory=list)
-    policy_source: str = POLICY_FROM_SETTINGS  # "flags": only the rules given apply; "settings": ADCP_BACKUP_KEEP_*
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def retention_policy(*, keep_last: int | None = None, keep_daily: int | None = None,
                      keep_weekly: int | None = None, keep_monthly: int | None = None) -> tuple[retention.Policy, str]:
     """The rules for regular backups, as restic reads its flags: when any count is given, exactly the counts
@@ -837,7 +505,7 @@ def backup_prune(
     backups have their own rule, ADCP_BACKUP_KEEP_SAFETY when it is ``None``."""
     policy, policy_source = retention_policy(keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly,
                                              keep_monthly=keep_monthly)
-    safety = int(backup_settings.KEEP_SAFETY if keep_safety is None else keep_safety)
+    safety = backup_settings.KEEP_SAFETY if keep_safety is None else keep_safety
     # Only this installation's own backups of this database are subject to the rules: a file dropped into the
     # storage (uploaded, foreign, future-dated) can neither push a real backup out of a rule nor be deleted by one.
     entries = _prune_candidates(database)
@@ -848,7 +516,7 @@ def backup_prune(
                  if e.error is None and not e.trusted]
     notes = ["every --keep-* count is 0: no regular backup is removed"] if policy.empty else []
     storage = _storage()
-    partials = [p for p in storage.partial_files() if p.age > float(backup_settings.PARTIAL_EXPIRY)]
+    partials = [p for p in storage.partial_files() if p.age > backup_settings.PARTIAL_EXPIRY]
     if not dry_run:
         for pruned in plan.removed:
             try:
@@ -875,7 +543,7 @@ def _prune_candidates(database: str) -> list[BackupEntry]:
     """The backups retention may judge for ``database``: its own. Where several databases share the storage,
     a backup whose origin cannot be read (legacy, or encrypted without a key here) is never removed."""
     target = origin.of_alias(database)
-    shared = len(backup_settings.databases) > 1
+    shared = len(backup_settings.DATABASES) > 1
     return [e for e in backup_list() if e.belongs_to(target) and (e.origin_known or not shared)]
 
 
@@ -924,7 +592,7 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
             created_at=header.get("created_at"),
             file_counts={t: None if tenants else counts.get(t) for t in file_tables},
             current_counts=dict(tenant_scope.current_counts(engine, slugs)),
-            settings_files=[str(p) for p in backup_settings.settings_files] if "settings" in global_parts else [],
+            settings_files=[str(p) for p in backup_settings.SETTINGS_FILES] if "settings" in global_parts else [],
             scope={"tenants": slugs, "global": global_parts},
             origin=came_from,
             other_database=came_from["other_database"],
@@ -936,7 +604,7 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
         created_at=header.get("created_at"),
         file_counts={t: counts.get(t) for t in file_tables},
         current_counts={t: engine.count(t) if t in existing else None for t in dataset.table_names()},
-        settings_files=[str(p) for p in backup_settings.settings_files],
+        settings_files=[str(p) for p in backup_settings.SETTINGS_FILES],
         scope=header.get("scope") or {"tenants": "all"},
         origin=came_from,
         other_database=came_from["other_database"],
@@ -983,56 +651,43 @@ def backup_restore(
             raise InvalidBackup(problems)
         came_from = _check_origin(header, database, from_other_database=from_other_database)
         _require_signature(reader, source, identity, allowed=allow_unsigned or dry_run)
-        if tenants or tenant_scope.is_tenant_backup(header):
-            try:
-                return replace(
-                    _restore_tenants(source, engine, reader, tenants=tenants, skip_validation=skip_validation,
-                                     dry_run=dry_run, create_schema=create_schema, safety_backup=safety_backup,
-                                     restore_settings=restore_settings, progress=progress, started=started),
-                    origin=came_from)
-            except ValuesRefused as exc:
-                raise _every_value_refused(exc, file=file, identity=identity, engine=engine,
-                                           dry_run=dry_run) from exc
-        plan = restore.plan_schema(engine, header, create_schema=create_schema)
-        notes = list(plan.notes)
-
-        safety_name = None
         want_safety = backup_settings.SAFETY_BACKUP if safety_backup is None else safety_backup
-        if want_safety and not dry_run and not plan.create:
-            progress(ProgressEvent("safety backup", message="Taking a safety backup of the current data..."))
-            safety = backup_create(database=database, purpose="safety", progress=silent)
-            safety_name = safety.name
-            progress(ProgressEvent("safety backup", message=f"Safety backup written: {safety.name}"))
-
+        safety = functools.partial(_safety_backup, database, progress) if want_safety else None
         try:
-            outcome = restore.restore_data(engine, validation.checked_events(reader), header, plan, dry_run=dry_run,
-                                           validate=not skip_validation, progress=progress)
+            if tenants or tenant_scope.is_tenant_backup(header):
+                outcome = tenant_scope.restore_tenants(engine=engine, reader=reader, slugs=tenants,
+                                                       create_schema=create_schema, dry_run=dry_run,
+                                                       validate=not skip_validation, safety_backup=safety,
+                                                       progress=progress)
+            else:
+                outcome = restore.restore_whole(engine, reader, create_schema=create_schema, dry_run=dry_run,
+                                                validate=not skip_validation, safety_backup=safety,
+                                                progress=progress)
         except ValuesRefused as exc:
             raise _every_value_refused(exc, file=file, identity=identity, engine=engine, dry_run=dry_run) from exc
         except DatabaseError as exc:
             raise RestoreError(f"The restore failed and was rolled back; the database is unchanged. ({exc})") from exc
-        notes.extend(outcome.notes)
 
     files: list[dict[str, str]] = []
     if restore_settings:
         files = restore.restore_files(outcome.files, dry_run=dry_run, name=source.name, restored=outcome.restored)
-    notes.extend(_provenance_notes(reader))
     result = RestoreResult(
         name=source.name,
         format=reader.format,
         restored=outcome.restored,
         dry_run=dry_run,
-        safety_backup=safety_name,
+        safety_backup=outcome.safety_backup,
         changes=outcome.changes,
         defaulted=outcome.defaulted,
         files=files,
         environment=outcome.environment,
-        schema_created=plan.create,
-        notes=notes,
+        schema_created=outcome.schema_created,
+        notes=[*outcome.notes, *_provenance_notes(reader)],
         duration=time.monotonic() - started,
         origin=came_from,
     )
-    logger.info("%s %s into %r: %s", "Dry run of" if dry_run else "Restored", source.display, database,
+    scoped = f" (tenants {', '.join(outcome.tenants)})" if outcome.tenants else ""
+    logger.info("%s %s%s into %r: %s", "Dry run of" if dry_run else "Restored", source.display, scoped, database,
                 result.restored)
     return result
 
@@ -1117,48 +772,14 @@ def _every_value_refused(exc: ValuesRefused, *, file: str, identity: str | os.Pa
     return limits.every_refusal(report.problems, engine.vendor, total=report.problems_total)
 
 
-def _restore_tenants(source: Source, engine: Engine, reader: Any, *, tenants: Sequence[str] | None,
-                     skip_validation: bool, dry_run: bool, create_schema: bool, safety_backup: bool | None,
-                     restore_settings: bool, progress: ProgressCallback, started: float) -> RestoreResult:
-    """A restore limited to tenants: adcp_backup.scope does the work, with this module's table writer."""
-    if create_schema:
-        raise RestoreError("--create-schema rebuilds a whole database; it cannot be combined with a tenant restore.")
-    plan = restore.plan_schema(engine, reader.header, create_schema=False)
-    if plan.create:
-        raise RestoreError(f"The database {engine.alias!r} has no AdCP tables: restore a full backup first.")
-    want_safety = backup_settings.SAFETY_BACKUP if safety_backup is None else safety_backup
-
-    def safety(slugs: list[str], global_parts: tuple[str, ...]) -> str:
-        return backup_create(database=engine.alias, purpose="safety", tenants=slugs,
-                             with_global=list(global_parts), progress=silent).name
-
-    try:
-        scope, outcome = tenant_scope.restore_tenants(engine=engine, reader=reader, plan=plan, slugs=tenants,
-                                                      dry_run=dry_run, validate=not skip_validation,
-                                                      safety_backup=safety if want_safety else None,
-                                                      progress=progress)
-    except DatabaseError as exc:
-        raise RestoreError(f"The restore failed and was rolled back; the database is unchanged. ({exc})") from exc
-    files = (restore.restore_files(outcome.files, dry_run=dry_run, name=source.name, restored=outcome.restored)
-             if restore_settings else [])
-    notes = [*outcome.notes, *_provenance_notes(reader)]
-    result = RestoreResult(
-        name=source.name,
-        format=reader.format,
-        restored=outcome.restored,
-        dry_run=dry_run,
-        safety_backup=outcome.safety_backup,
-        changes=outcome.changes,
-        defaulted=outcome.defaulted,
-        files=files,
-        environment=outcome.environment,
-        schema_created=False,
-        notes=notes,
-        duration=time.monotonic() - started,
-    )
-    logger.info("%s tenants %s of %s into %r: %s", "Dry run of" if dry_run else "Restored",
-                ", ".join(scope.slugs), source.display, engine.alias, result.restored)
-    return result
+def _safety_backup(database: str, progress: ProgressCallback, tenants: list[str] | None,
+                   with_global: tuple[str, ...]) -> str:
+    """The safety backup a restore takes of what it replaces: every table, or some tenants' rows."""
+    progress(ProgressEvent("safety backup", message="Taking a safety backup of the current data..."))
+    name = backup_create(database=database, purpose="safety", tenants=tenants, with_global=list(with_global) or None,
+                         progress=silent).name
+    progress(ProgressEvent("safety backup", message=f"Safety backup written: {name}"))
+    return name
 
 
 def backup_file_tenants(*, file: str, identity: Any = None, database: str = "default") -> list[dict[str, Any]]:
@@ -1169,15 +790,6 @@ def backup_file_tenants(*, file: str, identity: Any = None, database: str = "def
 
 
 # -- delete and upload -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DeleteResult:
-    name: str
-    size: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 @history.recorded("delete")
 @signals.reported(signals.backup_deleted, signals.delete_failed)
 @locking.locked("prune")
@@ -1194,11 +806,7 @@ def backup_delete(*, name: str, database: str = "default") -> DeleteResult:
     return DeleteResult(name=name, size=size)
 
 
-def _upload_outcome(report: ValidationReport) -> tuple[str, dict[str, Any], str]:
-    return ("succeeded" if report.valid else "invalid"), report.as_dict(), report.name
-
-
-@history.recorded("upload", outcome=_upload_outcome)
+@history.recorded("upload", outcome=validation.job_outcome)
 @signals.reported(signals.upload_accepted, signals.upload_refused)
 @locking.locked("backup")
 def backup_accept_upload(*, quarantined: str | os.PathLike[str], name: str, database: str = "default",

@@ -33,7 +33,7 @@ def capture_files(paths: Iterable[Path] | None = None, *, withhold_secrets: bool
     Files are stored byte for byte, so their secrets cannot be masked: with ``withhold_secrets`` a file
     holding secret-looking keys is recorded as withheld, without its content."""
     captured = []
-    for path in paths if paths is not None else backup_settings.settings_files:
+    for path in paths if paths is not None else backup_settings.SETTINGS_FILES:
         try:
             with path.open("rb") as f:
                 content = f.read()
@@ -230,7 +230,7 @@ def target_for(recorded: Any, configured: Sequence[Path] | None = None) -> Path 
     The answer is always one of the configured paths; the recorded path is only compared, never opened."""
     if not _plausible_path(recorded):
         return None
-    configured = list(configured if configured is not None else backup_settings.settings_files)
+    configured = list(configured if configured is not None else backup_settings.SETTINGS_FILES)
     recorded_path = Path(os.path.normpath(os.path.join(os.getcwd(), recorded)))
     for path in configured:
         if path == recorded_path:
@@ -270,7 +270,7 @@ class RecordChecker:
     bits that leaves the file readable by its owner, and its size and checksum match its content."""
 
     def __init__(self, configured: Sequence[Path] | None = None) -> None:
-        self.configured = list(configured if configured is not None else backup_settings.settings_files)
+        self.configured = list(configured if configured is not None else backup_settings.SETTINGS_FILES)
         self.targets: dict[Path, str] = {}
 
     def check(self, record: Any) -> list[Problem]:

@@ -77,13 +77,13 @@ def _as_list(value: Any) -> list[str]:
 
 def keys() -> list[bytes]:
     """The current key first, then the old ones still accepted for verification."""
-    explicit = str(backup_settings.SIGNING_KEY or "")
+    explicit = backup_settings.SIGNING_KEY
     if explicit:
         current = [explicit]
-        old = _as_list(backup_settings.SIGNING_KEY_FALLBACKS)
+        old = backup_settings.SIGNING_KEY_FALLBACKS
     else:
         current = [str(settings.SECRET_KEY)]
-        old = _as_list(backup_settings.SIGNING_KEY_FALLBACKS) + _as_list(getattr(settings, "SECRET_KEY_FALLBACKS", []))
+        old = backup_settings.SIGNING_KEY_FALLBACKS + _as_list(getattr(settings, "SECRET_KEY_FALLBACKS", []))
     derived: list[bytes] = []
     for secret in current + old:
         key = _derive(secret)

@@ -62,19 +62,11 @@ class PartialFile:
         self.path.unlink(missing_ok=True)
 
 
-@dataclass
-class Published:
-    name: str
-    size: int
-    sha256: str
-    path: str | None
-
-
 def get_storage() -> Storage:
     alias = backup_settings.STORAGE_ALIAS
     if alias in getattr(settings, "STORAGES", {}):
         return storages[alias]
-    return FileSystemStorage(location=str(backup_settings.backup_dir), file_permissions_mode=0o600,
+    return FileSystemStorage(location=str(backup_settings.DIR), file_permissions_mode=0o600,
                              directory_permissions_mode=0o700)
 
 
@@ -156,7 +148,7 @@ class BackupStorage:
         """Partial files of interrupted backups: in the backup folder, and in the temporary folder of uploads
         to remote storage. Only regular files of this user, never through a symbolic link."""
         folders = [Path(cast(FileSystemStorage, self.storage).location)] if self.is_local else []
-        folders.append(Path(backup_settings.TEMP_DIR or tempfile.gettempdir()))
+        folders.append(backup_settings.TEMP_DIR or Path(tempfile.gettempdir()))
         found: list[PartialFile] = []
         now = time.time()
         for folder in dict.fromkeys(folders):
@@ -187,7 +179,7 @@ class BackupStorage:
             final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             folder, prefix = final.parent, f".{name}."
         else:
-            folder = backup_settings.optional_path("TEMP_DIR") or Path(tempfile.gettempdir())
+            folder = backup_settings.TEMP_DIR or Path(tempfile.gettempdir())
             prefix = ".adcp-backup-"
         # A fresh, unpredictable name created with O_EXCL|O_NOFOLLOW, mode 0600: nothing planted at a known path
         # can receive the backup or redirect the write. The file is then only used through this descriptor.
@@ -348,3 +340,56 @@ def stream_file(handle: IO[bytes] | Any, chunk_size: int = 1 << 20) -> Iterator[
             yield chunk
     finally:
         handle.close()
+
+
+@contextmanager
+def open_output(storage: BackupStorage, name: str, output: str | os.PathLike[str] | None,
+                notes: list[str]) -> Iterator[tuple[HashingWriter, str, str | None]]:
+    """Where a new backup is written: the storage under ``name``, or ``output`` (a file, or a folder to put
+    ``name`` in, its missing folders created private). Yields the writer, the final name and path; a note
+    says which folder was created."""
+    if output is None:
+        with storage.writer(name, verify=backup_settings.VERIFY) as out:
+            yield out, name, storage.path(name)
+        return
+    as_folder = str(output).endswith((os.sep, "/"))  # "DIR/": a folder, created when missing
+    target = Path(output).expanduser()
+    target = target if target.is_absolute() else Path.cwd() / target
+    if as_folder or target.is_dir():
+        target = target / name
+    if os.path.lexists(target):
+        raise BackupError(f"{target} already exists; a backup never overwrites a file.")
+    created = make_private_folders(target.parent)
+    if created:
+        notes.append(f"Created the folder {created[0]} (mode 0700) for the backup.")
+        logger.info("Created the folder %s (mode 0700) for backup %s", created[0], target.name)
+    local = BackupStorage(local_folder(target.parent))
+    with local.writer(target.name, verify=backup_settings.VERIFY) as out:
+        yield out, target.name, str(target.resolve())
+
+
+def make_private_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents, each 0700 whatever the umask; the ones created, outermost first."""
+    missing: list[Path] = []
+    probe = folder
+    while not os.path.lexists(probe) and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    created: list[Path] = []
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+            os.chmod(path, 0o700)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise BackupError(f"Cannot create the folder {path}: {exc.strerror}.") from exc
+        created.append(path)
+    if not folder.is_dir():
+        raise BackupError(f"{folder} is not a folder.")
+    return created
+
+
+def local_folder(folder: Path) -> FileSystemStorage:
+    """A folder of this machine as a storage, its files private to this user."""
+    return FileSystemStorage(location=str(folder), file_permissions_mode=0o600)

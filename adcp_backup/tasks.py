@@ -91,7 +91,7 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
     ``adcp-backup-drill``; the others' end in ``-<alias>``. A project adds them to its own Celery app
     (docs/install.md)."""
     entries: dict[str, dict[str, Any]] = {}
-    for position, alias in enumerate(backup_settings.databases):
+    for position, alias in enumerate(backup_settings.DATABASES):
         suffix = "" if position == 0 else f"-{alias}"
         for key, task, setting in (("adcp-backup-create", CREATE, "SCHEDULE"),
                                    ("adcp-backup-prune", PRUNE, "PRUNE_SCHEDULE"),

@@ -40,7 +40,7 @@ def quarantine_dir() -> Path:
         folder = base / QUARANTINE_FOLDER
         _private_folder(folder)
         return folder
-    base = Path(backup_settings.TEMP_DIR or tempfile.gettempdir()) / f"adcp-backup-{os.getuid()}"
+    base = (backup_settings.TEMP_DIR or Path(tempfile.gettempdir())) / f"adcp-backup-{os.getuid()}"
     _private_folder(base)
     folder = base / QUARANTINE_FOLDER
     _private_folder(folder)

@@ -5,17 +5,26 @@ from __future__ import annotations
 import re
 import sqlite3
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from functools import cache
 from importlib import resources
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from . import dataset, settings_files
+from . import dataset, settings_files, signing
+from .conf import backup_settings
 from .dataset import BLOB, BOOLEAN, DATETIME, FLOAT, INTEGER, TEXT, TableSpec
-from .exceptions import InvalidBackup, Problem
-from .format.events import FileRecord, TableEnd, TableStart
+from .db import limits
+from .db.base import Engine, split_sql
+from .exceptions import InvalidBackup, Problem, ProblemLog
+from .format.events import FileRecord, RowBatch, TableEnd, TableStart
+from .format.reader import NativeReader
+from .naming import is_future, parse_time
+from .progress import ProgressCallback, ProgressEvent, silent
+from .results import ValidationReport
 
 ENGINES = ("sqlite", "postgresql", "mysql")
 
@@ -127,8 +136,6 @@ def normalise_ddl(statement: str) -> str:
 @cache
 def reference_ddl(vendor: str) -> frozenset[str]:
     """The statements a backup's DDL may hold for an engine: the shipped DDL, as written and as captured."""
-    from .db.base import split_sql  # the engines import this module's neighbours; keep the import local
-
     statements: list[str] = []
     folder = resources.files("adcp_backup").joinpath("schema")
     for name in (f"{vendor}.sql", f"{vendor}.captured.sql"):
@@ -374,3 +381,102 @@ class KeyIndex:
                         Problem(spec.name, f"{fk.column} {value!r} has no row in {fk.table}", row_number)
                     )
         return problems
+
+
+# -- the validation pass -------------------------------------------------------------------------------------
+def job_outcome(report: ValidationReport) -> tuple[str, dict[str, Any], str]:
+    """How a validation is recorded as a job: an invalid file is its own status, not a failed job."""
+    return ("succeeded" if report.valid else "invalid"), report.as_dict(), report.name
+
+
+def validate_file(open_backup: Callable[[], AbstractContextManager[Any]], *, name: str, path: str | None,
+                  target_engine: str | None = None, live: Engine | None = None,
+                  progress: ProgressCallback = silent) -> ValidationReport:
+    """Read a backup once, to its end: structure, checksums, counts, types, NOT NULL, unique and foreign keys,
+    and with ``target_engine`` every value that engine (``live``'s columns, else the shipped schema's) would
+    refuse. Problems are capped at ADCP_BACKUP_MAX_PROBLEMS, with the total kept."""
+    started = time.monotonic()
+    target_limits: dict[str, limits.ValueLimits | None] = {}
+    limit = backup_settings.MAX_PROBLEMS
+    problems = ProblemLog(limit)  # capped: a file of a billion bad lines keeps `limit` problems and a count
+    counts: dict[str, int] = {}
+    checksums: dict[str, str | None] = {}
+    header: dict[str, Any] = {}
+    reader: Any = None
+    files = settings_files.RecordChecker()
+    try:
+        with open_backup() as reader, KeyIndex() as keys:
+            header = reader.header
+            problems.extend(header_problems(header))
+            checkers: dict[str, RowChecker] = {}  # by table: a legacy v1.0 file interleaves tenants and products
+            expected = header.get("counts") or {}
+            for event in reader.events():
+                if isinstance(event, TableStart):
+                    structure = table_problems(event)
+                    if structure:
+                        problems.extend(structure)
+                        continue
+                    spec = dataset.table(event.name)
+                    checkers[event.name] = RowChecker(spec, event.columns, event.families)
+                    if target_engine is not None:
+                        target_limits[event.name] = limits.for_target(target_engine, spec.name, event.columns,
+                                                                      live=live)
+                    keys.start_table(spec, event.columns)
+                    progress(ProgressEvent("validate", event.name, 0, expected.get(event.name)))
+                elif isinstance(event, RowBatch):
+                    checker = checkers.get(event.table)
+                    if checker is not None:
+                        if not problems.full:
+                            problems.extend(checker.check(event.rows, event.first_row))
+                        target = target_limits.get(event.table)
+                        if target is not None and len(problems) < limit:
+                            problems.extend(target.check(event.rows, event.first_row))
+                        keys.add(event.table, event.rows, event.first_row)
+                    progress(ProgressEvent("validate", event.table, event.first_row + len(event.rows) - 1,
+                                           expected.get(event.table)))
+                elif isinstance(event, TableEnd):
+                    counts[event.name] = event.rows
+                    checksums[event.name] = event.sha256
+                    problems.extend(end_problems(header, event))
+                    progress(ProgressEvent("validate", event.name, event.rows, event.rows, finished=True))
+                elif isinstance(event, FileRecord):
+                    problems.extend(file_problems(event, files))
+            if not any(p.section == "trailer" for p in reader.problems):
+                problems.extend(keys.problems(limit))
+    except InvalidBackup as exc:
+        problems.extend(exc.problems)
+    found = ProblemLog(limit)
+    if reader is not None:
+        found.absorb(reader.problems)
+    found.absorb(problems)
+    provenance = _content_provenance(reader, list(found.items))
+    return ValidationReport(
+        name=name,
+        path=path,
+        valid=not found,
+        format=getattr(reader, "format", None),
+        compression=getattr(reader, "compression", None),
+        encrypted=bool(getattr(reader, "encrypted", False)) or any(p.section == "encryption" for p in found),
+        created_at=header.get("created_at"),
+        counts=counts,
+        checksums=checksums,
+        problems=list(found.items),
+        problems_total=found.total,
+        duration=time.monotonic() - started,
+        provenance=provenance.status,
+        provenance_note=provenance.note,
+        future_dated=is_future(parse_time(header.get("created_at"))),
+        withheld_files=[str(p) for p in header.get("withheld_files") or []][:100],
+        target_engine=target_engine,
+    )
+
+
+def _content_provenance(reader: Any, problems: list[Problem]) -> signing.Provenance:
+    """Who wrote a file read to its end: the trailer's MAC, which counts only for a file without problems."""
+    if reader is None:
+        return signing.Provenance(signing.UNSIGNED, "the file could not be read")
+    if not isinstance(reader, NativeReader):
+        return signing.legacy()
+    if problems:
+        return signing.Provenance(signing.UNSIGNED, "the file has problems, so its signature proves nothing")
+    return reader.provenance or signing.Provenance(signing.UNSIGNED, "the file has no trailer")

@@ -152,30 +152,53 @@ STATIC_ROOT = _cwd_path(env.str("STATIC_ROOT", default="data/static"))
 # collectstatic and may turn this off.
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 
-# adcp-backup: every ADCP_BACKUP_* setting is documented in adcp_backup/conf.py.
+
+def _env_path(name: str) -> str:
+    """A path variable, relative ones taken from the working directory; empty stays empty (the app's "none")."""
+    value = env.str(name)
+    return _cwd_path(value) if value else ""
+
+
+# adcp-backup: every ADCP_BACKUP_* setting, its type and its default are declared in adcp_backup/conf.py. Here an
+# environment variable sets one only when it is present, so that each default has one source; the exceptions are
+# the demo's own choices below (its folder, its settings files and what runs its schedule).
 ADCP_BACKUP_DIR = _cwd_path(env.str("ADCP_BACKUP_DIR", default="data/backups"))
 ADCP_BACKUP_SETTINGS_FILES = [
     _cwd_path(p)
     for p in env.list("ADCP_BACKUP_SETTINGS_FILES", default=["data/app_settings.json", "data/tenant_settings.json"])
 ]
-if "ADCP_BACKUP_ENV_VARS" in env:
-    ADCP_BACKUP_ENV_VARS = env.list("ADCP_BACKUP_ENV_VARS")
-ADCP_BACKUP_COMPRESSION = env.str("ADCP_BACKUP_COMPRESSION", default="gzip")
-ADCP_BACKUP_GZIP_LEVEL = env.int("ADCP_BACKUP_GZIP_LEVEL", default=1)
-ADCP_BACKUP_ZSTD_LEVEL = env.int("ADCP_BACKUP_ZSTD_LEVEL", default=3)
-ADCP_BACKUP_SAFETY_BACKUP = env.bool("ADCP_BACKUP_SAFETY_BACKUP", default=True)
-ADCP_BACKUP_MAX_LINE_LENGTH = env.int("ADCP_BACKUP_MAX_LINE_LENGTH", default=64 << 20)
-
-# Encryption with age (docs/security.md): public keys to encrypt to, and the identity file that decrypts.
-ADCP_BACKUP_ENCRYPT = env.bool("ADCP_BACKUP_ENCRYPT", default=False)
-ADCP_BACKUP_AGE_RECIPIENTS = env.list("ADCP_BACKUP_AGE_RECIPIENTS", default=[])
-ADCP_BACKUP_AGE_IDENTITY = _cwd_path(env.str("ADCP_BACKUP_AGE_IDENTITY")) if env.str(
-    "ADCP_BACKUP_AGE_IDENTITY", default="") else ""
-# Backups are signed (docs/security.md); empty: a key derived from SECRET_KEY, SECRET_KEY_FALLBACKS honoured.
-ADCP_BACKUP_SIGNING_KEY = env.str("ADCP_BACKUP_SIGNING_KEY", default="")
-ADCP_BACKUP_SIGNING_KEY_FALLBACKS = env.list("ADCP_BACKUP_SIGNING_KEY_FALLBACKS", default=[])
+_FROM_ENVIRONMENT = {
+    "ADCP_BACKUP_ENV_VARS": env.list,
+    "ADCP_BACKUP_COMPRESSION": env.str,
+    "ADCP_BACKUP_GZIP_LEVEL": env.int,
+    "ADCP_BACKUP_ZSTD_LEVEL": env.int,
+    "ADCP_BACKUP_SAFETY_BACKUP": env.bool,
+    "ADCP_BACKUP_MAX_LINE_LENGTH": env.int,
+    "ADCP_BACKUP_TEMP_DIR": _env_path,
+    # Encryption with age (docs/security.md): public keys to encrypt to, and the identity file that decrypts.
+    "ADCP_BACKUP_ENCRYPT": env.bool,
+    "ADCP_BACKUP_AGE_RECIPIENTS": env.list,
+    "ADCP_BACKUP_AGE_IDENTITY": _env_path,
+    # Backups are signed (docs/security.md); empty: a key derived from SECRET_KEY, SECRET_KEY_FALLBACKS honoured.
+    "ADCP_BACKUP_SIGNING_KEY": env.str,
+    "ADCP_BACKUP_SIGNING_KEY_FALLBACKS": env.list,
+    # Scheduling, retention, locking and notifications (docs/operations.md).
+    "ADCP_BACKUP_SCHEDULE": env.str,
+    "ADCP_BACKUP_PRUNE_SCHEDULE": env.str,
+    "ADCP_BACKUP_DRILL_SCHEDULE": env.str,
+    "ADCP_BACKUP_DRILL_POSTGRESQL_SCRATCH": env.str,
+    "ADCP_BACKUP_DRILL_DIR": _env_path,
+    "ADCP_BACKUP_KEEP_LAST": env.int,
+    "ADCP_BACKUP_KEEP_DAILY": env.int,
+    "ADCP_BACKUP_KEEP_WEEKLY": env.int,
+    "ADCP_BACKUP_KEEP_MONTHLY": env.int,
+    "ADCP_BACKUP_KEEP_SAFETY": env.int,
+    "ADCP_BACKUP_LOCK_DIR": _env_path,
+    "ADCP_BACKUP_LOCK_TIMEOUT": env.float,
+    "ADCP_BACKUP_NOTIFY_ADMINS": env.bool,
+}
+vars().update({name: read(name) for name, read in _FROM_ENVIRONMENT.items() if name in env})
 SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
-ADCP_BACKUP_TEMP_DIR = _cwd_path(env.str("ADCP_BACKUP_TEMP_DIR")) if env.str("ADCP_BACKUP_TEMP_DIR", default="") else ""
 
 # Backups in S3-compatible object storage through django-storages (docs/storage.md). Credentials are not
 # settings: boto3 reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or a profile, or an instance role) itself.
@@ -224,22 +247,6 @@ CELERY_TIMEZONE = TIME_ZONE
 # schedule; without one, say "cron" or "systemd" here when they start the backups.
 ADCP_BACKUP_SCHEDULED_BY = env.str("ADCP_BACKUP_SCHEDULED_BY", default="celery" if CELERY_BROKER_URL else "")
 
-# Scheduling, retention, locking and notifications (docs/operations.md).
-ADCP_BACKUP_SCHEDULE = env.str("ADCP_BACKUP_SCHEDULE", default="0 2 * * *")
-ADCP_BACKUP_PRUNE_SCHEDULE = env.str("ADCP_BACKUP_PRUNE_SCHEDULE", default="30 3 * * *")
-ADCP_BACKUP_DRILL_SCHEDULE = env.str("ADCP_BACKUP_DRILL_SCHEDULE", default="0 4 * * 0")
-ADCP_BACKUP_DRILL_POSTGRESQL_SCRATCH = env.str("ADCP_BACKUP_DRILL_POSTGRESQL_SCRATCH", default="database")
-if env.str("ADCP_BACKUP_DRILL_DIR", default=""):
-    ADCP_BACKUP_DRILL_DIR = _cwd_path(env.str("ADCP_BACKUP_DRILL_DIR"))
-ADCP_BACKUP_KEEP_LAST = env.int("ADCP_BACKUP_KEEP_LAST", default=7)
-ADCP_BACKUP_KEEP_DAILY = env.int("ADCP_BACKUP_KEEP_DAILY", default=14)
-ADCP_BACKUP_KEEP_WEEKLY = env.int("ADCP_BACKUP_KEEP_WEEKLY", default=8)
-ADCP_BACKUP_KEEP_MONTHLY = env.int("ADCP_BACKUP_KEEP_MONTHLY", default=12)
-ADCP_BACKUP_KEEP_SAFETY = env.int("ADCP_BACKUP_KEEP_SAFETY", default=3)
-if "ADCP_BACKUP_LOCK_DIR" in env:
-    ADCP_BACKUP_LOCK_DIR = _cwd_path(env.str("ADCP_BACKUP_LOCK_DIR"))
-ADCP_BACKUP_LOCK_TIMEOUT = env.float("ADCP_BACKUP_LOCK_TIMEOUT", default=60.0)
-ADCP_BACKUP_NOTIFY_ADMINS = env.bool("ADCP_BACKUP_NOTIFY_ADMINS", default=False)
 ADMINS = [(address, address) for address in env.list("DJANGO_ADMINS", default=[])]
 SERVER_EMAIL = env.str("DJANGO_SERVER_EMAIL", default="root@localhost")
 if "EMAIL_URL" in env:

@@ -854,21 +854,33 @@ def test_the_page_on_a_custom_admin_site_links_only_within_that_site(site, has_h
     client = client_for(admin_user)
     base = f"/{site}/adcp_backup/backupfile/"
     made = services.backup_create(compression="gzip")
-    page = client.get(base)
-    assert page.status_code == 200
-    html = page.content.decode()
-    hrefs = set(re.findall(r'(?:href|action|formaction)="(/[^"]*)"', html))
-    hrefs.discard("/")  # the admin's own "View site" link
-    assert hrefs and all(h.startswith(f"/{site}/") or h.startswith("/static/") for h in hrefs), hrefs
+
+    def links(page_path: str) -> tuple[str, set[str]]:
+        page = client.get(page_path)
+        assert page.status_code == 200, page_path
+        html = page.content.decode()
+        hrefs = set(re.findall(r'(?:href|action|formaction)="(/[^"]*)"', html))
+        hrefs.discard("/")  # the admin's own "View site" link
+        assert hrefs and all(h.startswith(f"/{site}/") or h.startswith("/static/") for h in hrefs), (page_path, hrefs)
+        return html, hrefs
+
+    html, hrefs = links(base)
     assert (f'href="/{site}/adcp_backup/backupjob/"' in html) is has_history
-    assert f"{base}file/{made.name}/restore/" in hrefs
+    assert {f"{base}file/{made.name}/restore/", f"{base}file/{made.name}/delete/", f"{base}upload/",
+            f"{base}prune/"} <= hrefs
+    for page_path in ("upload/", "prune/", f"file/{made.name}/restore/", f"file/{made.name}/delete/"):
+        links(base + page_path)
     created = client.post(f"{base}create/", {"compression": "gzip"})
     assert created.status_code == 302 and created["Location"].startswith(f"{base}jobs/")
     job = finish(int(created["Location"].rstrip("/").split("/")[-1]))
-    detail = client.get(created["Location"]).content.decode()
+    detail, _ = links(created["Location"])
     assert job.status == "succeeded" and f'href="{base}"' in detail
-    assert client.get(f"{base}file/{made.name}/restore/").status_code == 200
     assert client.get(f"{base}jobs/{job.pk}/progress/").json()["url"] == f"{base}jobs/{job.pk}/"
+    validated = client.post(f"{base}file/{made.name}/validate/")
+    assert validated.status_code == 302 and validated["Location"].startswith(f"{base}jobs/")
+    finish(int(validated["Location"].rstrip("/").split("/")[-1]))
+    deleted = client.post(f"{base}file/{made.name}/delete/")
+    assert deleted.status_code == 302 and deleted["Location"] == base
 
 
 def test_messages_in_the_browser_carry_no_command_line_advice(admin_client, admin_db, backup_env):

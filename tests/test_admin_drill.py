@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 
 from adcp_backup import services
+from adcp_backup.display import format_size
 from adcp_backup.models import BackupJob
 
 from . import forge
@@ -38,6 +39,7 @@ def test_test_restore_runs_a_drill_job_and_the_list_shows_its_verdict(admin_clie
     assert job.result["tables"]["product"]["rows_restored"] == backup.counts["product"]
     page = admin_client.get(response["Location"]).content.decode()
     assert "Restorable" in page and 'id="drill-tables"' in page
+    assert f"peak memory {format_size(job.result['peak_memory_bytes'])}." in page  # the commands' units
     assert backup.counts and all(f"<th scope=\"row\">{t}</th>" in page for t in backup.counts)
 
     listing = admin_client.get(reverse("admin:adcp_backup_backupfile_changelist")).content.decode()

@@ -192,22 +192,6 @@ def test_terminal_progress_draws_one_bar_in_place():
     assert drawn.startswith("\r") and "[" + "#" * 30 + "] 100/100" in drawn and drawn.endswith("\n")
 
 
-def test_checks_report_an_unusable_backup_folder_and_missing_tables(adcp_schema, backup_env, settings):
-    from adcp_backup import checks
-
-    blocker = backup_env / "a-file"
-    blocker.write_text("x")
-    settings.ADCP_BACKUP_DIR = str(blocker)
-    assert [m.id for m in checks.check_backup_dir()] == [checks.E001_BACKUP_DIR]
-    settings.ADCP_BACKUP_DIR = str(backup_env / "fine")
-    assert checks.check_backup_dir() == []
-    assert [m.id for m in checks.check_tables(databases=["default"])] == [checks.W001_MISSING_TABLES]
-    adcp_schema()
-    assert checks.check_tables(databases=["default"]) == []
-    settings.ADCP_BACKUP_COMPRESSION = "lzma"
-    assert [m.id for m in checks.check_compression()] == [checks.E002_COMPRESSION]
-
-
 @pytest.mark.parametrize("verbosity", [0, 1])
 def test_logging_reaches_the_operations_log(seeded, operations_log, verbosity):
     seeded()

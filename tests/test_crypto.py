@@ -513,29 +513,6 @@ def test_an_abandoned_backup_leaves_no_file(seeded, keys, settings):
 
 
 
-def test_system_checks_report_encryption_settings(keys, settings):
-    from adcp_backup.checks import E004_ENCRYPTION, W003_AGE_IDENTITY, check_encryption
-
-    assert check_encryption() == []
-    settings.ADCP_BACKUP_ENCRYPT = True
-    settings.ADCP_BACKUP_AGE_RECIPIENTS = []
-    assert [m.id for m in check_encryption()] == [E004_ENCRYPTION]
-    settings.ADCP_BACKUP_AGE_RECIPIENTS = ["age1broken"]
-    assert [m.id for m in check_encryption()] == [E004_ENCRYPTION]
-    settings.ADCP_BACKUP_AGE_RECIPIENTS = [keys["public"]]
-    settings.ADCP_BACKUP_AGE_IDENTITY = str(keys["identity"])
-    os.chmod(keys["identity"], 0o600)
-    assert check_encryption() == []
-    os.chmod(keys["identity"], 0o644)
-    [warning] = check_encryption()
-    assert warning.id == W003_AGE_IDENTITY and "readable by other users" in warning.msg
-    assert str(keys["identity"]) not in warning.msg
-    settings.ADCP_BACKUP_AGE_IDENTITY = str(keys["identity"]) + ".missing"
-    assert [m.id for m in check_encryption()] == [W003_AGE_IDENTITY]
-
-
-
-
 def test_an_abandoned_decrypting_reader_stops_its_worker(keys, tmp_path):
     import gc
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from django.db import IntegrityError, close_old_connections, connections, transaction
 
-from adcp_backup import dataset, demo, services
+from adcp_backup import dataset, demo, results, services
 from adcp_backup.db import get_engine
 from adcp_backup.db.base import fingerprint
 from adcp_backup.exceptions import InvalidBackup, RestoreError
@@ -299,7 +299,7 @@ def test_a_bad_row_found_while_rows_are_being_written_changes_nothing(seeded, ba
     assert get_engine(alias).capture_ddl(dataset.table_names()) == result_ddl(result)
 
 
-def result_ddl(result: services.BackupResult) -> list[str]:
+def result_ddl(result: results.BackupResult) -> list[str]:
     return read_lines(result.path)[0]["schema"]["ddl"]
 
 

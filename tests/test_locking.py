@@ -15,6 +15,7 @@ import pytest
 from django.db import connections
 
 from adcp_backup import locking, services
+from adcp_backup.db import mysql
 from adcp_backup.exceptions import BackupLocked
 from adcp_backup.progress import ProgressEvent
 
@@ -228,7 +229,7 @@ def database_lock_holders(alias: str) -> int:
                            "AND pid <> pg_backend_pid() AND database = (SELECT oid FROM pg_database "
                            "WHERE datname = current_database())")
             return cursor.fetchone()[0]
-        cursor.execute("SELECT IS_USED_LOCK(%s), CONNECTION_ID()", [locking.mysql_lock_name(name)])
+        cursor.execute("SELECT IS_USED_LOCK(%s), CONNECTION_ID()", [mysql.lock_name(locking.lock_name(name))])
         holder, own = cursor.fetchone()
         return 0 if holder is None or holder == own else 1
 

@@ -240,17 +240,6 @@ def test_an_encrypted_backup_keeps_the_settings_file_byte_for_byte(seeded, backu
     assert table_state() == state
 
 
-def test_check_warns_about_settings_files_that_would_be_withheld(backup_env, settings):
-    from adcp_backup import checks
-
-    assert checks.check_secret_settings_files() == []
-    write_secret_settings(backup_env)
-    [warning] = checks.check_secret_settings_files()
-    assert warning.id == checks.W004_SECRET_SETTINGS and "gemini_api_key" in warning.msg
-    settings.ADCP_BACKUP_ENCRYPT = True
-    assert checks.check_secret_settings_files() == []
-
-
 @pytest.mark.parametrize(("key", "secret"), [
     ("gemini_api_key", True), ("apiKey", True), ("smtpPassword", True), ("db.pass", True), ("client_secret", True),
     ("auth-token", True), ("sentry_dsn", True), ("keywords", False), ("monkey_count", False), ("passage", False),

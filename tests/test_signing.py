@@ -268,15 +268,6 @@ def test_encrypted_backups_are_recognised_by_their_signed_name_without_the_ident
     assert info.newest is not None and info.newest["name"] == result.name and not info.stale
 
 
-def test_check_warns_about_a_short_signing_key(settings):
-    from adcp_backup import checks
-
-    assert checks.check_signing_key() == []
-    settings.ADCP_BACKUP_SIGNING_KEY = "short"
-    [warning] = checks.check_signing_key()
-    assert warning.id == checks.W005_SIGNING_KEY
-
-
 def test_forged_files_dropped_into_the_bucket_steer_nothing_and_survive_prune(seeded, s3, backup_env):
     seeded()
     real = [services.backup_create(compression="gzip").name for _ in range(3)]

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..exceptions import BackupConfigurationError
 from .base import Engine
@@ -14,7 +15,11 @@ def get_engine(alias: str = "default") -> Engine:
     """The engine for a database alias of the project."""
     if alias not in connections.settings:
         raise BackupConfigurationError(f"There is no database {alias!r} in DATABASES.")
-    connection = connections[alias]
+    return engine_for(connections[alias])
+
+
+def engine_for(connection: BaseDatabaseWrapper) -> Engine:
+    """The engine that speaks to ``connection`` (one of ``connections`` or a session of its own)."""
     vendor = connection.vendor
     if vendor == "sqlite":
         from .sqlite import SQLiteEngine

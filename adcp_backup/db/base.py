@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .. import dataset
 from ..dataset import BLOB, BOOLEAN, DATETIME, FLOAT, INTEGER, TEXT, TableSpec
 from ..exceptions import Problem
 from .limits import ValueLimits
@@ -85,6 +84,11 @@ def split_sql(text: str) -> list[str]:
     if current and "".join(current).strip():
         statements.append("\n".join(current).rstrip().rstrip(";"))
     return statements
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching names that start with ``prefix``, its ``_`` and ``%`` taken literally."""
+    return prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
 
 
 def fetch_batches(cursor: Any, batch_size: int) -> Iterator[list[Any]]:
@@ -189,6 +193,48 @@ class Engine:
         found = ValueLimits(self.vendor, table, columns, self.declared_types(table),
                             max_row_bytes=self.max_row_bytes())
         return found or None
+
+    # -- scratch databases, for restore drills ---------------------------------------------------
+    scratch_schemas = False  # whether a scratch may be a schema of the live database instead (PostgreSQL)
+
+    def create_database(self, name: str, *, schema: bool = False) -> None:
+        """Create the empty scratch database ``name`` (with ``schema``, a schema of this database) on this
+        connection's server; a DatabaseError says why not (see ``lacks_privilege``)."""
+        raise NotImplementedError(f"{self.vendor} keeps its scratch databases in files")
+
+    def drop_database(self, name: str, *, schema: bool = False) -> None:
+        """Drop the scratch database (or schema) ``name`` if it exists, whoever is connected to it."""
+        raise NotImplementedError(f"{self.vendor} keeps its scratch databases in files")
+
+    def databases_named(self, prefix: str) -> list[tuple[str, str]]:
+        """The databases and schemas whose names start with ``prefix``, as (``database`` or ``schema``, name)."""
+        raise NotImplementedError(f"{self.vendor} keeps its scratch databases in files")
+
+    def lacks_privilege(self, exc: DatabaseError) -> bool:
+        """Whether ``exc`` is the server refusing the user a privilege."""
+        return False
+
+    def scratch_privilege_hint(self, user: str, database: str, prefix: str) -> str:
+        """What the user must be granted to create and drop scratch databases, in the server's own words."""
+        return ""
+
+    # -- a lock for every machine ----------------------------------------------------------------
+    shares_lock = False  # SQLite is a file of one machine: the lock file there covers every process
+
+    def try_lock(self, name: str) -> bool:
+        """Take the session lock ``name`` without waiting, on this engine's connection (a session of its own);
+        False while another session holds it. Only engines whose ``shares_lock`` is true have one."""
+        raise NotImplementedError(f"{self.vendor} has no session lock")
+
+    def unlock(self, name: str) -> None:
+        """Release the session lock ``name`` taken by ``try_lock``."""
+        raise NotImplementedError(f"{self.vendor} has no session lock")
+
+    def _fetch_one(self, sql: str, params: Sequence[Any]) -> Any:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        return row[0] if row else None
 
     # -- writing -----------------------------------------------------------------------------------
     def drop_temporary_sql(self, name: str) -> str:
@@ -302,14 +348,6 @@ class Engine:
 
     def fts_check(self) -> list[Problem]:
         return []
-
-
-def neutral_families() -> dict[str, list[dict[str, Any]]]:
-    """The columns the registry declares, in the engine-neutral form a fingerprint is made of."""
-    return {
-        spec.name: [{"name": c.name, "family": c.family, "nullable": c.nullable} for c in spec.columns]
-        for spec in dataset.tables()
-    }
 
 
 __all__ = ["Engine", "LiveColumn", "family_of", "fingerprint", "shipped_ddl", "split_sql",

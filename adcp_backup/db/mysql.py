@@ -9,10 +9,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from ..dataset import BLOB, BOOLEAN, DATETIME, TableSpec
-from .base import Engine, LiveColumn, family_of, fetch_batches
+from .base import Engine, LiveColumn, family_of, fetch_batches, like_prefix
 
 _AUTO_INCREMENT_OPTION = re.compile(r"\s+AUTO_INCREMENT=\d+")
 
@@ -99,6 +99,16 @@ def _datetimes_as_iso_text(raw: Any) -> Iterator[None]:
         yield
     finally:
         raw.decoders = decoders
+
+
+def _plain(word: Any) -> bool:
+    """A character set or collation name fit to be spelled into CREATE DATABASE."""
+    return isinstance(word, str) and re.fullmatch(r"[A-Za-z0-9_]{1,64}", word) is not None
+
+
+def lock_name(name: str) -> str:
+    """GET_LOCK names are server-wide and at most 64 characters."""
+    return name[:64]
 
 
 class MySQLEngine(Engine):
@@ -193,6 +203,43 @@ class MySQLEngine(Engine):
         finally:  # after the transaction, which a dry run marks for rollback: no query may run inside it then
             with self.connection.cursor() as cursor:
                 cursor.execute("SET SESSION foreign_key_checks = 1")
+
+    # -- scratch databases, for restore drills ---------------------------------------------------
+    def create_database(self, name: str, *, schema: bool = False) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
+                           "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()")
+            row = cursor.fetchone()
+            charset = f" CHARACTER SET {row[0]} COLLATE {row[1]}" if row and _plain(row[0]) and _plain(row[1]) \
+                else ""
+            cursor.execute(f"CREATE DATABASE {self.quote(name)}{charset}")
+
+    def drop_database(self, name: str, *, schema: bool = False) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {self.quote(name)}")
+
+    def databases_named(self, prefix: str) -> list[tuple[str, str]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s",
+                           [like_prefix(prefix)])
+            return [("database", str(row[0])) for row in cursor.fetchall()]
+
+    def lacks_privilege(self, exc: DatabaseError) -> bool:
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        return code in (1044, 1045, 1142, 1227)
+
+    def scratch_privilege_hint(self, user: str, database: str, prefix: str) -> str:
+        return (f"the user {user!r} needs CREATE and DROP on databases named {prefix}* (GRANT CREATE, DROP, INDEX, "
+                f"ALTER, REFERENCES, INSERT, SELECT, DELETE ON `{like_prefix(prefix)}`.* TO ...)")
+
+    # -- a lock for every machine ----------------------------------------------------------------
+    shares_lock = True
+
+    def try_lock(self, name: str) -> bool:
+        return bool(self._fetch_one("SELECT GET_LOCK(%s, 0)", [lock_name(name)]) == 1)
+
+    def unlock(self, name: str) -> None:
+        self._fetch_one("SELECT RELEASE_LOCK(%s)", [lock_name(name)])
 
     def drop_temporary_sql(self, name: str) -> str:
         # Plain DROP TABLE commits the transaction on MariaDB, even for a temporary table.

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from ..dataset import BLOB, BOOLEAN, TableSpec
 from ..exceptions import Problem
-from .base import Engine, LiveColumn, family_of, fetch_batches
+from .base import Engine, LiveColumn, family_of, fetch_batches, like_prefix
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -32,6 +33,12 @@ FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum
 WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
+
+
+def advisory_key(name: str) -> int:
+    """The advisory lock key (a signed 64-bit integer) of a lock name."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class PostgreSQLEngine(Engine):
@@ -157,10 +164,44 @@ class PostgreSQLEngine(Engine):
             last_value, is_called = cursor.fetchone()
             return int(last_value) if is_called else 0
 
-    # -- writing -----------------------------------------------------------------------------------
-    def drop_temporary_sql(self, name: str) -> str:
-        return f"DROP TABLE IF EXISTS {self.quote(name)}"
+    # -- scratch databases, for restore drills ---------------------------------------------------
+    scratch_schemas = True
 
+    def create_database(self, name: str, *, schema: bool = False) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"CREATE {'SCHEMA' if schema else 'DATABASE'} {self.quote(name)}")
+
+    def drop_database(self, name: str, *, schema: bool = False) -> None:
+        sql = (f"DROP SCHEMA IF EXISTS {self.quote(name)} CASCADE" if schema
+               else f"DROP DATABASE IF EXISTS {self.quote(name)} WITH (FORCE)")
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql)
+
+    def databases_named(self, prefix: str) -> list[tuple[str, str]]:
+        pattern = like_prefix(prefix)
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", [pattern])
+            found = [("database", str(row[0])) for row in cursor.fetchall()]
+            cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", [pattern])
+            return found + [("schema", str(row[0])) for row in cursor.fetchall()]
+
+    def lacks_privilege(self, exc: DatabaseError) -> bool:
+        return getattr(exc.__cause__, "sqlstate", None) == "42501"
+
+    def scratch_privilege_hint(self, user: str, database: str, prefix: str) -> str:
+        return (f"the role {user!r} needs the CREATEDB privilege (ALTER ROLE ... CREATEDB) or, for a temporary "
+                f"schema, CREATE on database {database!r} (GRANT CREATE ON DATABASE ...)")
+
+    # -- a lock for every machine ----------------------------------------------------------------
+    shares_lock = True
+
+    def try_lock(self, name: str) -> bool:
+        return bool(self._fetch_one("SELECT pg_try_advisory_lock(%s)", [advisory_key(name)]))
+
+    def unlock(self, name: str) -> None:
+        self._fetch_one("SELECT pg_advisory_unlock(%s)", [advisory_key(name)])
+
+    # -- writing -----------------------------------------------------------------------------------
     @_after_copy
     def empty_tables(self, tables: Sequence[str]) -> None:
         """One TRUNCATE when no other table points at these, and their foreign keys dropped until the rows

@@ -158,12 +158,3 @@ class DecompressingReader(io.RawIOBase):
         n = len(data)
         b[:n] = data
         return n
-
-
-def open_decompressed(raw: IO[bytes]) -> tuple[IO[bytes] | DecompressingReader, str]:
-    """A stream of the decompressed content and the name of the compression found."""
-    head, stream = sniff(raw)
-    compression = detect_compression(head)
-    if compression == "none":
-        return stream, compression
-    return DecompressingReader(stream, compression), compression

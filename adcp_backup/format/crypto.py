@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any, cast
 
-from ..conf import backup_settings, resolve_path
+from ..conf import backup_settings
 from ..exceptions import BackupConfigurationError, BackupError, EncryptionKeyError, InvalidBackup, Problem
 from ..extras import require
 
@@ -38,10 +38,7 @@ def _pyrage() -> Any:
 
 # -- keys ------------------------------------------------------------------------------------------------
 def recipients_setting() -> list[str]:
-    value = backup_settings.AGE_RECIPIENTS or []
-    if isinstance(value, str):
-        value = value.split(",")
-    return [key.strip() for key in value if key and key.strip()]
+    return backup_settings.AGE_RECIPIENTS
 
 
 def configured_recipients() -> list[Any]:
@@ -75,13 +72,12 @@ def load_identities(identity: str | os.PathLike[str] | None = None) -> list[Any]
 
     Error messages name where the path came from, never the path or the file's content."""
     origin = "the identity file given with --identity" if identity else "the identity file in ADCP_BACKUP_AGE_IDENTITY"
-    path_value = identity or backup_settings.AGE_IDENTITY
-    if not path_value:
+    path = Path(identity).expanduser() if identity else backup_settings.AGE_IDENTITY
+    if path is None:
         raise EncryptionKeyError(
             "The backup is encrypted with age and no identity is configured: pass --identity PATH "
             "or set ADCP_BACKUP_AGE_IDENTITY to the identity file written by age-keygen."
         )
-    path = Path(identity).expanduser() if identity else resolve_path(path_value, setting="ADCP_BACKUP_AGE_IDENTITY")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:

@@ -29,13 +29,11 @@ class BackupWriter:
         self._table_hash: Any = None
         self._table_rows = 0
         self._encode: Any = None
-        self.bytes_written = 0
 
     def _line(self, record: dict[str, Any]) -> None:
         data = orjson.dumps(record) + b"\n"
         self._hash.update(data)
         self._stream.write(data)
-        self.bytes_written += len(data)
 
     @staticmethod
     def header_record(header: dict[str, Any]) -> dict[str, Any]:
@@ -61,7 +59,6 @@ class BackupWriter:
         data = b"\n".join(lines) + b"\n"
         self._table_hash.update(data)
         self._stream.write(data)
-        self.bytes_written += len(data)
         self._table_rows += len(lines)
         return len(lines)
 
@@ -109,5 +106,4 @@ class BackupWriter:
             record["signature"] = sign(record["sha256"], counts)
         data = orjson.dumps(record) + b"\n"
         self._stream.write(data)
-        self.bytes_written += len(data)
         return counts

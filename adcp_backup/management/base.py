@@ -71,7 +71,7 @@ class BackupCommand(BaseCommand):
         if options.get("verbosity", 1) < 1:
             return silent
         stream = getattr(self.stderr, "_out", sys.stderr)
-        return TerminalProgress(stream, interval=float(backup_settings.PROGRESS_INTERVAL))
+        return TerminalProgress(stream, interval=backup_settings.PROGRESS_INTERVAL)
 
     def emit_json(self, data: Any) -> None:
         self.stdout.write(orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2).decode())

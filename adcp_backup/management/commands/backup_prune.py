@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from ... import retention, services
+from ... import results, retention, services
 from ..base import BackupCommand, format_size
 
 
@@ -51,7 +51,7 @@ class Command(BackupCommand):
             return
         policy = ", ".join(f"{k.replace('_', '-')} {'unlimited' if v < 0 else v}" for k, v in result.policy.items())
         source = ("the --keep-* flags given; the rules not given keep nothing"
-                  if result.policy_source == services.POLICY_FROM_FLAGS
+                  if result.policy_source == results.POLICY_FROM_FLAGS
                   else "the ADCP_BACKUP_KEEP_* settings, as no --keep-* flag was given")
         self.stdout.write(f"Policy from {source}: {policy}")
         self._section("Keep", result.kept)

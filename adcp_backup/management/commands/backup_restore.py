@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from ... import services
+from ... import results, services
 from ..base import EXIT_FAILED, EXIT_INVALID, BackupCommand, format_counts, provenance_text
 
 
@@ -99,7 +99,7 @@ class Command(BackupCommand):
         if result.safety_backup:
             self.stdout.write(f"  safety backup of the previous data: {result.safety_backup}")
 
-    def confirm(self, plan: services.RestorePlan, stdin: Any, *, as_json: bool) -> None:
+    def confirm(self, plan: results.RestorePlan, stdin: Any, *, as_json: bool) -> None:
         err = self.stderr
         err.write(f"Restoring {plan.name} ({plan.format}, created {plan.created_at or 'at an unknown time'}, "
                   f"{plan.provenance_label})")
