@@ -33,6 +33,7 @@ DEFAULT_MODULES = [
     "adcp_backup/settings_files.py",
     "adcp_backup/signing.py",
     "adcp_backup/storage.py:BackupStorage.resolve,BackupStorage.names,BackupStorage.exists,BackupStorage.require",
+    "adcp_backup/naming.py",
     "adcp_backup/retention.py",
     "adcp_backup/validation.py",
     "adcp_backup/format/values.py",

@@ -187,6 +187,19 @@ def test_secret_keys_of_text_files_read_key_value_lines():
     assert secret_keys(content) == ["API_KEY", "secret_token"]
 
 
+def test_a_value_of_only_quotes_commas_and_semicolons_is_empty():
+    assert secret_keys(b"API_KEY = '';\nAUTH_TOKEN: ,\nX_SECRET = X\n") == ["X_SECRET"]
+
+
+def test_secret_keys_look_at_no_more_than_100000_json_values():
+    """The secret is the last value looked at: after the outer list and n empty lists."""
+    def content(n: int) -> bytes:
+        return json.dumps([{"api_key": "k"}] + [[]] * n).encode()
+
+    assert secret_keys(content(99_998)) == ["api_key"]
+    assert secret_keys(content(99_999)) == []
+
+
 def test_secret_keys_of_a_json_file_with_no_secret():
     assert secret_keys(b'{"a": [1, {"b": "c"}], "d": {}}') == []
     assert secret_keys(b"[]") == []
