@@ -415,7 +415,7 @@ def test_a_failed_replace_removes_the_temporary_file_and_keeps_the_target(tmp_pa
 
 def test_write_records_reports_every_case(tmp_path, monkeypatch, settings):
     monkeypatch.chdir(tmp_path)
-    names = ["same", "withheld", "missing", "new", "unreadable"]
+    names = ["same", "withheld", "missing", "new", "unreadable", "later"]
     settings.ADCP_BACKUP_SETTINGS_FILES = [str(tmp_path / f"{n}.json") for n in names]
     (tmp_path / "same.json").write_bytes(b"same")
     (tmp_path / "withheld.json").write_bytes(b"old")
@@ -426,6 +426,7 @@ def test_write_records_reports_every_case(tmp_path, monkeypatch, settings):
         FileRecord(path="withheld.json", content=None, withheld="it holds secrets"),
         FileRecord(path="missing.json", content=None),
         FileRecord(path="new.json", content=b"new", mode=0o640),
+        FileRecord(path="later.json", content=b"later"),
     ]
     expected_dry = [
         {"path": "stranger.json", "action": "skipped: not a configured settings file"},
@@ -434,11 +435,13 @@ def test_write_records_reports_every_case(tmp_path, monkeypatch, settings):
          "action": "left alone: withheld from the backup, as it holds secrets"},
         {"path": str(tmp_path / "missing.json"), "action": "left alone: the file did not exist at backup time"},
         {"path": str(tmp_path / "new.json"), "action": "would be written"},
+        {"path": str(tmp_path / "later.json"), "action": "would be written"},
     ]
     assert write_records(records, dry_run=True) == expected_dry
-    assert not (tmp_path / "new.json").exists()
+    assert not (tmp_path / "new.json").exists() and not (tmp_path / "later.json").exists()
     assert write_records(records, dry_run=False) == [*expected_dry[:4],
-                                                     {"path": str(tmp_path / "new.json"), "action": "written"}]
+                                                     {"path": str(tmp_path / "new.json"), "action": "written"},
+                                                     {"path": str(tmp_path / "later.json"), "action": "written"}]
     assert (tmp_path / "withheld.json").read_bytes() == b"old"
     with pytest.raises(SettingsFilesNotWritten) as caught:
         write_records([FileRecord(path="unreadable.json", content=b"x"), FileRecord(path="new.json", content=b"2")],
