@@ -91,8 +91,11 @@ def parse_target(text: str) -> Target:
 
 
 def equivalent_mutants() -> set[str]:
-    """The mutants docs/testing.md explains as equivalent (each named in backquotes)."""
-    return set(MUTANT_NAME.findall(DOCS.read_text("utf-8"))) if DOCS.exists() else set()
+    """The mutants docs/testing.md explains as equivalent: named in backquotes under "## Equivalent mutants"."""
+    if not DOCS.exists():
+        return set()
+    section = DOCS.read_text("utf-8").partition("\n## Equivalent mutants\n")[2].partition("\n## ")[0]
+    return set(MUTANT_NAME.findall(section))
 
 
 def mutation_environment() -> dict[str, str]:
