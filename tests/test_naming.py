@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -19,7 +20,17 @@ def test_a_new_name_sorts_by_time_and_ends_with_a_random_part(compression, exten
     assert naming.new_backup_name(compression, now=NOW) != name
 
 
-def test_without_a_time_the_name_carries_now_in_utc():
+@pytest.fixture
+def local_time_far_from_utc(monkeypatch):
+    """The process's local time zone set to UTC-10 for one test (time.tzset reads TZ)."""
+    monkeypatch.setenv("TZ", "Pacific/Honolulu")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_without_a_time_the_name_carries_now_in_utc_whatever_the_local_time_zone(local_time_far_from_utc):
     before = datetime.now(UTC).replace(microsecond=0)
     name = naming.new_backup_name("none")
     after = datetime.now(UTC)

@@ -116,7 +116,7 @@ def test_mask_variables_masks_strings_and_leaves_other_values():
 def test_capture_environment_records_the_set_variables_and_names_those_it_redacted():
     environ = {"API_TOKEN": "t", "URL": "https://u:p@h/", "PLAIN": "x", "EMPTY_TOKEN": "", "OTHER": "o",
                "DEBUG": "yes"}
-    names = ["API_TOKEN", "URL", "PLAIN", "EMPTY_TOKEN", "MISSING"]
+    names = ["API_TOKEN", "MISSING", "URL", "PLAIN", "EMPTY_TOKEN"]
     assert capture_environment(names=names, environ=environ) == {
         "variables": {"API_TOKEN": R, "URL": f"https://u:{R}@h/", "PLAIN": "x", "EMPTY_TOKEN": ""},
         "redacted": ["API_TOKEN", "URL"],
@@ -264,6 +264,7 @@ def test_withholding_keeps_secret_files_out_and_says_why(tmp_path, monkeypatch):
         CapturedFile("none.json", None, None),
     ]
     assert capture_files([secret], withhold_secrets=False)[0].withheld is None
+    assert capture_files([secret])[0] == CapturedFile("secret.json", secret.read_bytes(), secret.stat().st_mode & 0o777)
 
 
 def test_a_missing_settings_file_at_backup_time_is_recorded_and_left_alone_at_restore(seeded, backup_env, settings,
@@ -524,6 +525,13 @@ def test_check_records_finds_a_second_record_for_the_same_file(tmp_path):
     assert check_records([record(), record("elsewhere/app.json")], configured) == [
         Problem("file elsewhere/app.json", f"a second record for {tmp_path / 'app.json'} (the first was app.json)")]
     assert settings_files.record_problems(record("elsewhere/app.json"), RecordChecker(configured)) == []
+
+
+def test_record_problems_without_a_checker_judges_the_record_against_the_configured_files(settings, tmp_path):
+    settings.ADCP_BACKUP_SETTINGS_FILES = [str(tmp_path / "app.json")]
+    assert settings_files.record_problems(record("app.json")) == []
+    assert settings_files.record_problems(record("other.json")) == [
+        Problem("file other.json", "not one of the configured settings files (ADCP_BACKUP_SETTINGS_FILES: app.json)")]
 
 
 def test_unwritable_targets_names_each_file_that_cannot_be_replaced(tmp_path):
