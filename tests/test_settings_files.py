@@ -516,6 +516,12 @@ def test_record_checker_accepts_sound_records_and_names_each_problem(tmp_path):
                                  f"(0 to 0o777): {never}")]
     assert RecordChecker(configured).check(record(mode=0o400, size=2)) == []
     assert RecordChecker(configured).check(record(mode=0o777)) == []
+    # a record is read by attribute, and a missing one counts as absent
+    assert RecordChecker(configured).check(SimpleNamespace(path="app.json")) == []
+    assert RecordChecker(configured).check(SimpleNamespace(path="app.json", content=b"{}")) == []
+    assert RecordChecker(configured).check(SimpleNamespace(content=b"{}")) == [
+        Problem("file None", "the path is not a plain file path (empty, too long, or holding a NUL or another "
+                             "control character)")]
     assert RecordChecker(configured).check(record(mode=0)) == [
         Problem("file app.json", "the mode 0o0 would leave the file unreadable by its owner")]
 
