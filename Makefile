@@ -24,6 +24,10 @@ test: $(VENV)/.installed
 	$(VENV)/bin/pytest -m "not browser"
 	DJANGO_ALLOW_ASYNC_UNSAFE=true $(VENV)/bin/pytest -m browser; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
 
+# The quick loop: neither the slow tests (child processes, large data) nor the browser.
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/pytest -m "not slow and not browser"
+
 benchmark: $(VENV)/.installed
 	$(PY) benchmarks/run.py
 

@@ -18,12 +18,12 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import history, jobs, services, signing, uploads
+from . import history, jobs, keys, services, signing, uploads
 from .conf import backup_settings
 from .db import without_waiting
 from .display import ENCRYPTED_WITHOUT_KEY, for_browser, format_size
 from .exceptions import BackupError, EncryptionKeyError, OtherDatabase
-from .format import codecs, crypto
+from .format import codecs
 from .models import BackupJob
 from .permissions import ACTIONS, can, can_end_jobs, has_perm, require
 from .storage import BackupStorage
@@ -192,7 +192,7 @@ class CreateForm(forms.Form):
 
 def encryption_available() -> bool:
     try:
-        return bool(crypto.configured_recipients())
+        return bool(keys.configured_recipients())
     except BackupError:
         return False
 

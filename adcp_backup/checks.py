@@ -193,14 +193,14 @@ def check_tables(app_configs: Any = None, *, databases: Any = None, **kwargs: An
 
 
 def check_encryption(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from .format import crypto
+    from . import keys
 
     messages: list[checks.CheckMessage] = []
     try:
         if backup_settings.ENCRYPT:
-            crypto.configured_recipients()
-        elif crypto.recipients_setting():
-            crypto.parse_recipients(crypto.recipients_setting())
+            keys.configured_recipients()
+        elif keys.recipients_setting():
+            keys.parse_recipients(keys.recipients_setting())
     except BackupConfigurationError as exc:
         messages.append(checks.Error(str(exc), id=E004_ENCRYPTION))
     try:

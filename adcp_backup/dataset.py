@@ -11,9 +11,12 @@ from typing import Any, cast
 from django.db import models as dj_models
 
 from . import models
-
-# Column families: the engine-neutral kinds of value the format and the engines agree on.
-INTEGER, FLOAT, TEXT, BOOLEAN, DATETIME, BLOB = "integer", "float", "text", "boolean", "datetime", "blob"
+from .format.families import BLOB as BLOB
+from .format.families import BOOLEAN as BOOLEAN
+from .format.families import DATETIME as DATETIME
+from .format.families import FLOAT as FLOAT
+from .format.families import INTEGER as INTEGER
+from .format.families import TEXT as TEXT
 
 _FAMILY_BY_INTERNAL_TYPE = {
     "AutoField": INTEGER,
@@ -97,7 +100,7 @@ def _unique(model: type[dj_models.Model]) -> tuple[tuple[str, ...], ...]:
             keys.append((str(f.column),))
     for constraint in model._meta.constraints:
         if isinstance(constraint, dj_models.UniqueConstraint):
-            fields = [cast(dj_models.Field, model._meta.get_field(name)) for name in constraint.fields]
+            fields = [cast("dj_models.Field[Any, Any]", model._meta.get_field(name)) for name in constraint.fields]
             keys.append(tuple(str(f.column) for f in fields))
     return tuple(keys)
 
@@ -106,7 +109,7 @@ def _foreign_keys(model: type[dj_models.Model]) -> tuple[ForeignKey, ...]:
     keys = []
     for f in model._meta.concrete_fields:
         if isinstance(f, dj_models.ForeignKey):
-            parent = cast(type[dj_models.Model], f.related_model)
+            parent = f.related_model
             keys.append(ForeignKey(str(f.column), parent._meta.db_table, str(f.target_field.column)))
     return tuple(keys)
 

@@ -48,7 +48,8 @@ from .exceptions import (
     RestoreError,
     ValuesRefused,
 )
-from .format.events import RowBatch, TableEnd, TableStart
+from .format.events import BackupReader, RowBatch, TableEnd, TableStart
+from .format.reader import NativeReader
 from .format.values import row_encoder
 from .progress import ProgressCallback, ProgressEvent
 
@@ -114,10 +115,11 @@ class DrillResult:
 
 # -- the drill -------------------------------------------------------------------------------------------
 RestoreCall = Callable[..., Any]
-OpenBackup = Callable[[], AbstractContextManager[Any]]
+OpenBackup = Callable[[], AbstractContextManager[BackupReader]]
 
 
-def run(*, name: str, file: str, database: str, identity: Any, restore_into: RestoreCall, open_backup: OpenBackup,
+def run(*, name: str, file: str, database: str, identity: str | os.PathLike[str] | None,
+        restore_into: RestoreCall, open_backup: OpenBackup,
         progress: ProgressCallback) -> DrillResult:
     """Restore ``file`` into a scratch database beside ``database``'s, verify it, remove it; record the verdict.
 
@@ -150,7 +152,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _drill(*, name: str, file: str, live: str, alias: str, scratch: dict[str, str], identity: Any,
+def _drill(*, name: str, file: str, live: str, alias: str, scratch: dict[str, str],
+           identity: str | os.PathLike[str] | None,
            restore_into: RestoreCall, open_backup: OpenBackup, progress: ProgressCallback) -> DrillResult:
     engine = get_engine(alias)
     notes: list[str] = []
@@ -262,9 +265,8 @@ def verify(engine: Engine, open_backup: OpenBackup, header: dict[str, Any], *,
     problems: list[Problem] = []
     files: dict[str, _FileTable] = {}
     with open_backup() as reader:
-        exact = (reader.format.startswith("adcp-backup") and source_vendor == engine.vendor
-                 and hasattr(reader, "structure"))
-        if exact:
+        exact = isinstance(reader, NativeReader) and source_vendor == engine.vendor
+        if isinstance(reader, NativeReader) and exact:
             for event in reader.structure():
                 if isinstance(event, TableStart) and _spec(event.name) is not None:
                     files[event.name] = _FileTable(list(event.columns), list(event.families))
@@ -303,7 +305,7 @@ def verify(engine: Engine, open_backup: OpenBackup, header: dict[str, Any], *,
     return checks, problems[:backup_settings.MAX_PROBLEMS]
 
 
-def _file_rows(reader: Any, *, exact: bool, only: str | None = None) -> dict[str, _FileTable]:
+def _file_rows(reader: BackupReader, *, exact: bool, only: str | None = None) -> dict[str, _FileTable]:
     """Each table's rows as digests by primary key, with their row numbers in the file."""
     files: dict[str, _FileTable] = {}
     encoders: dict[str, Callable[[Any], bytes]] = {}

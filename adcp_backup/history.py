@@ -16,7 +16,7 @@ import platform
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -35,6 +35,7 @@ ACTIVE = (BackupJob.Status.PENDING, BackupJob.Status.RUNNING)
 CACHE_TIMEOUT = 6 * 3600
 
 F = TypeVar("F", bound=Callable[..., Any])
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -71,33 +72,27 @@ def runner_id() -> str:
 
 
 @contextmanager
-def origin(value: Origin) -> Iterator[None]:
+def _bound(variable: contextvars.ContextVar[V], value: V) -> Iterator[None]:
+    token = variable.set(value)
+    try:
+        yield
+    finally:
+        variable.reset(token)
+
+
+def origin(value: Origin) -> AbstractContextManager[None]:
     """Mark the operations run inside as started from ``value`` (a command, a Celery task...)."""
-    token = _origin.set(value)
-    try:
-        yield
-    finally:
-        _origin.reset(token)
+    return _bound(_origin, value)
 
 
-@contextmanager
-def quiet() -> Iterator[None]:
+def quiet() -> AbstractContextManager[None]:
     """Operations run inside are not recorded (the reads behind a listing or a monitoring check)."""
-    token = _quiet.set(True)
-    try:
-        yield
-    finally:
-        _quiet.reset(token)
+    return _bound(_quiet, True)
 
 
-@contextmanager
-def as_job(job_id: int) -> Iterator[None]:
+def as_job(job_id: int) -> AbstractContextManager[None]:
     """The services called inside carry out the recorded job ``job_id``: they do not record themselves."""
-    token = _current.set(job_id)
-    try:
-        yield
-    finally:
-        _current.reset(token)
+    return _bound(_current, job_id)
 
 
 def current_job() -> int | None:

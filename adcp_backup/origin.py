@@ -16,7 +16,7 @@ from django.db import connections
 from django.utils.connection import ConnectionDoesNotExist
 
 from .conf import backup_settings
-from .exceptions import BackupConfigurationError
+from .exceptions import BackupConfigurationError, OtherDatabase
 
 KNOWN = "known"
 ALIAS_ONLY = "alias only"
@@ -113,3 +113,20 @@ def origin_info(source: Any) -> dict[str, Any]:
     kind, identity, alias = from_source(source)
     return {"kind": kind, "alias": alias, "database": identity.as_header() if identity else None,
             "description": describe_source(source)}
+
+
+def restore_origin(header: dict[str, Any], database: str, *, from_other_database: bool) -> dict[str, Any]:
+    """The origin of a backup about to be restored into ``database``, for the plan and the result (origin_info with
+    ``other_database``); refuses a backup of another database unless ``from_other_database``."""
+    source = header.get("source")
+    info = origin_info(source)
+    target = of_alias(database)
+    # Only a known origin can be another database: a file that does not say where it came from (legacy) is
+    # shown as "origin unknown" and restores anywhere.
+    info["other_database"] = info["kind"] != UNKNOWN and not belongs_to(source, target)
+    if info["other_database"] and not from_other_database:
+        raise OtherDatabase(
+            f"This backup was taken from {info['description']}, not from {target.describe()}. "
+            "To restore it into this database anyway, pass --from-other-database."
+        )
+    return info

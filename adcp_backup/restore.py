@@ -12,7 +12,7 @@ from . import dataset, settings_files, validation
 from .db import limits
 from .db.base import Engine, shipped_ddl
 from .exceptions import InvalidBackup, Problem, RestoreError, SchemaMismatch
-from .format.events import End, EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
+from .format.events import BackupReader, End, EnvironmentRecord, Event, FileRecord, RowBatch, TableEnd, TableStart
 from .progress import ProgressCallback, ProgressEvent
 from .results import TableChange
 from .validation import RowChecker
@@ -135,14 +135,15 @@ SafetyBackup = Callable[[list[str] | None, tuple[str, ...]], str]
 and returns its name."""
 
 
-def restore_whole(engine: Engine, reader: Any, *, create_schema: bool, dry_run: bool, validate: bool,
-                  safety_backup: SafetyBackup | None, progress: ProgressCallback) -> Outcome:
+def restore_whole(engine: Engine, reader: BackupReader, *, create_schema: bool, dry_run: bool, validate: bool,
+                  settings_targets: bool, safety_backup: SafetyBackup | None, progress: ProgressCallback) -> Outcome:
     """Replace every AdCP table with the file's: plan the schema, take the safety backup (not when the schema is
     created: there is nothing to keep), then the one writer, fed by the checked events."""
     header = reader.header
     plan = plan_schema(engine, header, create_schema=create_schema)
     safety_name = safety_backup(None, ()) if safety_backup is not None and not dry_run and not plan.create else None
-    outcome = restore_data(engine, validation.checked_events(reader), header, plan, dry_run=dry_run,
+    events = validation.checked_events(reader, settings_targets=settings_targets)
+    outcome = restore_data(engine, events, header, plan, dry_run=dry_run,
                            validate=validate, progress=progress)
     outcome.notes[:0] = plan.notes
     outcome.safety_backup = safety_name
@@ -150,7 +151,7 @@ def restore_whole(engine: Engine, reader: Any, *, create_schema: bool, dry_run: 
     return outcome
 
 
-def restore_data(engine: Engine, events: Iterable[Any], header: dict[str, Any], plan: SchemaPlan, *,
+def restore_data(engine: Engine, events: Iterable[Event], header: dict[str, Any], plan: SchemaPlan, *,
                  scope: RowScope | None = None, dry_run: bool, validate: bool,
                  progress: ProgressCallback) -> Outcome:
     """The one writer of every restore, whole or scoped: in one transaction it snapshots what the dry run
@@ -184,7 +185,7 @@ def _where(scope: RowScope | None, engine: Engine, spec: dataset.TableSpec) -> t
     return ("", []) if scope is None else scope.where(engine, spec)
 
 
-def _write(engine: Engine, events: Iterable[Any], header: dict[str, Any], plan: SchemaPlan,
+def _write(engine: Engine, events: Iterable[Event], header: dict[str, Any], plan: SchemaPlan,
            scope: RowScope | None, *, dry_run: bool, validate: bool, progress: ProgressCallback) -> Outcome:
     source_vendor = (header.get("schema") or {}).get("engine") or (header.get("source") or {}).get("engine")
     expected = {} if scope is not None else (header.get("counts") or {})

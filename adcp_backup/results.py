@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from . import origin, retention, signing
 from .exceptions import Problem
@@ -11,6 +11,13 @@ from .naming import parse_time
 
 POLICY_FROM_FLAGS = "flags"
 POLICY_FROM_SETTINGS = "settings"
+
+
+class AsDict:
+    """A result whose ``as_dict()`` (what ``--json`` prints) is all of its fields."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(cast(Any, self))
 
 
 @dataclass(frozen=True)
@@ -23,7 +30,7 @@ class TableChange:
 
 
 @dataclass(frozen=True)
-class BackupResult:
+class BackupResult(AsDict):
     name: str
     path: str | None
     size: int
@@ -40,12 +47,9 @@ class BackupResult:
     withheld_files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class RestoreResult:
+class RestoreResult(AsDict):
     name: str
     format: str
     restored: dict[str, int]
@@ -59,9 +63,6 @@ class RestoreResult:
     notes: list[str]
     duration: float
     origin: dict[str, Any] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ class RestorePlan:
 
 
 @dataclass(frozen=True)
-class InfoResult:
+class InfoResult(AsDict):
     database: dict[str, Any]
     storage: dict[str, Any]
     backups: dict[str, Any]
@@ -170,12 +171,9 @@ class InfoResult:
     stale: bool = False
     drill: dict[str, Any] | None = None  # the last drill and the last successful one (drill.info)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class PruneResult:
+class PruneResult(AsDict):
     dry_run: bool
     policy: dict[str, int]
     kept: list[retention.PrunedFile]
@@ -186,14 +184,8 @@ class PruneResult:
     partials_removed: list[str] = field(default_factory=list)
     policy_source: str = POLICY_FROM_SETTINGS  # "flags": only the rules given apply; "settings": ADCP_BACKUP_KEEP_*
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class DeleteResult:
+class DeleteResult(AsDict):
     name: str
     size: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import logging
 import pickle
-import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import IO, Any
 
 from . import dataset, models, validation
@@ -20,9 +17,10 @@ from .exceptions import (
     TenantConflict,
     UnknownTenant,
 )
-from .format.events import EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
+from .format.events import BackupReader, EnvironmentRecord, Event, FileRecord, RowBatch, TableEnd, TableStart
 from .progress import ProgressCallback, ProgressEvent
 from .restore import Outcome, SafetyBackup, plan_schema, restore_data
+from .validation import ScratchSQLite
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +176,7 @@ def current_counts(engine: Engine, slugs: Sequence[str]) -> dict[str, int]:
 
 
 # -- reading tenants from a file -----------------------------------------------------------------------------
-def file_tenants(reader: Any) -> list[dict[str, Any]]:
+def file_tenants(reader: BackupReader) -> list[dict[str, Any]]:
     """Every tenant in a backup with its product count, in one streaming pass; only tenants stay in memory."""
     tenant = tenant_table()
     product = next((s for s in dataset.tables() if s.tenant_link and s.tenant_link[1] == tenant.name), None)
@@ -209,18 +207,15 @@ def file_tenants(reader: Any) -> list[dict[str, Any]]:
 
 
 # -- a tenant restore ----------------------------------------------------------------------------------------
-class _Spool:
+class _Spool(ScratchSQLite):
     """The file's rows in scope, kept on disk between the checking pass and the writing transaction.
 
     A scratch SQLite file holds the ids seen (``a_<table>``: every id of the file, ``m_<table>``: the ids in
     scope); a second scratch file holds the in-scope batches, so the backup is read only once."""
 
     def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="adcp-backup-scope-")
-        self.keys = sqlite3.connect(Path(self._dir.name) / "keys.sqlite3")
-        self.keys.execute("PRAGMA journal_mode = OFF")
-        self.keys.execute("PRAGMA synchronous = OFF")
-        self._rows: IO[bytes] = open(Path(self._dir.name) / "rows.pickle", "w+b")  # noqa: SIM115
+        super().__init__("adcp-backup-scope-")
+        self._rows: IO[bytes] = open(self.folder / "rows.pickle", "w+b")  # noqa: SIM115
         self._made: set[str] = set()
         self.tenants: dict[int, str] = {}  # file tenant id -> slug, for the tenants in scope
         self.file_tenant_ids: set[int] = set()  # every tenant of the file (tenants are few)
@@ -229,44 +224,37 @@ class _Spool:
 
     def close(self) -> None:
         self._rows.close()
-        self.keys.close()
-        self._dir.cleanup()
-
-    def __enter__(self) -> _Spool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().close()
 
     # -- scratch keys --------------------------------------------------------------------------------
     def _table(self, kind: str, table: str) -> str:
         name = f'"{kind}_{table}"'
         if name not in self._made:
-            self.keys.execute(f"CREATE TABLE IF NOT EXISTS {name} (id INTEGER PRIMARY KEY)")
+            self.db.execute(f"CREATE TABLE IF NOT EXISTS {name} (id INTEGER PRIMARY KEY)")
             self._made.add(name)
         return name
 
     def remember(self, kind: str, table: str, ids: Iterable[Any]) -> None:
-        self.keys.executemany(f"INSERT OR IGNORE INTO {self._table(kind, table)} VALUES (?)", ((i,) for i in ids))
+        self.db.executemany(f"INSERT OR IGNORE INTO {self._table(kind, table)} VALUES (?)", ((i,) for i in ids))
 
     def known(self, kind: str, table: str, ids: Sequence[Any]) -> set[Any]:
         name = self._table(kind, table)
         present: set[Any] = set()
         for chunk in _chunks(list(ids)):
             marks = ", ".join(["?"] * len(chunk))
-            present.update(r[0] for r in self.keys.execute(f"SELECT id FROM {name} WHERE id IN ({marks})", chunk))
+            present.update(r[0] for r in self.db.execute(f"SELECT id FROM {name} WHERE id IN ({marks})", chunk))
         return present
 
     def ids(self, kind: str, table: str) -> Iterator[list[int]]:
-        cursor = self.keys.execute(f"SELECT id FROM {self._table(kind, table)} ORDER BY id")
+        cursor = self.db.execute(f"SELECT id FROM {self._table(kind, table)} ORDER BY id")
         for rows in fetch_batches(cursor, ID_CHUNK):
             yield [r[0] for r in rows]
 
     # -- spooled events ------------------------------------------------------------------------------
-    def dump(self, item: Any) -> None:
+    def dump(self, item: Event) -> None:
         pickle.dump(item, self._rows, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def replay(self) -> Iterator[Any]:
+    def replay(self) -> Iterator[Event]:
         self._rows.flush()
         self._rows.seek(0)
         while True:
@@ -280,8 +268,8 @@ class _Spool:
             self.conflicts.append(Conflict(table, row_id, message))
 
 
-def _read_file(spool: _Spool, reader: Any, *, slugs: tuple[str, ...] | None, tables: list[dataset.TableSpec],
-               keep_settings: bool, progress: ProgressCallback) -> None:
+def _read_file(spool: _Spool, reader: BackupReader, *, slugs: tuple[str, ...] | None, tables: list[dataset.TableSpec],
+               keep_settings: bool, settings_targets: bool, progress: ProgressCallback) -> None:
     """The one pass over the backup: picks the rows in scope, spools them, notes orphans."""
     tenant = tenant_table()
     wanted = {spec.name: spec for spec in tables}
@@ -293,7 +281,7 @@ def _read_file(spool: _Spool, reader: Any, *, slugs: tuple[str, ...] | None, tab
     spec: dataset.TableSpec | None = None
     pk = link = slug_at = -1
     tenant_seen = False
-    for event in validation.checked_events(reader):
+    for event in validation.checked_events(reader, settings_targets=settings_targets):
         if isinstance(event, TableStart):
             spec = wanted.get(event.name)
             spool.seen.add(event.name)
@@ -407,8 +395,8 @@ def _database_conflicts(spool: _Spool, engine: Engine, scope: TenantScope) -> No
                                                   "which is outside the restored tenants")
 
 
-def restore_tenants(*, engine: Engine, reader: Any, slugs: Sequence[str] | None, create_schema: bool,
-                    dry_run: bool, validate: bool, safety_backup: SafetyBackup | None,
+def restore_tenants(*, engine: Engine, reader: BackupReader, slugs: Sequence[str] | None, create_schema: bool,
+                    dry_run: bool, validate: bool, settings_targets: bool, safety_backup: SafetyBackup | None,
                     progress: ProgressCallback) -> Outcome:
     """Replace the rows of some tenants with a backup's, in one transaction, leaving every other row alone.
 
@@ -430,7 +418,7 @@ def restore_tenants(*, engine: Engine, reader: Any, slugs: Sequence[str] | None,
     notes: list[str] = []
     with _Spool() as spool:
         _read_file(spool, reader, slugs=wanted, tables=file_scope_tables, keep_settings=SETTINGS in global_parts,
-                   progress=progress)
+                   settings_targets=settings_targets, progress=progress)
         if not spool.tenants:
             raise UnknownTenant("The backup holds no tenant to restore.")
         ids = tuple(sorted(spool.tenants))

@@ -23,6 +23,7 @@ from . import (
     dataset,
     drill,
     history,
+    keys,
     locking,
     monitoring,
     origin,
@@ -41,18 +42,17 @@ from .exceptions import (
     BackupError,
     EncryptionKeyError,
     InvalidBackup,
-    OtherDatabase,
     RestoreError,
     UnsignedBackup,
     ValuesRefused,
 )
 from .format import codecs, crypto
-from .format.detect import open_reader
-from .format.events import TableEnd
+from .format.events import BackupReader, FileRecord, TableEnd
 from .format.reader import NativeReader
 from .format.writer import BackupWriter
 from .naming import is_future, new_backup_name, parse_time
 from .progress import ProgressCallback, ProgressEvent, silent
+from .reading import open_backup
 from .results import (
     POLICY_FROM_FLAGS,
     POLICY_FROM_SETTINGS,
@@ -71,6 +71,7 @@ from .storage import BackupStorage, open_output, stream_file
 from .uploads import UPLOAD_PREFIX
 
 logger = logging.getLogger(__name__)
+
 
 # -- helpers ---------------------------------------------------------------------------------------------
 def _storage() -> BackupStorage:
@@ -139,7 +140,7 @@ def backup_create(
     if include_secrets and not encrypt:
         raise BackupError("--include-secrets keeps API keys and passwords in the file, so it needs encryption: "
                           "add --encrypt (or set ADCP_BACKUP_ENCRYPT) with ADCP_BACKUP_AGE_RECIPIENTS.")
-    recipients = crypto.configured_recipients() if encrypt else []
+    recipients = keys.configured_recipients() if encrypt else []
     suffix = crypto.SUFFIX if encrypt else ""
     secrets_mode = "included" if include_secrets else "redacted"
     engine = get_engine(database)
@@ -231,11 +232,12 @@ def _write_table(engine: Engine, writer: BackupWriter, spec: dataset.TableSpec,
 
 # -- reading helpers -------------------------------------------------------------------------------------
 @contextmanager
-def _opened(source: Source, *, strict: bool, identity: str | os.PathLike[str] | None = None) -> Iterator[Any]:
+def _opened(source: Source, *, strict: bool,
+            identity: str | os.PathLike[str] | None = None) -> Iterator[BackupReader]:
     handle = source.open()
     try:
-        with crypto.layer_scope():
-            yield open_reader(handle, strict=strict, identity=identity)
+        with open_backup(handle, strict=strict, identity=identity) as reader:
+            yield reader
     finally:
         handle.close()
 
@@ -304,8 +306,7 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
     handle: IO[bytes] | None = None
     try:
         handle = storage.open(name)
-        with crypto.layer_scope():
-            reader = open_reader(handle, strict=True, identity=identity)
+        with open_backup(handle, strict=True, identity=identity) as reader:
             counts = reader.header.get("counts")
             if not isinstance(reader, NativeReader) and (not counts or None in counts.values()):
                 counts = _count_rows(reader)  # legacy v1 files announce no counts: read them
@@ -347,13 +348,13 @@ def _describe(storage: BackupStorage, name: str, identity: str | os.PathLike[str
             handle.close()
 
 
-def _header_provenance(reader: Any, name: str) -> signing.Provenance:
+def _header_provenance(reader: BackupReader, name: str) -> signing.Provenance:
     if not isinstance(reader, NativeReader):
         return signing.legacy()
     return signing.verify_header(reader.header, name)
 
 
-def _count_rows(reader: Any) -> dict[str, int]:
+def _count_rows(reader: BackupReader) -> dict[str, int]:
     counts: dict[str, int] = {}
     for event in reader.events():
         if isinstance(event, TableEnd):
@@ -548,22 +549,6 @@ def _prune_candidates(database: str) -> list[BackupEntry]:
 
 
 # -- restore ---------------------------------------------------------------------------------------------
-def _check_origin(header: dict[str, Any], database: str, *, from_other_database: bool) -> dict[str, Any]:
-    """The backup's origin, for the plan and the result; refuses a backup of another database unless allowed."""
-    source = header.get("source")
-    info = origin.origin_info(source)
-    target = origin.of_alias(database)
-    # Only a known origin can be another database: a file that does not say where it came from (legacy) is
-    # shown as "origin unknown" and restores anywhere.
-    info["other_database"] = info["kind"] != origin.UNKNOWN and not origin.belongs_to(source, target)
-    if info["other_database"] and not from_other_database:
-        raise OtherDatabase(
-            f"This backup was taken from {info['description']}, not from {target.describe()}. "
-            "To restore it into this database anyway, pass --from-other-database."
-        )
-    return info
-
-
 def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequence[str] | None = None,
                         identity: str | os.PathLike[str] | None = None,
                         from_other_database: bool = False) -> RestorePlan:
@@ -578,7 +563,7 @@ def backup_restore_plan(*, file: str, database: str = "default", tenants: Sequen
         header = reader.header
         fmt = reader.format
         provenance = _header_provenance(reader, source.name)
-    came_from = _check_origin(header, database, from_other_database=from_other_database)
+    came_from = origin.restore_origin(header, database, from_other_database=from_other_database)
     existing = engine.existing_tables()
     signed = {"provenance": provenance.status, "provenance_note": provenance.note}
     file_tables = list((header.get("schema") or {}).get("tables") or dataset.table_names())
@@ -641,15 +626,12 @@ def backup_restore(
     source = _resolve(file, identity, database=database)
     engine = get_engine(database)
     _check_settings_records(source, identity, restore_settings=restore_settings, tenants=tenants)
-    with _opened(source, strict=True, identity=identity) as opened:
-        # Settings-file records are checked as they stream past, inside the transaction: a bad one rolls it back.
-        reader = settings_files.CheckedRecords(
-            opened, targets=_writes_settings(opened.header, restore_settings=restore_settings, tenants=tenants))
+    with _opened(source, strict=True, identity=identity) as reader:
         header = reader.header
-        problems = validation.header_problems(header)  # before anything the header names is used
-        if problems:
-            raise InvalidBackup(problems)
-        came_from = _check_origin(header, database, from_other_database=from_other_database)
+        validation.require_sound_header(header)  # before anything the header names is used
+        # Settings-file records are checked as they stream past, inside the transaction: a bad one rolls it back.
+        settings_targets = _writes_settings(header, restore_settings=restore_settings, tenants=tenants)
+        came_from = origin.restore_origin(header, database, from_other_database=from_other_database)
         _require_signature(reader, source, identity, allowed=allow_unsigned or dry_run)
         want_safety = backup_settings.SAFETY_BACKUP if safety_backup is None else safety_backup
         safety = functools.partial(_safety_backup, database, progress) if want_safety else None
@@ -657,11 +639,13 @@ def backup_restore(
             if tenants or tenant_scope.is_tenant_backup(header):
                 outcome = tenant_scope.restore_tenants(engine=engine, reader=reader, slugs=tenants,
                                                        create_schema=create_schema, dry_run=dry_run,
-                                                       validate=not skip_validation, safety_backup=safety,
+                                                       validate=not skip_validation,
+                                                       settings_targets=settings_targets, safety_backup=safety,
                                                        progress=progress)
             else:
                 outcome = restore.restore_whole(engine, reader, create_schema=create_schema, dry_run=dry_run,
-                                                validate=not skip_validation, safety_backup=safety,
+                                                validate=not skip_validation,
+                                                settings_targets=settings_targets, safety_backup=safety,
                                                 progress=progress)
         except ValuesRefused as exc:
             raise _every_value_refused(exc, file=file, identity=identity, engine=engine, dry_run=dry_run) from exc
@@ -692,7 +676,7 @@ def backup_restore(
     return result
 
 
-def _require_signature(reader: Any, source: Source, identity: str | os.PathLike[str] | None, *,
+def _require_signature(reader: BackupReader, source: Source, identity: str | os.PathLike[str] | None, *,
                        allowed: bool) -> None:
     """Refuse, before anything is written, a file that cannot be signed here; have the reader refuse one whose
     trailer MAC fails (the restore's transaction then rolls back). ``allowed``: --allow-unsigned or a dry run.
@@ -700,9 +684,8 @@ def _require_signature(reader: Any, source: Source, identity: str | os.PathLike[
     An unsigned file that is also invalid is reported as invalid (exit 2), so it is validated first."""
     if allowed:
         return
-    reader = _unwrapped(reader)
     if isinstance(reader, NativeReader) and reader.header.get("signature") is not None:
-        reader.require_signature = True
+        reader.check_provenance = _refuse_unsigned
         return
     report = backup_validate(file=source.path or source.name, identity=identity)
     if not report.valid:
@@ -716,13 +699,15 @@ def _require_signature(reader: Any, source: Source, identity: str | os.PathLike[
                          "with --allow-unsigned.")
 
 
-def _unwrapped(reader: Any) -> Any:
-    """The format's own reader behind the settings-file checking wrapper."""
-    return reader._reader if isinstance(reader, settings_files.CheckedRecords) else reader
+def _refuse_unsigned(provenance: signing.Provenance) -> None:
+    """Told a native trailer's verdict during a restore: an unsigned file stops it before it commits."""
+    if not provenance.trusted:
+        raise UnsignedBackup(f"This file is not signed by this installation ({provenance.note}); "
+                             "nothing was changed. Check where it came from, then restore it with "
+                             "--allow-unsigned (in the admin: the permission to restore unsigned backups).")
 
 
-def _provenance_notes(reader: Any) -> list[str]:
-    reader = _unwrapped(reader)
+def _provenance_notes(reader: BackupReader) -> list[str]:
     provenance = reader.provenance if isinstance(reader, NativeReader) else signing.legacy()
     if provenance is None or provenance.status == signing.SIGNED:
         return []
@@ -748,7 +733,7 @@ def _check_settings_records(source: Source, identity: str | os.PathLike[str] | N
         if not isinstance(reader, NativeReader):
             return
 
-        def readable_records() -> Iterator[Any]:
+        def readable_records() -> Iterator[FileRecord]:
             try:
                 yield from reader.file_records()
             except InvalidBackup:
@@ -782,7 +767,8 @@ def _safety_backup(database: str, progress: ProgressCallback, tenants: list[str]
     return name
 
 
-def backup_file_tenants(*, file: str, identity: Any = None, database: str = "default") -> list[dict[str, Any]]:
+def backup_file_tenants(*, file: str, identity: str | os.PathLike[str] | None = None,
+                        database: str = "default") -> list[dict[str, Any]]:
     """The tenants a backup holds ({"id", "slug", "name", "products"}), read in one streaming pass."""
     source = _resolve(file, identity, database=database)
     with _opened(source, strict=True, identity=identity) as reader:

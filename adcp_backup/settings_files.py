@@ -6,7 +6,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -273,7 +273,7 @@ class RecordChecker:
         self.configured = list(configured if configured is not None else backup_settings.SETTINGS_FILES)
         self.targets: dict[Path, str] = {}
 
-    def check(self, record: Any) -> list[Problem]:
+    def check(self, record: FileRecord) -> list[Problem]:
         path = getattr(record, "path", None)
         section = f"file {_shown(path)}" if not isinstance(path, str) or not _plausible_path(path) else f"file {path}"
         if not _plausible_path(path):
@@ -318,13 +318,13 @@ def _octal(mode: int) -> str:
     return oct(mode) if abs(mode) < 1 << 64 else f"{str(mode)[:20]}... (a {mode.bit_length()}-bit number)"
 
 
-def check_records(records: Iterable[Any], configured: Sequence[Path] | None = None) -> list[Problem]:
+def check_records(records: Iterable[FileRecord], configured: Sequence[Path] | None = None) -> list[Problem]:
     """Every problem of these settings-file records (see RecordChecker)."""
     checker = RecordChecker(configured)
     return [problem for record in records for problem in checker.check(record)]
 
 
-def unwritable_targets(records: Iterable[Any], configured: Sequence[Path] | None = None) -> dict[str, str]:
+def unwritable_targets(records: Iterable[FileRecord], configured: Sequence[Path] | None = None) -> dict[str, str]:
     """The configured files these records would replace that cannot be written now: path -> why.
 
     Checked by the restore before it commits; a file that already holds the recorded content is not written."""
@@ -353,7 +353,8 @@ def unwritable_targets(records: Iterable[Any], configured: Sequence[Path] | None
     return failed
 
 
-def refuse_unsound(records: Iterable[Any], checker: RecordChecker | None = None, *, targets: bool = True) -> None:
+def refuse_unsound(records: Iterable[FileRecord], checker: RecordChecker | None = None, *,
+                   targets: bool = True) -> None:
     """Raise at the first record that is unsound (InvalidBackup) or, with ``targets``, whose target cannot be
     written (RestoreError). Nothing is kept: a file of a million records costs one record's memory."""
     checker = checker if checker is not None else RecordChecker()
@@ -365,26 +366,6 @@ def refuse_unsound(records: Iterable[Any], checker: RecordChecker | None = None,
         if failed:
             raise RestoreError("The settings files cannot be written, so nothing was restored: "
                                + "; ".join(f"{path}: {why}" for path, why in failed.items()) + ".")
-
-
-class CheckedRecords:
-    """A reader whose settings-file records are checked as they stream past: inside a restore's transaction, a
-    bad record raises InvalidBackup (or RestoreError for a target that cannot be written) before the commit."""
-
-    def __init__(self, reader: Any, configured: Sequence[Path] | None = None, *, targets: bool = True) -> None:
-        self._reader = reader
-        self._configured = configured
-        self._targets = targets  # False when the restore leaves the settings files alone: records still checked
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reader, name)
-
-    def events(self) -> Iterator[Any]:
-        checker = RecordChecker(self._configured)
-        for event in self._reader.events():
-            if isinstance(event, FileRecord):
-                refuse_unsound([event], checker, targets=self._targets)
-            yield event
 
 
 def write_records(records: Sequence[FileRecord], *, dry_run: bool, name: str = "the backup",
@@ -453,10 +434,3 @@ def write_atomically(path: Path, content: bytes, mode: int | None = None) -> Non
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-def record_problems(record: Any, checker: RecordChecker | None = None) -> list[Problem]:
-    """What is wrong with a settings-file record of a backup (validation and restore both ask, before the
-    database commits). Pass one RecordChecker for all the records of a file so that a second record for the
-    same settings file is caught too; without one, the record is judged on its own."""
-    return (checker if checker is not None else RecordChecker()).check(record)

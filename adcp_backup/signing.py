@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,19 +25,15 @@ import orjson
 from django.conf import settings
 
 from .conf import backup_settings
+from .format.provenance import LABELS as LABELS
+from .format.provenance import SIGNED as SIGNED
+from .format.provenance import SIGNED_OLD_KEY as SIGNED_OLD_KEY
+from .format.provenance import TRUSTED as TRUSTED
+from .format.provenance import UNSIGNED as UNSIGNED
+from .format.provenance import UNVERIFIED as UNVERIFIED
+from .format.provenance import Provenance as Provenance
 
 ALGORITHM = "hmac-sha256"
-SIGNED = "signed"
-SIGNED_OLD_KEY = "signed-old-key"
-UNSIGNED = "unsigned"
-UNVERIFIED = "unverified"  # an encrypted file no identity here opens: its signature cannot be read
-TRUSTED = (SIGNED, SIGNED_OLD_KEY)
-LABELS = {
-    SIGNED: "signed here",
-    SIGNED_OLD_KEY: "signed here (old key)",
-    UNSIGNED: "unsigned",
-    UNVERIFIED: "unverified (encrypted)",
-}
 _DERIVATION = b"adcp-backup signing key v1"
 _HEADER_CONTEXT = b"adcp-backup header v3\x00"
 _TRAILER_CONTEXT = b"adcp-backup trailer v3\x00"
@@ -46,20 +41,6 @@ _NAME_CONTEXT = b"adcp-backup name v1\x00"
 NAME_MAC_LENGTH = 16
 _SIGNED_NAME = re.compile(r"^(?P<stem>adcp-backup-(?P<time>\d{8}-\d{6})-[0-9a-f]{8})-(?P<mac>[0-9a-f]{16})"
                           r"(?P<suffix>\.jsonl(?:\.gz|\.zst)?\.age)$")
-
-
-@dataclass(frozen=True)
-class Provenance:
-    status: str  # one of SIGNED, SIGNED_OLD_KEY, UNSIGNED, UNVERIFIED
-    note: str = ""
-
-    @property
-    def trusted(self) -> bool:
-        return self.status in TRUSTED
-
-    @property
-    def label(self) -> str:
-        return LABELS.get(self.status, self.status)
 
 
 def _derive(secret: str | bytes) -> bytes:

@@ -12,7 +12,7 @@ from functools import cache
 from importlib import resources
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from . import dataset, settings_files, signing
 from .conf import backup_settings
@@ -20,7 +20,7 @@ from .dataset import BLOB, BOOLEAN, DATETIME, FLOAT, INTEGER, TEXT, TableSpec
 from .db import limits
 from .db.base import Engine, split_sql
 from .exceptions import InvalidBackup, Problem, ProblemLog
-from .format.events import FileRecord, RowBatch, TableEnd, TableStart
+from .format.events import BackupReader, Event, FileRecord, RowBatch, TableEnd, TableStart
 from .format.reader import NativeReader
 from .naming import is_future, parse_time
 from .progress import ProgressCallback, ProgressEvent, silent
@@ -168,7 +168,7 @@ def ddl_problems(engine: Any, ddl: Any) -> list[Problem]:
 def file_problems(record: FileRecord, checker: settings_files.RecordChecker | None = None) -> list[Problem]:
     """A settings-file record: the rules live beside the code that writes settings files. Give every record of
     one file the same ``checker``, so that two records for one settings file are caught."""
-    return list(settings_files.record_problems(record, checker))
+    return (checker if checker is not None else settings_files.RecordChecker()).check(record)
 
 
 MAX_SEQUENCE = 2**63 - 1  # the largest counter any engine keeps
@@ -192,12 +192,19 @@ def end_problems(header: dict[str, Any], end: TableEnd) -> list[Problem]:
     return problems
 
 
-def checked_events(reader: Any) -> Iterator[Any]:
-    """A strict reader's events, refused at the first problem validation would report about the file's
-    structure, names, counts or settings files: applied before a restore uses anything the file names."""
-    problems = header_problems(reader.header)
+def require_sound_header(header: dict[str, Any]) -> None:
+    """Refuse a header whose schema names anything but the registry's tables and columns, or carries DDL that is
+    not the shipped DDL: checked once, as a restore opens the file, before anything the header names is used."""
+    problems = header_problems(header)
     if problems:
         raise InvalidBackup(problems)
+
+
+def checked_events(reader: BackupReader, *, settings_targets: bool) -> Iterator[Event]:
+    """A strict reader's events, refused at the first problem validation would report about the file's
+    structure, names, counts or settings files, inside the restore's transaction (its header was checked by
+    require_sound_header when the file was opened). With ``settings_targets`` (the restore writes the settings
+    files) a record whose file cannot be written is refused too, before the commit."""
     files = settings_files.RecordChecker()
     for event in reader.events():
         problems = []
@@ -206,7 +213,7 @@ def checked_events(reader: Any) -> Iterator[Any]:
         elif isinstance(event, TableEnd):
             problems = end_problems(reader.header, event)
         elif isinstance(event, FileRecord):
-            problems = file_problems(event, files)
+            settings_files.refuse_unsound([event], files, targets=settings_targets)
         if problems:
             raise InvalidBackup(problems)
         yield event
@@ -272,7 +279,7 @@ class RowChecker:
         self.rules: list[RowRule] = [rule for rule in rules if rule is not None]
 
     def check(self, rows: list[list[Any]], first_row: int) -> list[Problem]:
-        problems: list[Problem] = []
+        problems = []
         for i, name, allowed, family in self.checks:
             kinds = set(map(type, map(itemgetter(i), rows)))  # C-level: most batches need no closer look
             if kinds <= allowed and not (family == BOOLEAN and int in kinds):
@@ -298,25 +305,34 @@ class RowChecker:
         return problems
 
 
-class KeyIndex:
-    """Primary, unique and foreign keys of every row seen, kept in a scratch SQLite file, not in memory."""
+class ScratchSQLite:
+    """A SQLite file in a private temporary folder, for what is too large to keep in memory; removed on close.
+    Nothing needs to survive a crash, so it is written without a journal and without syncing."""
 
-    def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="adcp-backup-keys-")
-        self._db = sqlite3.connect(Path(self._dir.name) / "keys.sqlite3")
-        self._db.execute("PRAGMA journal_mode = OFF")
-        self._db.execute("PRAGMA synchronous = OFF")
-        self._tables: dict[str, tuple[list[str], list[int]]] = {}
+    def __init__(self, prefix: str) -> None:
+        self._temporary = tempfile.TemporaryDirectory(prefix=prefix)
+        self.folder = Path(self._temporary.name)
+        self.db = sqlite3.connect(self.folder / "keys.sqlite3")
+        self.db.execute("PRAGMA journal_mode = OFF")
+        self.db.execute("PRAGMA synchronous = OFF")
 
     def close(self) -> None:
-        self._db.close()
-        self._dir.cleanup()
+        self.db.close()
+        self._temporary.cleanup()
 
-    def __enter__(self) -> KeyIndex:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class KeyIndex(ScratchSQLite):
+    """Primary, unique and foreign keys of every row seen, kept in a scratch SQLite file, not in memory."""
+
+    def __init__(self) -> None:
+        super().__init__("adcp-backup-keys-")
+        self._tables: dict[str, tuple[list[str], list[int]]] = {}
 
     def _key_columns(self, spec: TableSpec) -> list[str]:
         names = [spec.primary_key]
@@ -332,20 +348,20 @@ class KeyIndex:
         positions = [list(columns).index(c) for c in key_columns]
         self._tables[spec.name] = (key_columns, positions)
         cols = ", ".join(f'"{c}"' for c in ["_row", *key_columns])
-        self._db.execute(f'CREATE TABLE IF NOT EXISTS "k_{spec.name}" ({cols})')
+        self.db.execute(f'CREATE TABLE IF NOT EXISTS "k_{spec.name}" ({cols})')
 
     def add(self, table: str, rows: list[list[Any]], first_row: int) -> None:
         if table not in self._tables:
             return
         key_columns, positions = self._tables[table]
         marks = ", ".join(["?"] * (len(key_columns) + 1))
-        self._db.executemany(
+        self.db.executemany(
             f'INSERT INTO "k_{table}" VALUES ({marks})',
             ([first_row + k, *(row[p] for p in positions)] for k, row in enumerate(rows)),
         )
 
     def problems(self, limit: int = 100) -> list[Problem]:
-        problems: list[Problem] = []
+        problems = []
         for spec in dataset.tables():
             if spec.name not in self._tables:
                 continue
@@ -356,7 +372,7 @@ class KeyIndex:
                     continue
                 cols = ", ".join(f'"{c}"' for c in key)
                 not_null = " AND ".join(f'"{c}" IS NOT NULL' for c in key)
-                rows = self._db.execute(
+                rows = self.db.execute(
                     f'SELECT MIN(_row), MAX(_row), {cols} FROM "k_{spec.name}" WHERE {not_null} '
                     f"GROUP BY {cols} HAVING COUNT(*) > 1 ORDER BY 1 LIMIT ?", (limit,)
                 ).fetchall()
@@ -368,10 +384,10 @@ class KeyIndex:
                     continue
                 if fk.table not in self._tables:
                     continue
-                self._db.execute(
+                self.db.execute(
                     f'CREATE INDEX IF NOT EXISTS "i_{fk.table}_{fk.ref_column}" ON "k_{fk.table}" ("{fk.ref_column}")'
                 )
-                rows = self._db.execute(
+                rows = self.db.execute(
                     f'SELECT c._row, c."{fk.column}" FROM "k_{spec.name}" c LEFT JOIN "k_{fk.table}" p '
                     f'ON p."{fk.ref_column}" = c."{fk.column}" WHERE p._row IS NULL AND c."{fk.column}" IS NOT NULL '
                     f"ORDER BY 1 LIMIT ?", (limit,)
@@ -389,7 +405,7 @@ def job_outcome(report: ValidationReport) -> tuple[str, dict[str, Any], str]:
     return ("succeeded" if report.valid else "invalid"), report.as_dict(), report.name
 
 
-def validate_file(open_backup: Callable[[], AbstractContextManager[Any]], *, name: str, path: str | None,
+def validate_file(open_backup: Callable[[], AbstractContextManager[BackupReader]], *, name: str, path: str | None,
                   target_engine: str | None = None, live: Engine | None = None,
                   progress: ProgressCallback = silent) -> ValidationReport:
     """Read a backup once, to its end: structure, checksums, counts, types, NOT NULL, unique and foreign keys,
@@ -402,7 +418,7 @@ def validate_file(open_backup: Callable[[], AbstractContextManager[Any]], *, nam
     counts: dict[str, int] = {}
     checksums: dict[str, str | None] = {}
     header: dict[str, Any] = {}
-    reader: Any = None
+    reader: BackupReader | None = None
     files = settings_files.RecordChecker()
     try:
         with open_backup() as reader, KeyIndex() as keys:
@@ -454,9 +470,9 @@ def validate_file(open_backup: Callable[[], AbstractContextManager[Any]], *, nam
         name=name,
         path=path,
         valid=not found,
-        format=getattr(reader, "format", None),
-        compression=getattr(reader, "compression", None),
-        encrypted=bool(getattr(reader, "encrypted", False)) or any(p.section == "encryption" for p in found),
+        format=reader.format if reader is not None else None,
+        compression=reader.compression if reader is not None else None,
+        encrypted=(reader is not None and reader.encrypted) or any(p.section == "encryption" for p in found),
         created_at=header.get("created_at"),
         counts=counts,
         checksums=checksums,
@@ -471,7 +487,7 @@ def validate_file(open_backup: Callable[[], AbstractContextManager[Any]], *, nam
     )
 
 
-def _content_provenance(reader: Any, problems: list[Problem]) -> signing.Provenance:
+def _content_provenance(reader: BackupReader | None, problems: list[Problem]) -> signing.Provenance:
     """Who wrote a file read to its end: the trailer's MAC, which counts only for a file without problems."""
     if reader is None:
         return signing.Provenance(signing.UNSIGNED, "the file could not be read")

@@ -73,7 +73,7 @@ def main() -> None:
     from django.db import connections
 
     from adcp_backup import demo, services
-    from adcp_backup.format.detect import open_reader
+    from adcp_backup.reading import open_backup
     from adcp_backup.storage import open_path
 
     slug = args.tenant or f"publisher-{args.tenants // 2}"
@@ -88,8 +88,8 @@ def main() -> None:
 
     def plain_pass() -> int:
         events = 0
-        with open_path(full.path) as handle:
-            for _ in open_reader(handle, strict=True).events():
+        with open_path(full.path) as handle, open_backup(handle, strict=True) as reader:
+            for _ in reader.events():
                 events += 1
         return events
 

@@ -1,50 +1,25 @@
-"""Fixtures: the legacy schema created from the application's own DDL, isolated storage, table snapshots."""
+"""Fixtures shared by every test module: isolated storage and settings files, the AdCP schema, the demo data.
+
+Plain helpers live in helpers.py; the fixture modules of some groups of tests are registered here once."""
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import connections
 
-from adcp_backup import dataset, demo
-from adcp_backup.db import get_engine
-from adcp_backup.db.base import shipped_ddl
+from adcp_backup import demo
 
-SMALL = demo.DemoSize(tenants=4, products=60, agents=2, embeddings=12, dim=16)
+from .helpers import SMALL, Seeded, create_schema, drop_schema
 
-
-def engine_aliases() -> list[str]:
-    """SQLite always; PostgreSQL and MariaDB when their URLs are set. In CI a missing URL is a failure."""
-    aliases = ["default"]
-    for alias, variable in (("postgresql", "ADCP_TEST_POSTGRES_URL"), ("mysql", "ADCP_TEST_MYSQL_URL")):
-        if alias in django_settings.DATABASES:
-            aliases.append(alias)
-        elif os.environ.get("CI"):
-            raise RuntimeError(f"CI must set {variable}: the {alias} tests may not be skipped there.")
-    return aliases
-
-
-def drop_schema(alias: str) -> None:
-    connection = connections[alias]
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute(f"DROP TABLE IF EXISTS {dataset.FTS_TABLE}")
-        if connection.vendor == "mysql":
-            cursor.execute("SET FOREIGN_KEY_CHECKS = 0")
-        for spec in reversed(dataset.tables()):
-            cursor.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(spec.name)}")
-        if connection.vendor == "mysql":
-            cursor.execute("SET FOREIGN_KEY_CHECKS = 1")
-
-
-def create_schema(alias: str) -> None:
-    drop_schema(alias)
-    engine = get_engine(alias)
-    engine.create_schema(shipped_ddl(engine.vendor))
+pytest_plugins = [
+    "tests.admin_fixtures",
+    "tests.drill_fixtures",
+    "tests.s3_fixtures",
+    "tests.scheduling_fixtures",
+]
 
 
 @pytest.fixture
@@ -93,7 +68,7 @@ def adcp_schema(transactional_db: None) -> Iterator[Callable[[str], None]]:
 
 
 @pytest.fixture
-def seeded(adcp_schema: Callable[[str], None], backup_env: Path) -> Callable[..., dict[str, int]]:
+def seeded(adcp_schema: Callable[[str], None], backup_env: Path) -> Seeded:
     """Call with an alias (and a size) for a database holding the demo data."""
 
     def make(alias: str = "default", size: demo.DemoSize = SMALL) -> dict[str, int]:
@@ -101,38 +76,3 @@ def seeded(adcp_schema: Callable[[str], None], backup_env: Path) -> Callable[...
         return demo.seed(database=alias, size=size)
 
     return make
-
-
-def table_state(alias: str = "default") -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every AdCP table as stored, ordered by id; on SQLite each value with its typeof()."""
-    engine = get_engine(alias)
-    existing = engine.existing_tables()
-    state: dict[str, list[tuple[Any, ...]]] = {}
-    for spec in dataset.tables():
-        if spec.name not in existing:
-            continue
-        columns = [c.name for c in engine.describe(spec.name)]
-        rows: list[tuple[Any, ...]] = []
-        for batch in engine.read_rows(spec, columns, batch_size=1000):
-            rows.extend(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in batch)
-        if engine.vendor == "sqlite":
-            types = ", ".join(f'typeof("{c}")' for c in columns)
-            with engine.connection.cursor() as cursor:
-                cursor.execute(f'SELECT {types} FROM "{spec.name}" ORDER BY id')
-                typed = cursor.fetchall()
-            rows = [tuple(zip(row, kinds)) for row, kinds in zip(rows, typed)]
-        state[spec.name] = rows
-    return state
-
-
-def fts_match(term: str, alias: str = "default") -> list[int]:
-    with connections[alias].cursor() as cursor:
-        cursor.execute(f"SELECT rowid FROM {dataset.FTS_TABLE} WHERE {dataset.FTS_TABLE} MATCH %s ORDER BY rowid",
-                       [term])
-        return [r[0] for r in cursor.fetchall()]
-
-
-def schema_sql(alias: str = "default") -> list[tuple[str, str, str]]:
-    with connections[alias].cursor() as cursor:
-        cursor.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type, name")
-        return [tuple(r) for r in cursor.fetchall() if not r[1].startswith(("auth_", "django_", "adcp_backup_"))]

@@ -13,7 +13,7 @@ from django.db import connections
 from adcp_backup import dataset
 from adcp_backup.db import get_engine
 
-from .conftest import table_state
+from .helpers import table_state
 
 LEGACY_ENV = {
     "GEMINI_API_KEY": "AIza-legacy-plain-secret",

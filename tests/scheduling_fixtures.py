@@ -1,13 +1,20 @@
-"""Helpers of the scheduling, retention and locking tests: small real backups with chosen creation times."""
+"""Fixtures and helpers of the scheduling, retention and locking tests: small real backups with chosen creation
+times, manage.py and Celery processes of the project in a folder of their own, a Redis broker."""
 from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
 
 from adcp_backup import __version__, signing
 from adcp_backup.format.writer import BackupWriter
@@ -84,3 +91,88 @@ def manage(*args: str, env: dict[str, str], cwd: Path, timeout: float = 120) -> 
 def start_manage(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([PYTHON, str(REPO / "manage.py"), *args], env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+REDIS_DB = int(os.environ.get("ADCP_TEST_REDIS_DB", "4"))
+
+
+def broker_url() -> str:
+    """This suite's own Redis database on the server CELERY_BROKER_URL names (127.0.0.1:6379 by default)."""
+    base = urlsplit(os.environ.get("CELERY_BROKER_URL") or "redis://127.0.0.1:6379/0")
+    return f"redis://{base.netloc}/{REDIS_DB}"
+
+
+@pytest.fixture
+def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    redis = pytest.importorskip("redis")
+    url = broker_url()
+    # Celery prefers CELERY_BROKER_URL to the broker an app is given: this process talks to ``url`` only.
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Redis server at {url}")
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+class Processes:
+    """Celery processes of one test, stopped with SIGTERM (a warm shutdown) at its end."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.workdir, self.env = workdir, env
+        self.running: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(self, *args: str) -> Path:
+        log = self.workdir / f"{args[0]}.log"
+        process = subprocess.Popen([PYTHON, "-m", "celery", "-A", "project", *args, "-l", "INFO"], env=self.env,
+                                   cwd=self.workdir, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+        self.running.append((process, log))
+        return log
+
+    def worker(self) -> Path:
+        return self.start("worker", "--pool=solo", "--without-mingle", "--without-gossip", "--without-heartbeat",
+                          "-n", f"adcp-test-{os.getpid()}@%h")
+
+    def beat(self) -> Path:
+        return self.start("beat", "-s", str(self.workdir / "beat-schedule"))
+
+    def stop(self) -> None:
+        for process, _log in self.running:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process, _log in self.running:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def celery_processes(tmp_path: Path) -> Iterator[Any]:
+    made: list[Processes] = []
+
+    def make(env: dict[str, str]) -> Processes:
+        made.append(Processes(tmp_path, env))
+        return made[-1]
+
+    yield make
+    for processes in made:
+        processes.stop()
+
+
+def wait_for(condition: Any, timeout: float, what: str, logs: list[Path]) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    tails = "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in logs if log.exists())
+    pytest.fail(f"timed out waiting for {what}\n{tails}")

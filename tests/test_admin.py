@@ -1,5 +1,4 @@
 """The admin's Backups page through the test client: every page and action, each role, and the failures."""
-# ruff: noqa: F811  (pytest fixtures are imported by name and requested as arguments)
 from __future__ import annotations
 
 import base64
@@ -22,17 +21,8 @@ from adcp_backup.models import BackupJob
 from adcp_backup.progress import ProgressEvent
 from adcp_backup.storage import BackupStorage
 
-from .admin_fixtures import (  # noqa: F401 (fixtures)
-    admin_db,
-    client_for,
-    finish,
-    make_user,
-    outsider_client,
-    restorer_client,
-    thread_jobs,
-    view_only_client,
-)
-from .conftest import table_state
+from .admin_fixtures import client_for, finish, make_user
+from .helpers import table_state
 
 
 def admin_jobs():
@@ -914,8 +904,6 @@ def test_a_command_line_validation_and_a_scheduled_backup_appear_in_the_admin(ad
 def test_the_page_lists_and_restores_the_chosen_databases_backups_only(admin_client, admin_db, backup_env, seeded,
                                                                        settings):
     from adcp_backup import demo
-
-    from .conftest import table_state
 
     seeded("second", demo.DemoSize(tenants=2, products=10, agents=1, embeddings=2, dim=8))
     settings.ADCP_BACKUP_DATABASES = ["default", "second"]  # the admin manages what the app backs up

@@ -12,9 +12,9 @@ from adcp_backup.display import format_size
 from adcp_backup.models import BackupJob
 
 from . import forge
-from .admin_fixtures import admin_db, client_for, finish, make_user, thread_jobs  # noqa: F401  (fixtures)
-from .conftest import table_state
-from .test_drill import drill_dir, scratch_leftovers  # noqa: F401  (fixture)
+from .admin_fixtures import client_for, finish, make_user
+from .drill_fixtures import scratch_leftovers
+from .helpers import table_state
 
 pytestmark = pytest.mark.usefixtures("admin_db", "drill_dir")
 

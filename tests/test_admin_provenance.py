@@ -1,5 +1,4 @@
 """The admin shows each backup's provenance, and restoring a file not signed here needs its own permission."""
-# ruff: noqa: F811  (pytest fixtures are imported by name and requested as arguments)
 from __future__ import annotations
 
 import re
@@ -9,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from adcp_backup import services
 from adcp_backup.models import BackupJob
 
-from .admin_fixtures import admin_db, client_for, finish, make_user, thread_jobs  # noqa: F401 (fixtures)
-from .conftest import table_state
+from .admin_fixtures import client_for, make_user
+from .helpers import table_state
 from .scheduling_fixtures import write_backup
 from .test_admin import change_data, job_from, u, upload
 

@@ -1,5 +1,4 @@
 """The Backups page end to end in Debian's Chromium: log in, create, validate, restore, history, download."""
-# ruff: noqa: F811  (pytest fixtures are imported by name and requested as arguments)
 from __future__ import annotations
 
 import contextlib
@@ -26,8 +25,8 @@ from adcp_backup.conf import backup_settings
 from adcp_backup.models import BackupJob
 from adcp_backup.storage import BackupStorage
 
-from .admin_fixtures import PASSWORD, admin_db, thread_jobs  # noqa: F401 (fixtures)
-from .conftest import table_state
+from .admin_fixtures import PASSWORD
+from .helpers import table_state
 from .programs import require_program
 
 pytestmark = pytest.mark.browser

@@ -13,7 +13,7 @@ from django.db import connections
 
 from adcp_backup import services
 
-from .conftest import table_state
+from .helpers import table_state
 
 
 class Terminal(io.StringIO):

@@ -37,6 +37,7 @@ def django_admin(*args: str, site: Path, cwd: Path) -> subprocess.CompletedProce
                           text=True, timeout=180)
 
 
+@pytest.mark.slow
 def test_commands_from_three_working_directories_see_the_same_backups(tmp_path: Path) -> None:
     site = tmp_path / "site"
     site.mkdir()

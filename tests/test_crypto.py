@@ -17,16 +17,19 @@ from typing import Any
 
 import pyrage
 import pytest
-from django.core.management import CommandError, call_command
 from django.db import connections
 
 from adcp_backup import demo, services
 from adcp_backup.exceptions import BackupConfigurationError, BackupError, EncryptionKeyError, InvalidBackup
 from adcp_backup.format import crypto
 from adcp_backup.format.codecs import AGE_MAGIC
+from adcp_backup.format.detect import open_reader
+from adcp_backup.format.events import RowBatch, TableStart
+from adcp_backup.format.writer import BackupWriter
+from adcp_backup.keys import load_identities, parse_recipients
 from adcp_backup.settings_files import REDACTED
 
-from .conftest import fts_match, table_state
+from .helpers import fts_match, run_command, table_state
 from .programs import require_program
 
 SECRET = "AIza-test-secret-value"  # set by the backup_env fixture as GEMINI_API_KEY
@@ -87,17 +90,19 @@ def encrypt(plaintext: Path, target: Path, public: str) -> None:
         pyrage.encrypt_io(source, sink, [pyrage.x25519.Recipient.from_str(public)])
 
 
+def encrypted_zeros(folder: Path, mebibytes: int, public: str) -> Path:
+    """``mebibytes`` MiB of zero bytes encrypted to ``public`` (apart from the app's layer), as ``zeros.age``."""
+    plaintext = folder / "zeros.bin"
+    with open(plaintext, "wb") as f:
+        f.truncate(mebibytes << 20)
+    encrypted = folder / "zeros.age"
+    encrypt(plaintext, encrypted, public)
+    plaintext.unlink()
+    return encrypted
+
+
 def backup_names() -> list[str]:
     return sorted(e.name for e in services.backup_list())
-
-
-def run_command(name: str, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        call_command(name, *args, stdout=out, stderr=err)
-    except CommandError as exc:
-        return exc.returncode, out.getvalue(), str(exc)
-    return 0, out.getvalue(), err.getvalue()
 
 
 # -- round trips -----------------------------------------------------------------------------------------
@@ -434,15 +439,11 @@ class CountingReader:
 
 
 def test_the_decrypting_reader_reads_ahead_a_bounded_amount(keys, tmp_path):
-    plaintext = tmp_path / "zeros.bin"
-    with open(plaintext, "wb") as f:
-        f.truncate(24 << 20)
-    encrypted = tmp_path / "zeros.age"
-    encrypt(plaintext, encrypted, keys["public"])
+    encrypted = encrypted_zeros(tmp_path, 24, keys["public"])
     threads = set(threading.enumerate())
     with open(encrypted, "rb") as f:
         source = CountingReader(f)
-        reader = crypto.decrypting_reader(source, identity=keys["identity"])
+        reader = crypto.decrypting_reader(source, load_identities(keys["identity"]))
         assert reader.read(1000) == bytes(1000)
         time.sleep(0.5)  # give the worker every chance to run ahead
         assert source.consumed < 4 << 20  # of 24 MiB: the worker waits for the reader
@@ -456,7 +457,7 @@ def test_the_decrypting_reader_reads_ahead_a_bounded_amount(keys, tmp_path):
 
 
 def test_the_encrypting_writer_passes_data_on_as_it_goes(keys, tmp_path):
-    recipients = crypto.parse_recipients([keys["public"]])
+    recipients = parse_recipients([keys["public"]])
     target = tmp_path / "out.age"
     with open(target, "wb") as raw:
         sink = CountingSink(raw)
@@ -516,19 +517,43 @@ def test_an_abandoned_backup_leaves_no_file(seeded, keys, settings):
 def test_an_abandoned_decrypting_reader_stops_its_worker(keys, tmp_path):
     import gc
 
-    plaintext = tmp_path / "zeros.bin"
-    with open(plaintext, "wb") as f:
-        f.truncate(16 << 20)
-    encrypted = tmp_path / "zeros.age"
-    encrypt(plaintext, encrypted, keys["public"])
+    encrypted = encrypted_zeros(tmp_path, 16, keys["public"])
     threads = set(threading.enumerate())
     with open(encrypted, "rb") as handle:
-        reader = crypto.decrypting_reader(handle, identity=keys["identity"])  # no scope will close it
+        reader = crypto.decrypting_reader(handle, load_identities(keys["identity"]))  # nothing will close it
         assert reader.read(100) == bytes(100)
         assert len(set(threading.enumerate()) - threads) == 1  # the worker waits, 15 MiB short of the end
         del reader
         gc.collect()
         assert not set(threading.enumerate()) - threads  # a thread of an earlier test may end meanwhile
+
+
+def test_open_reader_owns_its_decrypting_layer_and_stops_it_when_the_block_ends(keys, tmp_path):
+    path = tmp_path / "large.jsonl.age"
+    with open(path, "wb") as raw, crypto.encrypting(raw, parse_recipients([keys["public"]])) as sink:
+        writer = BackupWriter(sink)
+        writer.header({"created_at": "2025-01-01T00:00:00+00:00"})
+        writer.begin_table("t", [{"name": "id", "family": "integer", "nullable": False},
+                                 {"name": "text", "family": "text", "nullable": False}])
+        for start in range(0, 200_000, 10_000):  # about 12 MiB: far more than the worker reads ahead
+            writer.rows([[i, "x" * 50] for i in range(start, start + 10_000)])
+        writer.end_table()
+        writer.trailer()
+    threads = set(threading.enumerate())
+    with open(path, "rb") as handle:
+        with open_reader(handle, tables=(), identities=lambda: load_identities(keys["identity"])) as reader:
+            events = reader.events()
+            assert isinstance(next(events), TableStart) and isinstance(next(events), RowBatch)
+            assert len(set(threading.enumerate()) - threads) == 1  # the worker waits, most of the file ahead
+        assert not set(threading.enumerate()) - threads  # stopped and joined when the block ended
+        handle.seek(0)
+        with pytest.raises(RuntimeError, match="stopped inside the block"), \
+                open_reader(handle, tables=(), identities=lambda: load_identities(keys["identity"])) as reader:
+            next(reader.events())
+            assert len(set(threading.enumerate()) - threads) == 1
+            raise RuntimeError("stopped inside the block")
+        assert not set(threading.enumerate()) - threads  # a thread of an earlier test may end meanwhile
+        assert not handle.closed  # the file belongs to its owner
 
 
 # -- passphrase files ----------------------------------------------------------------------------------------
@@ -539,6 +564,7 @@ def armor(data: bytes) -> bytes:
     return b"-----BEGIN AGE ENCRYPTED FILE-----\n" + b"\n".join(lines) + b"\n-----END AGE ENCRYPTED FILE-----\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("armored", [False, True], ids=["binary", "armored"])
 def test_a_passphrase_encrypted_file_is_recognised_and_refused_with_the_database_unchanged(
         seeded, keys, tmp_path, settings, armored):

@@ -20,53 +20,17 @@ from adcp_backup.db import get_engine
 from adcp_backup.exceptions import BackupConfigurationError, BackupError, BackupLocked
 
 from . import forge
-from .conftest import engine_aliases, table_state
-from .test_scheduling import broker, celery_processes  # noqa: F401  (fixtures)
+from .drill_fixtures import scratch_leftovers
+from .helpers import engine_aliases, table_state
+from .processes import database_url
 
 pytestmark = [pytest.mark.engines, pytest.mark.django_db(transaction=True, databases="__all__")]
-
-
-def scratch_leftovers(alias: str) -> list[str]:
-    """Every scratch database, schema or file of any drill, whoever made it."""
-    vendor = connections[alias].vendor
-    if vendor == "sqlite":
-        return sorted(p.name for p in drill.scratch_folder().glob(f"{drill.FILE_PREFIX}*"))
-    with connections[alias].cursor() as cursor:
-        if vendor == "postgresql":
-            cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE 'adcp\\_drill\\_%' UNION ALL "
-                           "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'adcp\\_drill\\_%'")
-        else:
-            cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
-                           "WHERE SCHEMA_NAME LIKE 'adcp\\_drill\\_%'")
-        return sorted(r[0] for r in cursor.fetchall())
 
 
 def sequences(alias: str) -> dict[str, int | None]:
     engine = get_engine(alias)
     return {spec: engine.get_sequence(spec) for spec in ("tenant", "product", "externalagent",
                                                           "product_embeddings")}
-
-
-@pytest.fixture
-def drill_dir(transactional_db: None, tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The scratch SQLite folder of the test. Django's test case also refuses connections to any alias it was not
-    told of before the test; a drill adds its scratch alias while it runs, as in production, so those are let
-    through (connecting exactly as Django's own ensure_connection does)."""
-    from django.db.backends.base.base import BaseDatabaseWrapper
-
-    guarded = BaseDatabaseWrapper.ensure_connection
-
-    def ensure_connection(self: Any) -> None:
-        if self.alias.startswith(drill.DATABASE_PREFIX) and self.connection is None:
-            with self.wrap_database_errors:
-                self.connect()
-            return
-        guarded(self)
-
-    monkeypatch.setattr(BaseDatabaseWrapper, "ensure_connection", ensure_connection)
-    folder = tmp_path / "scratch"
-    settings.ADCP_BACKUP_DRILL_DIR = str(folder)
-    return folder
 
 
 @pytest.mark.parametrize("alias", engine_aliases())
@@ -154,7 +118,7 @@ def test_a_drill_that_cannot_run_raises_and_is_recorded(backup_env, drill_dir):
 
 
 @pytest.fixture
-def celery_drill(broker: str, celery_processes: Any) -> tuple[str, Any]:  # noqa: F811
+def celery_drill(broker: str, celery_processes: Any) -> tuple[str, Any]:
     return broker, celery_processes
 
 
@@ -360,25 +324,13 @@ def test_a_mariadb_user_without_create_gets_the_grant_named(seeded, backup_env, 
 
 
 # -- in other processes: a killed drill, a Celery beat schedule -------------------------------------------
-def live_url(alias: str) -> str:
-    """A DATABASE_URL for another process, naming this test run's database of ``alias``."""
-    settings_dict = connections.settings[alias]
-    if connections[alias].vendor == "sqlite":
-        return f"sqlite:///{settings_dict['NAME']}"
-    scheme = "postgres" if connections[alias].vendor == "postgresql" else "mysql"
-    user = settings_dict.get("USER") or ""
-    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
-    host = settings_dict.get("HOST") or "127.0.0.1"
-    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
-    return f"{scheme}://{user}{password}@{host}{port}/{settings_dict['NAME']}"
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("alias", engine_aliases())
 def test_a_killed_drill_leaves_a_leftover_that_the_next_drill_removes(adcp_schema, alias, tmp_path, drill_dir):
     from .scheduling_fixtures import manage, project_env, start_manage
 
     adcp_schema(alias)
-    env = project_env(tmp_path, DATABASE_URL=live_url(alias), ADCP_BACKUP_DRILL_DIR=str(drill_dir))
+    env = project_env(tmp_path, DATABASE_URL=database_url(alias), ADCP_BACKUP_DRILL_DIR=str(drill_dir))
     seeded = manage("adcp_demo", "--products", "30000", "--embeddings", "10", "--dim", "8", env=env, cwd=tmp_path)
     assert seeded.returncode == 0, seeded.stderr
     made = manage("backup_create", "--compression", "none", env=env, cwd=tmp_path)
@@ -387,12 +339,12 @@ def test_a_killed_drill_leaves_a_leftover_that_the_next_drill_removes(adcp_schem
 
     running = start_manage("backup_drill", "-v0", env=env, cwd=tmp_path)
     deadline = time.monotonic() + 60
-    while not scratch_leftovers(alias) and running.poll() is None and time.monotonic() < deadline:
+    while not scratch_leftovers(alias, running.pid) and running.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert running.poll() is None, "the drill ended before it could be killed"
     running.send_signal(signal.SIGKILL)
     running.wait(30)
-    leftovers = scratch_leftovers(alias)
+    leftovers = scratch_leftovers(alias, running.pid)
     assert leftovers and all(str(running.pid) in name for name in leftovers)
 
     again = manage("backup_drill", "--json", env=env, cwd=tmp_path)
@@ -400,15 +352,16 @@ def test_a_killed_drill_leaves_a_leftover_that_the_next_drill_removes(adcp_schem
     result = json.loads(again.stdout)
     assert result["restorable"] is True
     assert sorted(Path(name).name for name in result["leftovers_removed"]) == leftovers
-    assert scratch_leftovers(alias) == []
+    assert scratch_leftovers(alias, running.pid) == []
     assert table_state(alias) == state_before
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_drill_and_removes_its_scratch_database(adcp_schema, tmp_path, drill_dir):
     from .scheduling_fixtures import manage, project_env, start_manage
 
     adcp_schema("default")
-    env = project_env(tmp_path, DATABASE_URL=live_url("default"), ADCP_BACKUP_DRILL_DIR=str(drill_dir))
+    env = project_env(tmp_path, DATABASE_URL=database_url("default"), ADCP_BACKUP_DRILL_DIR=str(drill_dir))
     assert manage("adcp_demo", "--products", "30000", "--embeddings", "10", "--dim", "8", env=env,
                   cwd=tmp_path).returncode == 0
     assert manage("backup_create", env=env, cwd=tmp_path).returncode == 0
@@ -424,9 +377,9 @@ def test_sigterm_stops_a_drill_and_removes_its_scratch_database(adcp_schema, tmp
     assert scratch_leftovers("default") == []
 
 
+@pytest.mark.slow
 def test_a_beat_schedule_runs_a_drill_and_monitoring_sees_it(tmp_path, drill_dir, celery_drill):
-    from .scheduling_fixtures import manage, project_env
-    from .test_scheduling import wait_for
+    from .scheduling_fixtures import manage, project_env, wait_for
 
     broker_address, processes_for = celery_drill
     env = project_env(tmp_path, CELERY_BROKER_URL=broker_address, ADCP_BACKUP_SCHEDULE="",

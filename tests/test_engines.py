@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -22,7 +21,8 @@ from adcp_backup.db.base import fingerprint
 from adcp_backup.exceptions import InvalidBackup, RestoreError
 from adcp_backup.progress import ProgressEvent
 
-from .conftest import drop_schema, engine_aliases, fts_match, table_state
+from .helpers import drop_schema, engine_aliases, fts_match, table_state
+from .processes import kill_at_marker, kill_when, manage
 from .test_services import _rechecksum, read_lines
 
 ALIASES = engine_aliases()
@@ -303,13 +303,6 @@ def result_ddl(result: results.BackupResult) -> list[str]:
     return read_lines(result.path)[0]["schema"]["ddl"]
 
 
-def _url(alias: str) -> str:
-    s = connections[alias].settings_dict
-    scheme = {"postgresql": "postgres", "mysql": "mysql"}[connections[alias].vendor]
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"{scheme}://{auth}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
-
-
 def _waiting_for_a_lock(alias: str) -> bool:
     if connections[alias].vendor == "postgresql":
         sql = ("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
@@ -320,6 +313,7 @@ def _waiting_for_a_lock(alias: str) -> bool:
     return execute(alias, sql)[0][0] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alias", SERVERS)
 def test_restore_killed_mid_way_changes_nothing(seeded, backup_env, alias):
     seeded(alias)
@@ -337,22 +331,10 @@ def test_restore_killed_mid_way_changes_nothing(seeded, backup_env, alias):
     with blocker.cursor() as cursor:
         cursor.execute("INSERT INTO tenant (id, name, slug, enable_web_context, created_at) "
                        "VALUES (5, 'blocker', 'blocker', %s, '2025-01-01 00:00:00')", [False])
-    env = {**os.environ, "DATABASE_URL": _url(alias), "DJANGO_SETTINGS_MODULE": "project.settings",
-           "ADCP_BACKUP_DIR": str(backup_env / "backups")}
-    child = subprocess.Popen([sys.executable, str(PROJECT / "manage.py"), "backup_restore", result.path, "--force",
-                              "--no-safety-backup"], cwd=backup_env, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = manage(["backup_restore", result.path, "--force", "--no-safety-backup"], backup_env, alias=alias)
     try:
-        deadline = time.monotonic() + 60
-        while not _waiting_for_a_lock(alias):
-            assert child.poll() is None, child.stderr.read().decode()
-            assert time.monotonic() < deadline, "the restore never reached the locked row"
-            time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(30) == -signal.SIGKILL
+        kill_when(child, lambda: _waiting_for_a_lock(alias), "the locked row")
     finally:
-        if child.poll() is None:
-            child.kill()
         blocker.rollback()
         blocker.close()
     assert table_state(alias) == before
@@ -361,6 +343,7 @@ def test_restore_killed_mid_way_changes_nothing(seeded, backup_env, alias):
     assert again.restored["tenant"] == 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alias", SERVERS)
 def test_restore_killed_while_inserting_rows_changes_nothing(seeded, backup_env, alias):
     seeded(alias, demo.DemoSize(tenants=20, products=20000, agents=2, embeddings=2000, dim=64))
@@ -369,25 +352,11 @@ def test_restore_killed_while_inserting_rows_changes_nothing(seeded, backup_env,
     execute(alias, "DELETE FROM product_embeddings WHERE id > 1000")
     before = table_state(alias)
 
-    env = {**os.environ, "DATABASE_URL": _url(alias), "DJANGO_SETTINGS_MODULE": "project.settings",
-           "ADCP_BACKUP_DIR": str(backup_env / "backups")}
-    child = subprocess.Popen([sys.executable, str(PROJECT / "manage.py"), "backup_restore", result.path, "--force",
-                              "--no-safety-backup"], cwd=backup_env, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        # Progress goes to stderr; "restore product:" appears once the tenants are written (uncommitted)
-        # and the 20,000 products are about to be. A kill that came too late would leave the file's rows,
-        # not the rows above, so this cannot pass by luck.
-        seen = []
-        for line in child.stderr:
-            seen.append(line.decode())
-            if line.startswith(b"restore product:"):
-                child.send_signal(signal.SIGKILL)
-                break
-        assert child.wait(30) == -signal.SIGKILL, "".join(seen)
-    finally:
-        if child.poll() is None:
-            child.kill()
+    # Progress goes to stderr; "restore product:" appears once the tenants are written (uncommitted)
+    # and the 20,000 products are about to be. A kill that came too late would leave the file's rows,
+    # not the rows above, so this cannot pass by luck.
+    kill_at_marker(manage(["backup_restore", result.path, "--force", "--no-safety-backup"], backup_env, alias=alias),
+                   "restore product:")
     assert table_state(alias) == before
 
 
@@ -466,6 +435,7 @@ def test_engine_aliases_follow_the_urls():
         assert alias in settings.DATABASES
 
 
+@pytest.mark.slow
 def test_an_unreachable_server_fails_the_tests_instead_of_skipping_them(tmp_path):
     env = {**os.environ, "ADCP_TEST_POSTGRES_URL": "postgres://postgres@127.0.0.1:9/adcp_unreachable",
            "ADCP_TEST_WORKDIR": str(tmp_path)}

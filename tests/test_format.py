@@ -58,13 +58,13 @@ def write_backup(rows, compression="none", batch=7) -> bytes:
 
 
 def read_back(data: bytes):
-    reader = open_reader(io.BytesIO(data), strict=True)
-    rows, files = [], []
-    for event in reader.events():
-        if isinstance(event, RowBatch):
-            rows.extend(tuple(r) for r in event.rows)
-        elif isinstance(event, FileRecord):
-            files.append(event)
+    with open_reader(io.BytesIO(data), tables=(), strict=True) as reader:
+        rows, files = [], []
+        for event in reader.events():
+            if isinstance(event, RowBatch):
+                rows.extend(tuple(r) for r in event.rows)
+            elif isinstance(event, FileRecord):
+                files.append(event)
     return reader, rows, files
 
 
@@ -86,8 +86,8 @@ def test_any_values_round_trip_exactly(rows, compression):
 
 def test_events_come_in_order_with_counts_and_checksums():
     data = write_backup([(1, "a", 1.5, b"x", None), (2, None, None, None, 3)])
-    reader = open_reader(io.BytesIO(data))
-    events = list(reader.events())
+    with open_reader(io.BytesIO(data), tables=()) as reader:
+        events = list(reader.events())
     assert isinstance(events[0], TableStart) and events[0].columns == [c["name"] for c in COLUMNS]
     assert isinstance(events[1], RowBatch) and events[1].first_row == 1
     assert isinstance(events[2], TableEnd) and events[2].rows == 2 and len(events[2].sha256) == 64
@@ -146,7 +146,7 @@ def test_garbage_behind_a_gzip_magic_is_refused():
 def test_a_lenient_reader_collects_every_problem_with_its_row():
     data = write_backup([(i, f"r{i}", 1.0, b"", "") for i in range(1, 6)])
     data = data.replace(b'[3,"r3"', b'[3,"rX"')
-    reader = open_reader(io.BytesIO(data), strict=False)
-    list(reader.events())
+    with open_reader(io.BytesIO(data), tables=(), strict=False) as reader:
+        list(reader.events())
     assert [p.section for p in reader.problems] == ["t"]
     assert "checksum" in reader.problems[0].message

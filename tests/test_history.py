@@ -1,5 +1,4 @@
 """The job history: every origin recorded, heartbeats, stale jobs marked failed, and recording never in the way."""
-# ruff: noqa: F811  (pytest fixtures are imported by name and requested as arguments)
 from __future__ import annotations
 
 import io
@@ -17,8 +16,6 @@ from django.db import connection, connections
 from adcp_backup import history, services
 from adcp_backup.exceptions import BackupNotFound
 from adcp_backup.models import BackupJob
-
-from .admin_fixtures import admin_db, thread_jobs  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -27,10 +27,10 @@ from django.urls import reverse
 
 from adcp_backup import services
 from adcp_backup.exceptions import SettingsFilesNotWritten
-from adcp_backup.format.detect import open_reader
 from adcp_backup.format.events import FileRecord
+from adcp_backup.reading import open_backup
 from tests import forge
-from tests.conftest import engine_aliases, table_state
+from tests.helpers import engine_aliases, table_state
 from tests.legacy_fixtures import v2_document
 
 ENGINES = engine_aliases()
@@ -423,8 +423,8 @@ def test_a_long_line_is_read_in_one_pass(tmp_path):
             piece, self._data = bytes(self._data[:n]), self._data[n:]
             return piece
 
-    reader = open_reader(Trickle(data))
-    files = [e for e in reader.events() if isinstance(e, FileRecord)]
+    with open_backup(Trickle(data)) as reader:
+        files = [e for e in reader.events() if isinstance(e, FileRecord)]
     assert files[0].content == content and not reader.problems
 
 

@@ -21,19 +21,9 @@ from adcp_backup import dataset, services
 from adcp_backup.db import get_engine
 
 from . import forge
-from .conftest import drop_schema, engine_aliases, table_state
+from .helpers import drop_schema, engine_params, table_state
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
-
-
-def _alias_params() -> list[Any]:
-    configured = engine_aliases()
-    params = []
-    for alias, label, variable in (("default", "sqlite", ""), ("postgresql", "postgresql", "ADCP_TEST_POSTGRES_URL"),
-                                   ("mysql", "mariadb", "ADCP_TEST_MYSQL_URL")):
-        marks = [] if alias in configured else [pytest.mark.skip(reason=f"{variable} is not set")]
-        params.append(pytest.param(alias, id=label, marks=marks))
-    return params
 
 
 @dataclass
@@ -232,7 +222,7 @@ CASES: dict[str, tuple[Callable[[str, Traps], Edit], str]] = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("alias", _alias_params())
+@pytest.mark.parametrize("alias", engine_params())
 def test_a_hostile_file_is_invalid_and_every_restore_refuses_it(seeded, backup_env, traps, alias, case):
     seeded(alias)
     vendor = connections[alias].vendor
@@ -273,7 +263,7 @@ def test_a_hostile_file_is_invalid_and_every_restore_refuses_it(seeded, backup_e
     assert traps.sprung() == []
 
 
-@pytest.mark.parametrize("alias", _alias_params())
+@pytest.mark.parametrize("alias", engine_params())
 def test_the_traps_would_catch_the_attacks_if_they_ran(seeded, traps, alias):
     """The statements above do harm when executed: the absence of their traces above means they never ran."""
     seeded(alias)
@@ -301,7 +291,7 @@ def test_the_traps_would_catch_the_attacks_if_they_ran(seeded, traps, alias):
             cursor.execute("DROP FUNCTION promote()")
 
 
-@pytest.mark.parametrize("alias", _alias_params())
+@pytest.mark.parametrize("alias", engine_params())
 def test_real_backups_of_the_shipped_schema_validate(seeded, alias):
     """The header's DDL check knows every engine's own spelling of the shipped schema."""
     seeded(alias)

@@ -4,7 +4,6 @@ SIGTERM and SIGHUP unwind like SIGINT: the command exits 1, its temporary file i
 is aborted, the lock is free. SIGKILL cannot be handled: it leaves a partial file, which backup_info reports
 and backup_prune removes once it is a day old (and, on S3, an unfinished upload for the bucket's lifecycle rule).
 """
-# ruff: noqa: F811  (pytest fixtures are imported by name and requested as arguments)
 from __future__ import annotations
 
 import os
@@ -17,32 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connections
 
-from adcp_backup import demo, locking, services
+from adcp_backup import locking, services
 from adcp_backup.models import BackupJob
 
-from .test_kill import manage
-from .test_s3 import s3_endpoint  # noqa: F401 (fixture)
-
-ROOT = Path(__file__).resolve().parent.parent
-BIG = demo.DemoSize(tenants=20, products=60_000, agents=2, embeddings=2_000, dim=64)
-
-
-def signal_at_marker(proc: subprocess.Popen[str], marker: str, signum: int) -> str:
-    """Send ``signum`` when ``marker`` appears on the progress output; the rest of stderr."""
-    assert proc.stderr is not None
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if marker in line:
-            proc.send_signal(signum)
-            break
-    else:
-        pytest.fail(f"the process ended before {marker!r}: {''.join(seen)}")
-    rest = proc.stderr.read()
-    proc.wait(timeout=120)
-    return "".join(seen) + rest
+from .processes import BIG, manage, signal_at_marker
 
 
 def visible(folder: Path) -> list[str]:
@@ -52,11 +30,11 @@ def visible(folder: Path) -> list[str]:
 @pytest.fixture
 def big(seeded, backup_env):
     seeded(size=BIG)
-    connections["default"].close()
     return backup_env
 
 
 # -- to a folder ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "marker"), [
     (signal.SIGTERM, "backup product"),
     (signal.SIGHUP, "backup product"),
@@ -73,6 +51,7 @@ def test_sigterm_and_sighup_leave_nothing_in_the_backup_folder(big, signum, mark
     assert services.backup_info().backups["partial_files"] == []
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_a_partial_file_that_info_reports_and_prune_removes_after_a_day(big, settings):
     proc = manage(["backup_create", "--compress"], big)
     signal_at_marker(proc, "backup product", signal.SIGKILL)
@@ -96,7 +75,7 @@ def test_sigkill_leaves_a_partial_file_that_info_reports_and_prune_removes_after
 def bucket(s3_endpoint, big):
     import boto3
 
-    from .test_s3 import ACCESS_KEY, REGION, SECRET_KEY
+    from .s3_fixtures import ACCESS_KEY, REGION, SECRET_KEY
 
     name = f"adcp-{uuid.uuid4().hex[:12]}"
     client = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id=ACCESS_KEY,
@@ -139,6 +118,7 @@ def signal_during_upload(proc: subprocess.Popen[str], bucket: dict[str, Any], si
     return "".join(stderr)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["term", "hup"])
 def test_sigterm_during_the_s3_upload_aborts_it_and_removes_the_spooled_copy(bucket, big, signum):
     proc = manage(["backup_create", "--compression", "none"], big, **bucket["env"])
@@ -150,6 +130,7 @@ def test_sigterm_during_the_s3_upload_aborts_it_and_removes_the_spooled_copy(buc
     assert list(bucket["spool"].iterdir()) == []
 
 
+@pytest.mark.slow
 def test_sigterm_while_the_s3_backup_is_being_written_leaves_nothing(bucket, big):
     proc = manage(["backup_create", "--compression", "none"], big, **bucket["env"])
     stderr = signal_at_marker(proc, "backup product", signal.SIGTERM)
@@ -158,6 +139,7 @@ def test_sigterm_while_the_s3_backup_is_being_written_leaves_nothing(bucket, big
     assert list(bucket["spool"].iterdir()) == []
 
 
+@pytest.mark.slow
 def test_sigkill_during_the_s3_upload_leaves_what_prune_and_the_lifecycle_rule_remove(bucket, big, settings):
     proc = manage(["backup_create", "--compression", "none"], big, **bucket["env"])
     signal_during_upload(proc, bucket, signal.SIGKILL)

@@ -18,7 +18,7 @@ from adcp_backup.exceptions import InvalidBackup, RestoreError
 from adcp_backup.format import legacy
 from adcp_backup.settings_files import REDACTED
 
-from .conftest import create_schema, fts_match, table_state
+from .helpers import create_schema, fts_match, table_state
 from .legacy_fixtures import (
     CSV_TIME,
     DB_URL,
@@ -306,7 +306,7 @@ def test_dry_run_and_validate_only_change_nothing(legacy_source, backup_env):
 
 
 def test_create_schema_restores_a_legacy_file_into_an_empty_database(legacy_source, backup_env):
-    from .conftest import drop_schema
+    from .helpers import drop_schema
 
     path = write_v2(backup_env / "comprehensive_backup_20250902_174646.json.gz", v2_document())
     drop_schema("default")

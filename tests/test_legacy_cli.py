@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,26 +10,17 @@ from typing import Any
 import pytest
 from django.db import connections
 
-from .conftest import create_schema, table_state
+from .helpers import create_schema, table_state
 from .legacy_fixtures import v2_document, write_v2
+from .processes import ROOT, child_env
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # a child process per command line, each starting Django
 
 
 @pytest.fixture
 def cli(backup_env: Path) -> Any:
     """Runs the script on the test database file, with the test's backup folder and settings files."""
-    database = connections["default"].settings_dict["NAME"]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "DATABASE_URL": f"sqlite:///{database}",
-        "ADCP_BACKUP_DIR": str(backup_env / "backups"),
-        "ADCP_BACKUP_SETTINGS_FILES": f"{backup_env / 'data' / 'app_settings.json'},"
-                                      f"{backup_env / 'data' / 'tenant_settings.json'}",
-        "ADCP_BACKUP_LOG_FILE": str(backup_env / "operations.log"),
-        "ADCP_BACKUP_ENV_VARS": "EMBEDDINGS_PROVIDER",
-    }
+    env = child_env(backup_env, ADCP_BACKUP_ENV_VARS="EMBEDDINGS_PROVIDER")
 
     def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
         connections["default"].close()  # the child process writes the same SQLite file

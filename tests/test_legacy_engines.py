@@ -8,7 +8,7 @@ import pytest
 
 from adcp_backup import services
 
-from .conftest import create_schema, engine_aliases, table_state
+from .helpers import create_schema, engine_aliases, table_state
 from .legacy_fixtures import (
     csv_document,
     seed_legacy_source,

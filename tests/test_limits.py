@@ -18,7 +18,7 @@ from adcp_backup.db.limits import DEFAULT_MAX_ALLOWED_PACKET, ValueLimits, colum
 from adcp_backup.exceptions import RestoreError, ValuesRefused
 
 from . import forge
-from .conftest import drop_schema, engine_aliases, table_state
+from .helpers import drop_schema, engine_aliases, table_state
 
 MYSQL = "mysql" in engine_aliases()
 POSTGRESQL = "postgresql" in engine_aliases()

@@ -19,7 +19,8 @@ from adcp_backup.db import mysql
 from adcp_backup.exceptions import BackupLocked
 from adcp_backup.progress import ProgressEvent
 
-from .conftest import table_state
+from .helpers import table_state
+from .processes import database_url
 from .scheduling_fixtures import manage, project_env, start_manage
 
 BIG = ("--products", "40000", "--embeddings", "2000", "--dim", "768")
@@ -54,6 +55,7 @@ def header_and_mtime(path: Path) -> tuple[datetime, float]:
     return datetime.fromisoformat(header["created_at"]), path.stat().st_mtime
 
 
+@pytest.mark.slow
 def test_two_concurrent_backup_processes_run_one_after_the_other_and_both_files_are_valid(workdir):
     env = project_env(workdir, ADCP_BACKUP_LOCK_TIMEOUT="120")
     first = start_manage("backup_create", "--json", "-v0", env=env, cwd=workdir)
@@ -82,6 +84,7 @@ def test_a_second_backup_fails_clearly_when_it_may_not_wait(workdir):
     assert backups(workdir / "backups") == []
 
 
+@pytest.mark.slow
 def test_a_waiting_backup_starts_when_the_running_one_finishes(workdir):
     env = project_env(workdir, ADCP_BACKUP_LOCK_TIMEOUT="60")
     with locking.operation_lock("backup"):
@@ -166,6 +169,7 @@ def test_backup_and_prune_are_refused_during_a_restore_in_this_process(paused_re
     assert [e.name for e in services.backup_list()] == listed
 
 
+@pytest.mark.slow
 def test_a_restore_never_waits_and_changes_nothing_while_a_backup_runs(seeded):
     seeded()
     backup = services.backup_create()
@@ -232,13 +236,6 @@ def database_lock_holders(alias: str) -> int:
         cursor.execute("SELECT IS_USED_LOCK(%s), CONNECTION_ID()", [mysql.lock_name(locking.lock_name(name))])
         holder, own = cursor.fetchone()
         return 0 if holder is None or holder == own else 1
-
-
-def database_url(alias: str) -> str:
-    s = connections[alias].settings_dict
-    scheme = "postgres" if connections[alias].vendor == "postgresql" else "mysql"
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
-    return f"{scheme}://{auth}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
 
 
 @pytest.mark.parametrize("alias", server_aliases() or [pytest.param("postgresql", marks=pytest.mark.skip(

@@ -31,6 +31,7 @@ def run(project: tuple[Path, dict[str, str]], *args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [(), ("--all",), ("adcp_backup",), ("--all", "adcp_backup")],
                          ids=["project", "project-all", "app", "app-all"])
 def test_dumpdata_serialises_everything_and_passes_over_the_placeholder(demo_project, args):
@@ -41,10 +42,12 @@ def test_dumpdata_serialises_everything_and_passes_over_the_placeholder(demo_pro
     assert sum(1 for o in objects if o["model"] == "adcp_backup.product") == 5
 
 
+@pytest.mark.slow
 def test_dumpdata_of_the_placeholder_alone_is_empty(demo_project):
     assert json.loads(run(demo_project, "dumpdata", "adcp_backup.backupfile")) == []
 
 
+@pytest.mark.slow
 def test_flush_and_its_sql_leave_the_adcp_tables_and_the_placeholder_alone(demo_project):
     sql = run(demo_project, "sqlflush")
     assert "adcp_backup_backupjob" in sql
@@ -54,6 +57,7 @@ def test_flush_and_its_sql_leave_the_adcp_tables_and_the_placeholder_alone(demo_
     assert sum(1 for o in objects if o["model"] == "adcp_backup.tenant") == 2  # unmanaged: not Django's to empty
 
 
+@pytest.mark.slow
 def test_inspectdb_and_check_deploy_run(demo_project):
     models = run(demo_project, "inspectdb")
     assert "db_table = 'tenant'" in models and "backupfile" not in models

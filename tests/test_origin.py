@@ -14,10 +14,9 @@ from django.db import connections
 from adcp_backup import demo, origin, services
 from adcp_backup.exceptions import OtherDatabase
 
-from .conftest import table_state
+from .helpers import table_state
 from .legacy_fixtures import v2_document, write_v2
 from .scheduling_fixtures import write_backup
-from .test_drill import drill_dir  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 

@@ -1,7 +1,6 @@
 """Private, unpredictable paths: nothing planted at a temporary path receives a backup or redirects a write."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import stat
@@ -10,11 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.core.management import CommandError, call_command
 
 from adcp_backup import locking, services, uploads
 from adcp_backup.exceptions import BackupConfigurationError
 from adcp_backup.logs import PrivateFileHandler
+
+from .helpers import run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 VICTIM = b"a file of another user, which a backup must never touch\n"
@@ -127,28 +127,19 @@ def test_with_remote_storage_the_quarantine_in_the_temporary_folder_is_checked_t
     assert mode(planted) == 0o700 and mode(folder) == 0o700
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        call_command(*args, stdout=out, stderr=err)
-    except CommandError as exc:
-        return exc.returncode, out.getvalue(), str(exc)
-    return 0, out.getvalue(), err.getvalue()
-
-
 def test_output_to_a_missing_folder_with_a_slash_creates_it_0700_and_says_so(seeded, backup_env):
     seeded()
     target = backup_env / "offsite" / "nightly"
-    code, out, err = run("backup_create", "--output", f"{target}/")
+    code, out, err = run_command("backup_create", "--output", f"{target}/")
     assert code == 0, err
     assert f"Created the folder {backup_env / 'offsite'} (mode 0700)" in out
     [written] = list(target.iterdir())
     assert written.name.startswith("adcp-backup-") and mode(written) == 0o600
     assert mode(target) == 0o700 and mode(backup_env / "offsite") == 0o700
-    code, out, err = run("backup_create", "--output", f"{target}/", "--json")
+    code, out, err = run_command("backup_create", "--output", f"{target}/", "--json")
     assert json.loads(out)["notes"] == [] and len(list(target.iterdir())) == 2
     # Without the slash, a missing name is a file name, as before.
-    code, out, err = run("backup_create", "--output", str(backup_env / "single.jsonl.gz"))
+    code, out, err = run_command("backup_create", "--output", str(backup_env / "single.jsonl.gz"))
     assert code == 0 and (backup_env / "single.jsonl.gz").is_file()
 
 

@@ -2,10 +2,7 @@
 commit never moves backwards, and a schema of empty tables that --create-schema may replace."""
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,23 +16,11 @@ from adcp_backup.db.base import shipped_ddl
 from adcp_backup.exceptions import InvalidBackup, RestoreError, SchemaMismatch
 
 from . import forge
-from .conftest import drop_schema, engine_aliases, table_state
+from .helpers import drop_schema, engine_params, table_state
+from .processes import kill_at_marker, kill_when, manage
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
-PROJECT = Path(__file__).resolve().parent.parent
 MEDIUM = demo.DemoSize(tenants=6, products=3000, agents=3, embeddings=600, dim=16)
-
-
-def _alias_params(only: tuple[str, ...] = ("default", "postgresql", "mysql")) -> list[Any]:
-    configured = engine_aliases()
-    params = []
-    for alias, label, variable in (("default", "sqlite", ""), ("postgresql", "postgresql", "ADCP_TEST_POSTGRES_URL"),
-                                   ("mysql", "mariadb", "ADCP_TEST_MYSQL_URL")):
-        if alias not in only:
-            continue
-        marks = [] if alias in configured else [pytest.mark.skip(reason=f"{variable} is not set")]
-        params.append(pytest.param(alias, id=label, marks=marks))
-    return params
 
 
 def execute(alias: str, sql: str, params: list[Any] | None = None) -> Any:
@@ -63,7 +48,7 @@ def counts(change: Any) -> tuple[int | None, int | None, int | None]:
     return change.added, change.removed, change.changed
 
 
-@pytest.mark.parametrize("alias", _alias_params())
+@pytest.mark.parametrize("alias", engine_params())
 def test_dry_run_reports_added_removed_and_changed_rows_and_changes_nothing(seeded, alias):
     seeded(alias, MEDIUM)
     made = services.backup_create(database=alias)
@@ -125,7 +110,7 @@ def _never_backwards(alias: str, before: dict[str, int]) -> None:
     _insert_without_ids(alias)  # the application's next INSERT gets a fresh id
 
 
-@pytest.mark.parametrize("alias", _alias_params(("postgresql",)))
+@pytest.mark.parametrize("alias", engine_params(("postgresql",)))
 def test_postgresql_sequences_never_go_down_after_a_dry_run_or_a_failed_restore(seeded, backup_env, alias):
     seeded(alias)
     older = services.backup_create(database=alias, compression="none")
@@ -164,37 +149,12 @@ def _orphan_product(lines: list[forge.Line]) -> list[forge.Line]:
     return lines
 
 
-def _url(alias: str) -> str:
-    s = connections[alias].settings_dict
-    scheme = {"postgresql": "postgres", "mysql": "mysql"}[connections[alias].vendor]
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"{scheme}://{auth}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+def _restore_in_a_child(alias: str, file: str, cwd: Path, *options: str) -> subprocess.Popen[str]:
+    return manage(["backup_restore", file, "--force", "--no-safety-backup", *options], cwd, alias=alias)
 
 
-def _restore_in_a_child(alias: str, file: str, cwd: Path, *options: str) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": _url(alias), "DJANGO_SETTINGS_MODULE": "project.settings",
-           "ADCP_BACKUP_DIR": str(cwd / "backups")}
-    return subprocess.Popen([sys.executable, str(PROJECT / "manage.py"), "backup_restore", file, "--force",
-                             "--no-safety-backup", *options], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def _kill_at(child: subprocess.Popen, prefix: bytes) -> None:
-    seen = []
-    try:
-        assert child.stderr is not None
-        for line in child.stderr:
-            seen.append(line.decode())
-            if line.startswith(prefix):
-                child.send_signal(signal.SIGKILL)
-                break
-        assert child.wait(30) == -signal.SIGKILL, "".join(seen)
-    finally:
-        if child.poll() is None:
-            child.kill()
-
-
-@pytest.mark.parametrize("alias", _alias_params(("postgresql",)))
+@pytest.mark.slow
+@pytest.mark.parametrize("alias", engine_params(("postgresql",)))
 def test_postgresql_sequences_never_go_down_when_a_restore_is_killed(seeded, backup_env, alias):
     seeded(alias, demo.DemoSize(tenants=10, products=20000, agents=2, embeddings=2000, dim=64))
     older = services.backup_create(database=alias, compression="none")
@@ -203,8 +163,7 @@ def test_postgresql_sequences_never_go_down_when_a_restore_is_killed(seeded, bac
 
     # Killed while it writes rows.
     before, state = _sequences(alias), table_state(alias)
-    connections[alias].close()
-    _kill_at(_restore_in_a_child(alias, older.path, backup_env), b"restore product:")
+    kill_at_marker(_restore_in_a_child(alias, older.path, backup_env), "restore product:")
     assert table_state(alias) == state
     _never_backwards(alias, before)
 
@@ -216,17 +175,10 @@ def test_postgresql_sequences_never_go_down_when_a_restore_is_killed(seeded, bac
         cursor.execute("ALTER SEQUENCE product_embeddings_id_seq INCREMENT BY 1")
     child = _restore_in_a_child(alias, older.path, backup_env)
     try:
-        deadline = time.monotonic() + 120
-        while not execute(alias, "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                 "AND wait_event_type = 'Lock' AND query LIKE '%%setval%%'")[0][0]:
-            assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
-            assert time.monotonic() < deadline, "the restore never reached the sequences"
-            time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(30) == -signal.SIGKILL
+        kill_when(child, lambda: execute(alias, "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = "
+                                                "current_database() AND wait_event_type = 'Lock' AND query LIKE "
+                                                "'%%setval%%'")[0][0] > 0, "the sequences", timeout=120)
     finally:
-        if child.poll() is None:
-            child.kill()
         blocker.rollback()
         blocker.close()
     assert execute(alias, "SELECT COUNT(*) FROM product")[0][0] == 20000  # the restore had committed
@@ -235,7 +187,7 @@ def test_postgresql_sequences_never_go_down_when_a_restore_is_killed(seeded, bac
     _insert_without_ids(alias)
 
 
-@pytest.mark.parametrize("alias", _alias_params())
+@pytest.mark.parametrize("alias", engine_params())
 def test_create_schema_replaces_an_adcp_schema_whose_tables_are_all_empty(seeded, backup_env, alias):
     seeded(alias)
     made = services.backup_create(database=alias)
@@ -260,15 +212,15 @@ def test_create_schema_replaces_an_adcp_schema_whose_tables_are_all_empty(seeded
     assert execute(alias, "SELECT COUNT(*) FROM product")[0][0] == 60
 
 
-@pytest.mark.parametrize("alias", _alias_params(("mysql",)))
+@pytest.mark.slow
+@pytest.mark.parametrize("alias", engine_params(("mysql",)))
 def test_a_first_restore_killed_on_mariadb_can_simply_run_again(seeded, backup_env, alias):
     seeded(alias, demo.DemoSize(tenants=10, products=20000, agents=2, embeddings=500, dim=16))
     made = services.backup_create(database=alias, compression="none")
     expected = table_state(alias)
     drop_schema(alias)
-    connections[alias].close()
 
-    _kill_at(_restore_in_a_child(alias, made.path, backup_env, "--create-schema"), b"restore product:")
+    kill_at_marker(_restore_in_a_child(alias, made.path, backup_env, "--create-schema"), "restore product:")
     existing = get_engine(alias).existing_tables()
     assert set(dataset.table_names()) & existing  # the DDL had committed, the rows had not
     assert all(execute(alias, f"SELECT COUNT(*) FROM {t}")[0][0] == 0 for t in dataset.table_names() if t in existing)
@@ -315,7 +267,7 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("case", list(REFUSED))
-@pytest.mark.parametrize("alias", _alias_params())
+@pytest.mark.parametrize("alias", engine_params())
 def test_a_restore_refuses_what_validation_refuses_even_with_skip_validation(seeded, backup_env, alias, case):
     seeded(alias)
     made = services.backup_create(database=alias, compression="none")

@@ -4,100 +4,28 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from boto3.s3.transfer import TransferConfig
 from django.core.files.base import ContentFile
-from django.core.files.storage import storages
 from django.core.management import CommandError, call_command
 from django.db import connections
-from moto.server import ThreadedMotoServer
 
 from adcp_backup import demo, services
 from adcp_backup.exceptions import BackupError
 from adcp_backup.storage import BackupStorage
 
-from .conftest import table_state
+from .helpers import table_state
+from .s3_fixtures import ACCESS_KEY, REGION, SECRET_KEY, configure, s3_options
 from .test_crypto import age_keygen
 
-ACCESS_KEY = "adcp-test-access-key"
-SECRET_KEY = "adcp-test-secret-key-do-not-print"
-REGION = "us-east-1"
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@dataclass
-class Bucket:
-    name: str
-    prefix: str
-    endpoint: str
-    client: Any
-
-    def keys(self) -> list[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
-        return sorted(o["Key"] for page in pages for o in page.get("Contents", ()))
-
-    def head(self, key: str) -> dict[str, Any]:
-        return self.client.head_object(Bucket=self.name, Key=key)
-
-
-def s3_options(endpoint: str, bucket: str, prefix: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "bucket_name": bucket,
-        "location": prefix,
-        "endpoint_url": endpoint,
-        "access_key": ACCESS_KEY,
-        "secret_key": SECRET_KEY,
-        "region_name": REGION,
-        "addressing_style": "path",
-        "signature_version": "s3v4",
-        "file_overwrite": False,
-        "object_parameters": {"ContentType": "application/octet-stream"},
-        **extra,
-    }
-
-
-@pytest.fixture
-def s3(s3_endpoint: str, settings: Any, backup_env: Path) -> Bucket:
-    """A fresh bucket, configured as the backup storage; local spooling goes to a folder of the test's own."""
-    bucket, prefix = f"adcp-{uuid.uuid4().hex[:12]}", "nightly/db"
-    configure(settings, s3_options(s3_endpoint, bucket, prefix))
-    settings.ADCP_BACKUP_TEMP_DIR = str(backup_env / "spool")
-    (backup_env / "spool").mkdir()
-    client = storages["adcp_backup"].connection.meta.client
-    client.create_bucket(Bucket=bucket)
-    return Bucket(bucket, prefix, s3_endpoint, client)
-
-
-def configure(settings: Any, options: dict[str, Any]) -> None:
-    settings.STORAGES = {
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-        "adcp_backup": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options},
-    }
 
 
 def modify_database() -> None:

@@ -4,18 +4,14 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import os
 import re
-import signal
 import sqlite3
 import subprocess
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
@@ -24,100 +20,17 @@ from django.core.management import CommandError, call_command
 from adcp_backup import monitoring, services, signals
 from adcp_backup.exceptions import BackupConfigurationError, BackupError
 
-from .scheduling_fixtures import PYTHON, manage, project_env, write_backup
+from .scheduling_fixtures import PYTHON, manage, project_env, wait_for, write_backup
 
 celery = pytest.importorskip("celery")
 redis = pytest.importorskip("redis")
-
-REDIS_DB = int(os.environ.get("ADCP_TEST_REDIS_DB", "4"))
-
-
-def broker_url() -> str:
-    """This suite's own Redis database on the server CELERY_BROKER_URL names (127.0.0.1:6379 by default)."""
-    base = urlsplit(os.environ.get("CELERY_BROKER_URL") or "redis://127.0.0.1:6379/0")
-    return f"redis://{base.netloc}/{REDIS_DB}"
-
-
-@pytest.fixture
-def broker(monkeypatch: pytest.MonkeyPatch) -> str:
-    url = broker_url()
-    # Celery prefers CELERY_BROKER_URL to the broker an app is given: this process talks to ``url`` only.
-    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
-    client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Redis server at {url}")
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
-
-
-class Processes:
-    """Celery processes of one test, stopped with SIGTERM (a warm shutdown) at its end."""
-
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        self.workdir, self.env = workdir, env
-        self.running: list[tuple[subprocess.Popen[bytes], Path]] = []
-
-    def start(self, *args: str) -> Path:
-        log = self.workdir / f"{args[0]}.log"
-        process = subprocess.Popen([PYTHON, "-m", "celery", "-A", "project", *args, "-l", "INFO"], env=self.env,
-                                   cwd=self.workdir, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-        self.running.append((process, log))
-        return log
-
-    def worker(self) -> Path:
-        return self.start("worker", "--pool=solo", "--without-mingle", "--without-gossip", "--without-heartbeat",
-                          "-n", f"adcp-test-{os.getpid()}@%h")
-
-    def beat(self) -> Path:
-        return self.start("beat", "-s", str(self.workdir / "beat-schedule"))
-
-    def stop(self) -> None:
-        for process, _log in self.running:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process, _log in self.running:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-@pytest.fixture
-def celery_processes(tmp_path: Path) -> Iterator[Any]:
-    made: list[Processes] = []
-
-    def make(env: dict[str, str]) -> Processes:
-        made.append(Processes(tmp_path, env))
-        return made[-1]
-
-    yield make
-    for processes in made:
-        processes.stop()
-
-
-def wait_for(condition: Any, timeout: float, what: str, logs: list[Path]) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    tails = "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in logs if log.exists())
-    pytest.fail(f"timed out waiting for {what}\n{tails}")
-
 
 def backup_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("adcp-backup-*")) if folder.exists() else []
 
 
 # -- a real worker and beat --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_beat_schedules_backups_and_prunes_that_a_worker_runs(tmp_path, broker, celery_processes):
     env = project_env(tmp_path, CELERY_BROKER_URL=broker, ADCP_BACKUP_SCHEDULE="@every 2s",
                       ADCP_BACKUP_PRUNE_SCHEDULE="@every 5s", ADCP_BACKUP_KEEP_LAST="2", ADCP_BACKUP_KEEP_DAILY="0",
@@ -148,6 +61,7 @@ def test_beat_schedules_backups_and_prunes_that_a_worker_runs(tmp_path, broker, 
     assert "Sending due task adcp-backup-prune (adcp_backup.prune)" in logs[1].read_text()
 
 
+@pytest.mark.slow
 def test_a_failing_scheduled_backup_mails_the_admins_from_the_worker(tmp_path, broker, celery_processes):
     outbox = tmp_path / "mail"
     env = project_env(tmp_path, CELERY_BROKER_URL=broker, ADCP_BACKUP_SCHEDULE="", ADCP_BACKUP_PRUNE_SCHEDULE="",
@@ -269,6 +183,7 @@ def test_a_broken_receiver_never_turns_a_backup_into_a_failure(seeded):
     assert [e.name for e in services.backup_list()] == [result.name]
 
 
+@pytest.mark.slow
 def test_an_admin_job_queued_on_celery_is_run_by_a_real_worker(tmp_path, broker, celery_processes):
     env = project_env(tmp_path, CELERY_BROKER_URL=broker, ADCP_BACKUP_SCHEDULE="", ADCP_BACKUP_PRUNE_SCHEDULE="",
                       ADCP_BACKUP_JOB_RUNNER="celery")

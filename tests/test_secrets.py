@@ -1,5 +1,4 @@
 """Secrets stay masked in every output: a table of secret shapes, each compared as a whole redacted value."""
-# ruff: noqa: F811  (pytest fixtures are imported by name and requested as arguments)
 from __future__ import annotations
 
 import io
@@ -17,8 +16,8 @@ from adcp_backup import notifications, services, settings_files, signals
 from adcp_backup.exceptions import BackupError
 from adcp_backup.settings_files import REDACTED as R
 
-from .admin_fixtures import admin_db, finish, thread_jobs  # noqa: F401 (fixtures)
-from .conftest import table_state
+from .admin_fixtures import finish
+from .helpers import table_state
 
 # name, value as set, value as every output must show it. Every secret holds a marker "SeCrEt<n>".
 SHAPES = [

@@ -12,7 +12,7 @@ from adcp_backup import demo, services
 from adcp_backup.exceptions import InvalidBackup, SchemaMismatch
 from adcp_backup.settings_files import REDACTED
 
-from .conftest import drop_schema, fts_match, schema_sql, table_state
+from .helpers import drop_schema, fts_match, schema_sql, table_state
 
 
 def read_lines(path: str) -> list[dict | list]:

@@ -530,13 +530,13 @@ def test_check_records_finds_a_second_record_for_the_same_file(tmp_path):
     configured = [tmp_path / "app.json"]
     assert check_records([record(), record("elsewhere/app.json")], configured) == [
         Problem("file elsewhere/app.json", f"a second record for {tmp_path / 'app.json'} (the first was app.json)")]
-    assert settings_files.record_problems(record("elsewhere/app.json"), RecordChecker(configured)) == []
+    assert RecordChecker(configured).check(record("elsewhere/app.json")) == []
 
 
-def test_record_problems_without_a_checker_judges_the_record_against_the_configured_files(settings, tmp_path):
+def test_a_checker_without_a_list_judges_records_against_the_configured_files(settings, tmp_path):
     settings.ADCP_BACKUP_SETTINGS_FILES = [str(tmp_path / "app.json")]
-    assert settings_files.record_problems(record("app.json")) == []
-    assert settings_files.record_problems(record("other.json")) == [
+    assert RecordChecker().check(record("app.json")) == []
+    assert RecordChecker().check(record("other.json")) == [
         Problem("file other.json", "not one of the configured settings files (ADCP_BACKUP_SETTINGS_FILES: app.json)")]
 
 
@@ -600,26 +600,3 @@ def test_refuse_unsound_raises_at_the_first_bad_record_or_unwritable_target(tmp_
     assert str(unwritable.value) == ("The settings files cannot be written, so nothing was restored: "
                                      f"{tmp_path / 'dir.json'}: it is not a regular file.")
     settings_files.refuse_unsound([record("dir.json")], RecordChecker(configured), targets=False)
-
-
-def test_checked_records_pass_events_through_and_refuse_a_bad_record(tmp_path):
-    configured = [tmp_path / "app.json", tmp_path / "dir.json"]
-    (tmp_path / "dir.json").mkdir()
-
-    class Reader:
-        label = "a reader"
-
-        def __init__(self, *events: object) -> None:
-            self._events = events
-
-        def events(self):
-            yield from self._events
-
-    good = record()
-    checked = settings_files.CheckedRecords(Reader("header", good, "trailer"), configured)
-    assert (list(checked.events()), checked.label) == (["header", good, "trailer"], "a reader")
-    with pytest.raises(InvalidBackup):
-        list(settings_files.CheckedRecords(Reader(record(), record()), configured).events())
-    with pytest.raises(RestoreError):
-        list(settings_files.CheckedRecords(Reader(record("dir.json")), configured).events())
-    assert len(list(settings_files.CheckedRecords(Reader(record("dir.json")), configured, targets=False).events())) == 1

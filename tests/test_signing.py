@@ -1,10 +1,8 @@
 """Provenance: backups this installation writes are signed, and only they steer latest, monitoring and retention."""
-# ruff: noqa: F811  (pytest fixtures are imported by name and requested as arguments)
 from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
 import re
 import shutil
@@ -13,25 +11,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from django.core.management import CommandError, call_command
 
 from adcp_backup import services, signing
 from adcp_backup.exceptions import UnsignedBackup
 
 from . import forge
-from .conftest import table_state
+from .helpers import run_command, table_state
 from .legacy_fixtures import v2_document, write_v2
 from .scheduling_fixtures import write_backup
-from .test_s3 import s3, s3_endpoint  # noqa: F401 (fixtures)
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        call_command(*args, stdout=out, stderr=err)
-    except CommandError as exc:
-        return exc.returncode, out.getvalue(), str(exc)
-    return 0, out.getvalue(), err.getvalue()
 
 
 def folder_files(folder: Path) -> dict[str, bytes]:
@@ -62,13 +49,13 @@ def test_a_new_backup_is_signed_and_every_front_end_says_so(seeded):
     report = services.backup_validate(file=result.name)
     assert report.valid and report.provenance == "signed" and report.trusted
 
-    code, out, _ = run("backup_list", "--json")
+    code, out, _ = run_command("backup_list", "--json")
     assert json.loads(out)["backups"][0]["provenance"] == "signed" and json.loads(out)["backups"][0]["trusted"]
-    code, out, _ = run("backup_list")
+    code, out, _ = run_command("backup_list")
     assert "signed here" in out.splitlines()[1]
-    code, out, _ = run("backup_validate", result.name, "--json")
+    code, out, _ = run_command("backup_validate", result.name, "--json")
     assert json.loads(out)["provenance"] == "signed"
-    code, out, _ = run("backup_validate", result.name)
+    code, out, _ = run_command("backup_validate", result.name)
     assert "provenance: signed here" in out
 
 
@@ -84,7 +71,7 @@ def test_a_wrong_trailer_mac_makes_a_file_unsigned_and_its_restore_is_refused(se
     assert report.provenance == "unsigned" and "does not match" in report.provenance_note and not report.trusted
 
     state = table_state()
-    code, out, err = run("backup_restore", str(target), "--force", "--no-safety-backup")
+    code, out, err = run_command("backup_restore", str(target), "--force", "--no-safety-backup")
     assert code == 1 and "--allow-unsigned" in err and "not signed by this installation" in err
     assert table_state() == state
     with pytest.raises(UnsignedBackup):
@@ -102,9 +89,10 @@ def test_allow_unsigned_restores_a_file_from_elsewhere(seeded, backup_env, setti
     result = services.backup_create(compression="gzip")
     settings.SECRET_KEY = "another-installation-with-a-key-of-its-own-0123456789"
     assert services.backup_validate(file=result.name).provenance == "unsigned"
-    code, _, err = run("backup_restore", result.name, "--force", "--no-safety-backup")
+    code, _, err = run_command("backup_restore", result.name, "--force", "--no-safety-backup")
     assert code == 1 and "--allow-unsigned" in err
-    code, out, _ = run("backup_restore", result.name, "--force", "--no-safety-backup", "--allow-unsigned", "--json")
+    code, out, _ = run_command("backup_restore", result.name, "--force", "--no-safety-backup", "--allow-unsigned",
+                               "--json")
     assert code == 0, out
     assert any("unsigned" in n for n in json.loads(out)["notes"])
     assert table_state() == before
@@ -174,17 +162,17 @@ def test_forged_future_dated_files_steer_nothing(forged_world):
     assert services._latest_name() == newest_real
     assert services.backup_restore_plan(file="latest").name == newest_real
 
-    code, out, err = run("backup_info", "--max-age", "26h", "--json")
+    code, out, err = run_command("backup_info", "--max-age", "26h", "--json")
     info = json.loads(out)
     assert code == 1 and info["stale"] and info["newest"]["name"] == newest_real
     assert sorted(u["name"] for u in info["backups"]["untrusted"]) == sorted(forged)
-    code, out, err = run("backup_info", "--max-age", "26h")
+    code, out, err = run_command("backup_info", "--max-age", "26h")
     assert code == 1 and "ignored (not this installation's own backup: dated in the future)" in out
 
     entries = {e.name: e for e in services.backup_list()}
     assert entries[forged[-1]].future_dated and entries[forged[-1]].provenance == "signed"
     assert entries["adcp-upload-20990601-000000-0badf00d.jsonl"].uploaded
-    code, out, _ = run("backup_list")
+    code, out, _ = run_command("backup_list")
     assert "(FUTURE)" in out and "uploaded, unsigned" in out
 
 
@@ -219,7 +207,7 @@ def test_forged_but_unsigned_files_are_refused_without_allow_unsigned(seeded, ba
     original = services.backup_create(compression="none")
     state = table_state()
     unsigned = forge.forge(original.path, backup_env / "unsigned.jsonl", lambda lines: lines, sign=False)
-    code, _, err = run("backup_restore", str(unsigned), "--force", "--no-safety-backup")
+    code, _, err = run_command("backup_restore", str(unsigned), "--force", "--no-safety-backup")
     assert code == 1 and "carries no signature" in err
     assert table_state() == state
     resigned = forge.forge(original.path, backup_env / "resigned.jsonl", lambda lines: lines)
@@ -231,7 +219,7 @@ def test_a_forged_invalid_and_unsigned_file_is_still_reported_invalid(seeded, ba
     state = table_state()
     bad = backup_env / "bad.jsonl"
     bad.write_text('{"kind":"header","format":"adcp-backup","version":3}\n[1]\n')
-    code, out, _ = run("backup_restore", str(bad), "--force", "--json")
+    code, out, _ = run_command("backup_restore", str(bad), "--force", "--json")
     assert code == 2 and json.loads(out)["problems"]
     assert table_state() == state
 
@@ -240,12 +228,12 @@ def test_legacy_files_need_allow_unsigned_and_say_why(seeded, backup_env):
     seeded()
     legacy = write_v2(backup_env / "legacy_backup.json.gz", v2_document())
     state = table_state()
-    code, _, err = run("backup_restore", str(legacy), "--force", "--no-safety-backup")
+    code, _, err = run_command("backup_restore", str(legacy), "--force", "--no-safety-backup")
     assert code == 1 and "legacy backup code signed nothing" in err and "--allow-unsigned" in err
     assert table_state() == state
     report = services.backup_validate(file=str(legacy))
     assert report.provenance == "unsigned" and "legacy" in report.provenance_note
-    code, _, err = run("backup_restore", str(legacy), "--force", "--no-safety-backup", "--allow-unsigned")
+    code, _, err = run_command("backup_restore", str(legacy), "--force", "--no-safety-backup", "--allow-unsigned")
     assert code == 0, err
 
 

@@ -13,7 +13,7 @@ from django.db import connections
 from adcp_backup import services
 from adcp_backup.exceptions import BackupError, InvalidBackup, TenantConflict, UnknownTenant
 
-from .conftest import engine_aliases, fts_match, table_state
+from .helpers import engine_params, fts_match, table_state
 from .test_services import _rechecksum
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -21,18 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 TARGET = "publisher-2"  # tenant id 2: products 2, 5, 8, ... and the embeddings of products 2, 5, 8, 11
 
 
-def _alias_params() -> list[Any]:
-    """SQLite always; PostgreSQL and MariaDB when their URLs are set (engine_aliases fails in CI without them)."""
-    configured = engine_aliases()
-    params = []
-    for alias, label, variable in (("default", "sqlite", ""), ("postgresql", "postgresql", "ADCP_TEST_POSTGRES_URL"),
-                                   ("mysql", "mariadb", "ADCP_TEST_MYSQL_URL")):
-        marks = [] if alias in configured else [pytest.mark.skip(reason=f"{variable} is not set")]
-        params.append(pytest.param(alias, id=label, marks=marks))
-    return params
-
-
-@pytest.fixture(params=_alias_params())
+@pytest.fixture(params=engine_params())
 def alias(request: pytest.FixtureRequest, seeded: Any) -> str:
     seeded(request.param)
     return request.param

@@ -4,10 +4,10 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
-from ..exceptions import BackupConfigurationError, InvalidBackup
-from ..extras import require
+from .errors import ConfigurationError, InvalidBackup
+from .optional import require
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -15,6 +15,18 @@ AGE_MAGIC = b"age-encryption.org/v1"
 AGE_ARMOR_MAGIC = b"-----BEGIN AGE ENCRYPTED FILE-----"
 
 SUFFIXES = {"none": "", "gzip": ".gz", "zstd": ".zst"}
+
+
+class Writable(Protocol):
+    """Where bytes are written: a file, the storage's hashing writer, or the next layer down."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+class Sink(Writable, Protocol):
+    """What a compressing or encrypting layer writes into: it is also flushed."""
+
+    def flush(self) -> object: ...
 
 
 def _igzip() -> Any:
@@ -33,14 +45,15 @@ def _zstandard() -> Any:
 class _NoClose(io.RawIOBase):
     """Lets a compressor close its stream without closing the file underneath."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: Sink) -> None:
         self._raw = raw
 
     def writable(self) -> bool:
         return True
 
     def write(self, b: Any) -> int:
-        return self._raw.write(b)
+        written = self._raw.write(b)
+        return written if isinstance(written, int) else len(b)
 
     def flush(self) -> None:
         self._raw.flush()
@@ -49,7 +62,7 @@ class _NoClose(io.RawIOBase):
 class CompressedWriter:
     """A binary writer that compresses into ``raw``; ``close`` finishes the stream, not ``raw``."""
 
-    def __init__(self, raw: IO[bytes] | Any, compression: str, level: int | None = None) -> None:
+    def __init__(self, raw: Sink, compression: str, level: int | None = None) -> None:
         self.compression = compression
         if compression == "none":
             self._stream: Any = None
@@ -66,7 +79,7 @@ class CompressedWriter:
                 _NoClose(raw), closefd=False
             )
         else:
-            raise BackupConfigurationError(f"Unknown compression {compression!r}: use none, gzip or zstd.")
+            raise ConfigurationError(f"Unknown compression {compression!r}: use none, gzip or zstd.")
         self._raw = raw
 
     def write(self, data: bytes) -> None:
@@ -130,7 +143,9 @@ class DecompressingReader(io.RawIOBase):
     """Reads a compressed stream and turns the codec's own errors into InvalidBackup."""
 
     def __init__(self, raw: IO[bytes], compression: str) -> None:
+        super().__init__()
         self.compression = compression
+        self._raw = raw
         if compression == "gzip":
             self._stream: Any = (_igzip() or gzip).GzipFile(fileobj=raw, mode="rb")
         elif compression == "zstd":
@@ -142,9 +157,10 @@ class DecompressingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         try:
-            return self._stream.read(size)
+            data: bytes = self._stream.read(size)
+            return data
         except (OSError, EOFError, zlib.error) as exc:
             raise InvalidBackup(f"the {self.compression} stream is damaged or truncated ({exc})") from exc
         except Exception as exc:
@@ -158,3 +174,10 @@ class DecompressingReader(io.RawIOBase):
         n = len(data)
         b[:n] = data
         return n
+
+    def close(self) -> None:
+        """Close the decompressor; the compressed stream underneath stays open."""
+        if not self.closed and self._stream is not self._raw:
+            self._stream.close()
+        super().close()
+

@@ -1,108 +1,35 @@
-"""age encryption of backup files: keys from settings, and streaming encrypt/decrypt layers over pyrage."""
+"""age encryption of backup files: streaming encrypt/decrypt layers over pyrage, with parsed keys given.
+
+Loading keys from the installation's settings is the caller's part (``adcp_backup.keys``)."""
 from __future__ import annotations
 
 import base64
 import binascii
 import io
-import logging
-import os
 import threading
 import weakref
-from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
-from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, TypeAlias
 
-from ..conf import backup_settings
-from ..exceptions import BackupConfigurationError, BackupError, EncryptionKeyError, InvalidBackup, Problem
-from ..extras import require
-
-logger = logging.getLogger(__name__)
+from .codecs import Sink
+from .errors import BackupError, EncryptionKeyError, InvalidBackup, Problem
+from .optional import require
+from .pipe import Cancelled, Channel, ChannelSink, ChannelSource, RecordingSource, join, stop
 
 SUFFIX = ".age"
 SECRET_KEY_PREFIX = "AGE-SECRET-KEY-1"
 PUBLIC_KEY_PREFIX = "age1"
-# Plaintext or ciphertext held between the two threads of a layer: memory stays flat whatever the file's size.
-CHANNEL_LIMIT = 1 << 20
 WRITE_BLOCK = 256 << 10
-JOIN_TIMEOUT = 60.0
 
-_open_layers: ContextVar[list[Any] | None] = ContextVar("adcp_backup_age_layers", default=None)
+# pyrage's key objects are opaque here: they come from pyrage (parsed by the caller) and go back to pyrage.
+Identity: TypeAlias = object
+Recipient: TypeAlias = object
 
 
-def _pyrage() -> Any:
+def pyrage() -> Any:
+    """The pyrage module, or a configuration error naming the extra that installs it."""
     return require("pyrage", needed_for="age encryption", extra="age")
-
-
-# -- keys ------------------------------------------------------------------------------------------------
-def recipients_setting() -> list[str]:
-    return backup_settings.AGE_RECIPIENTS
-
-
-def configured_recipients() -> list[Any]:
-    """The recipients of new encrypted backups, parsed; a clear error when there are none or one is wrong."""
-    keys = recipients_setting()
-    if not keys:
-        raise BackupConfigurationError(
-            "Encryption is on but ADCP_BACKUP_AGE_RECIPIENTS is empty: set it to one or more age public keys "
-            "(age1..., as printed by age-keygen), comma-separated."
-        )
-    return parse_recipients(keys)
-
-
-def parse_recipients(keys: Sequence[str]) -> list[Any]:
-    x25519 = _pyrage().x25519
-    recipients = []
-    for key in keys:
-        if not key.startswith(PUBLIC_KEY_PREFIX):
-            raise BackupConfigurationError(
-                f"ADCP_BACKUP_AGE_RECIPIENTS holds {key[:12]!r}..., which is not an age public key (age1...)."
-            )
-        try:
-            recipients.append(x25519.Recipient.from_str(key))
-        except Exception as exc:  # pyrage.RecipientError
-            raise BackupConfigurationError(f"{key!r} is not a valid age public key ({exc}).") from exc
-    return recipients
-
-
-def load_identities(identity: str | os.PathLike[str] | None = None) -> list[Any]:
-    """The private keys of an identity file (``identity``, else ADCP_BACKUP_AGE_IDENTITY).
-
-    Error messages name where the path came from, never the path or the file's content."""
-    origin = "the identity file given with --identity" if identity else "the identity file in ADCP_BACKUP_AGE_IDENTITY"
-    path = Path(identity).expanduser() if identity else backup_settings.AGE_IDENTITY
-    if path is None:
-        raise EncryptionKeyError(
-            "The backup is encrypted with age and no identity is configured: pass --identity PATH "
-            "or set ADCP_BACKUP_AGE_IDENTITY to the identity file written by age-keygen."
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise EncryptionKeyError(f"Cannot decrypt: {origin} does not exist.") from exc
-    except IsADirectoryError as exc:
-        raise EncryptionKeyError(f"Cannot decrypt: {origin} is a folder, not a file.") from exc
-    except PermissionError as exc:
-        raise EncryptionKeyError(f"Cannot decrypt: {origin} cannot be read (permission denied).") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EncryptionKeyError(f"Cannot decrypt: {origin} cannot be read ({type(exc).__name__}).") from exc
-    x25519 = _pyrage().x25519
-    identities = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line.startswith(SECRET_KEY_PREFIX):
-            continue
-        try:
-            identities.append(x25519.Identity.from_str(line))
-        except Exception as exc:  # pyrage.IdentityError; its text never carries the key
-            raise EncryptionKeyError(f"Cannot decrypt: line {number} of {origin} is not a valid age identity.") from exc
-    if not identities:
-        raise EncryptionKeyError(
-            f"Cannot decrypt: {origin} holds no {SECRET_KEY_PREFIX}... line (write one with age-keygen)."
-        )
-    return identities
 
 
 # -- passphrase files -----------------------------------------------------------------------------------------
@@ -137,146 +64,18 @@ def refuse_passphrase_file(head: bytes) -> None:
         )
 
 
-# -- the channel between the caller's thread and pyrage's ---------------------------------------------------
-class _Cancelled(Exception):
-    """The other side of a channel went away; the worker stops."""
-
-
-class _Channel:
-    """A bounded FIFO of byte chunks between one producing and one consuming thread, with end and cancel."""
-
-    def __init__(self, limit: int = CHANNEL_LIMIT) -> None:
-        self._chunks: deque[bytes] = deque()
-        self._size = 0
-        self._limit = limit
-        self._cond = threading.Condition()
-        self._finished = False
-        self._error: BaseException | None = None
-        self.cancelled = False
-
-    def send(self, data: bytes) -> None:
-        with self._cond:
-            while self._size >= self._limit and not self.cancelled:
-                self._cond.wait()
-            if self.cancelled:
-                raise _Cancelled()
-            self._chunks.append(data)
-            self._size += len(data)
-            self._cond.notify_all()
-
-    def finish(self, error: BaseException | None = None) -> None:
-        with self._cond:
-            self._finished = True
-            self._error = error
-            self._cond.notify_all()
-
-    def receive(self, size: int) -> bytes:
-        """Up to ``size`` bytes; b"" at the end; the producer's error once its data is used up."""
-        with self._cond:
-            while not self._chunks and not self._finished and not self.cancelled:
-                self._cond.wait()
-            if self.cancelled:
-                raise _Cancelled()
-            if self._chunks:
-                chunk = self._chunks[0]
-                if len(chunk) <= size:
-                    self._chunks.popleft()
-                else:
-                    self._chunks[0] = chunk[size:]
-                    chunk = chunk[:size]
-                self._size -= len(chunk)
-                self._cond.notify_all()
-                return chunk
-            if self._error is not None:
-                raise self._error
-            return b""
-
-    def cancel(self) -> None:
-        with self._cond:
-            self.cancelled = True
-            self._chunks.clear()
-            self._size = 0
-            self._cond.notify_all()
-
-
-class _ChannelSink:
-    """What pyrage writes to: the channel."""
-
-    def __init__(self, channel: _Channel) -> None:
-        self._channel = channel
-
-    def write(self, data: Any) -> int:
-        self._channel.send(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
-class _ChannelSource:
-    """What pyrage reads from: the channel."""
-
-    def __init__(self, channel: _Channel) -> None:
-        self._channel = channel
-
-    def read(self, size: int = -1) -> bytes:
-        return self._channel.receive(size if size and size > 0 else CHANNEL_LIMIT)
-
-
-class _RecordingSource:
-    """The encrypted input, remembering an error of its own so it is not mistaken for an age error."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
-        self.error: BaseException | None = None
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            return self._stream.read(size)
-        except BaseException as exc:
-            self.error = exc
-            raise
-
-
-def _join(thread: threading.Thread) -> None:
-    if thread is threading.current_thread() or not thread.is_alive():
-        return
-    thread.join(JOIN_TIMEOUT)
-    if thread.is_alive():  # pragma: no cover - only when the underlying stream blocks for a minute
-        logger.warning("The age worker thread %s did not stop within %.0f s.", thread.name, JOIN_TIMEOUT)
-
-
-def _register(layer: Any) -> None:
-    layers = _open_layers.get()
-    if layers is not None:
-        layers.append(layer)
-
-
-@contextmanager
-def layer_scope() -> Iterator[None]:
-    """Stops every decrypting layer opened inside the block when it ends, before its file is closed."""
-    layers: list[Any] = []
-    token = _open_layers.set(layers)
-    try:
-        yield
-    finally:
-        _open_layers.reset(token)
-        for layer in layers:
-            layer.close()
-
-
 # -- decryption ------------------------------------------------------------------------------------------
-def _translate_decrypt_error(exc: BaseException, source: _RecordingSource) -> BaseException:
+def _translate_decrypt_error(exc: BaseException, source: RecordingSource) -> BaseException:
     if source.error is not None:  # the input itself failed (a disk or network error), not the decryption
         if isinstance(source.error, BackupError):
             return source.error
         read_error = BackupError(f"Reading the encrypted backup failed: {source.error}")
         read_error.__cause__ = source.error
         return read_error
-    pyrage = _pyrage()
+    age = pyrage()
     message = str(exc)
     error: BaseException
-    if isinstance(exc, pyrage.DecryptError):
+    if isinstance(exc, age.DecryptError):
         if "no matching keys" in message.lower():
             error = EncryptionKeyError(
                 "The backup cannot be decrypted with the configured age identity: it was encrypted to other "
@@ -295,11 +94,11 @@ def _translate_decrypt_error(exc: BaseException, source: _RecordingSource) -> Ba
     return error
 
 
-def _decrypt_worker(stream: IO[bytes], identities: list[Any], channel: _Channel) -> None:
-    source = _RecordingSource(stream)
+def _decrypt_worker(stream: IO[bytes], identities: Sequence[Identity], channel: Channel) -> None:
+    source = RecordingSource(stream)
     try:
-        _pyrage().decrypt_io(source, _ChannelSink(channel), identities)
-    except _Cancelled:
+        pyrage().decrypt_io(source, ChannelSink(channel), list(identities))
+    except Cancelled:
         return
     except BaseException as exc:  # handed to the reading thread, which raises it
         if channel.cancelled:
@@ -312,52 +111,49 @@ def _decrypt_worker(stream: IO[bytes], identities: list[Any], channel: _Channel)
 class DecryptingReader(io.RawIOBase):
     """The plaintext of an age file, decrypted by pyrage in a worker thread while it is read."""
 
-    def __init__(self, stream: IO[bytes], identities: list[Any]) -> None:
+    def __init__(self, stream: IO[bytes], identities: Sequence[Identity]) -> None:
         super().__init__()
-        self._channel = _Channel()
+        self._channel = Channel()
         self._thread = threading.Thread(target=_decrypt_worker, args=(stream, identities, self._channel),
                                          name="adcp-backup-age-decrypt", daemon=True)
         # The worker holds the channel, not the reader: an abandoned reader is collected and stops it.
-        self._finalizer = weakref.finalize(self, _stop, self._channel, self._thread)
+        self._finalizer = weakref.finalize(self, stop, self._channel, self._thread)
         self._thread.start()
-        _register(self)
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: Any) -> int:
+    def readinto(self, buffer: Any) -> int:  # a writable buffer: memoryview or bytearray
         if self.closed:
             raise ValueError("read from a closed decrypting reader")
         try:
             data = self._channel.receive(len(buffer))
-        except _Cancelled:
+        except Cancelled:
             raise ValueError("read from a closed decrypting reader") from None
         n = len(data)
         buffer[:n] = data
         return n
 
     def close(self) -> None:
+        """Stop the worker and wait for it: after this no thread reads the encrypted stream."""
         if not self.closed:
             self._finalizer()
         super().close()
 
 
-def _stop(channel: _Channel, thread: threading.Thread) -> None:
-    channel.cancel()
-    _join(thread)
-
-
-def decrypting_reader(stream: IO[bytes], *, identity: str | os.PathLike[str] | None = None) -> IO[bytes]:
-    """The decrypted content of ``stream``, an age file, with the identity file ``identity`` (else the setting)."""
-    identities = load_identities(identity)
-    return cast(IO[bytes], DecryptingReader(stream, identities))
+def decrypting_reader(stream: IO[bytes], identities: Sequence[Identity]) -> DecryptingReader:
+    """The decrypted content of ``stream``, an age file, with ``identities``; close it to stop its thread."""
+    if not identities:
+        raise EncryptionKeyError("The backup is encrypted with age and no identity was given to decrypt it.")
+    return DecryptingReader(stream, identities)
 
 
 # -- encryption ------------------------------------------------------------------------------------------
-def _encrypt_worker(raw: IO[bytes], recipients: list[Any], channel: _Channel, outcome: dict[str, Any]) -> None:
+def _encrypt_worker(raw: Sink, recipients: Sequence[Recipient], channel: Channel,
+                    outcome: dict[str, BaseException]) -> None:
     try:
-        _pyrage().encrypt_io(_ChannelSource(channel), raw, recipients)
-    except _Cancelled:
+        pyrage().encrypt_io(ChannelSource(channel), raw, list(recipients))
+    except Cancelled:
         return
     except BaseException as exc:
         outcome["error"] = exc
@@ -367,14 +163,14 @@ def _encrypt_worker(raw: IO[bytes], recipients: list[Any], channel: _Channel, ou
 class EncryptingWriter:
     """Bytes written here reach ``raw`` as an age file; ``close`` writes the last chunk and waits for it."""
 
-    def __init__(self, raw: IO[bytes] | Any, recipients: list[Any]) -> None:
-        self._channel = _Channel()
-        self._outcome: dict[str, Any] = {}
+    def __init__(self, raw: Sink, recipients: Sequence[Recipient]) -> None:
+        self._channel = Channel()
+        self._outcome: dict[str, BaseException] = {}
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._thread = threading.Thread(target=_encrypt_worker, args=(raw, recipients, self._channel, self._outcome),
                                         name="adcp-backup-age-encrypt", daemon=True)
-        self._finalizer = weakref.finalize(self, _stop, self._channel, self._thread)
+        self._finalizer = weakref.finalize(self, stop, self._channel, self._thread)
         self._thread.start()
         self._done = False
 
@@ -395,7 +191,7 @@ class EncryptingWriter:
         self._pending, self._pending_size = [], 0
         try:
             self._channel.send(block)
-        except _Cancelled:
+        except Cancelled:
             self._raise_worker_error()
 
     def _raise_worker_error(self) -> None:
@@ -404,7 +200,7 @@ class EncryptingWriter:
         error = self._outcome.get("error")
         if isinstance(error, BackupError) or error is None:
             raise error or BackupError("The encryption stopped unexpectedly.")
-        if isinstance(error, _pyrage().EncryptError):
+        if isinstance(error, pyrage().EncryptError):
             raise BackupError(f"Encrypting the backup failed: {error}") from error
         raise error
 
@@ -416,7 +212,7 @@ class EncryptingWriter:
             self._send()
         self._channel.finish()
         self._done = True
-        _join(self._thread)
+        join(self._thread)
         self._finalizer.detach()
         if "error" in self._outcome:
             self._raise_worker_error()
@@ -428,7 +224,7 @@ class EncryptingWriter:
 
 
 @contextmanager
-def encrypting(raw: IO[bytes] | Any, recipients: list[Any]) -> Iterator[EncryptingWriter]:
+def encrypting(raw: Sink, recipients: Sequence[Recipient]) -> Iterator[EncryptingWriter]:
     """An encrypting layer over ``raw`` for the block: finished on success, abandoned on an exception."""
     writer = EncryptingWriter(raw, recipients)
     try:

@@ -1,10 +1,15 @@
 """What every reader yields, whatever the file's format: the common language of validate and restore."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
-from ..exceptions import Problem
+from .errors import ProblemLog
+
+# One row as a reader yields it: the values of the table's columns, in the order of TableStart.columns, each
+# already turned back into what the database holds (int, float, str, bytes or None).
+Row: TypeAlias = list[Any]
 
 
 @dataclass
@@ -20,7 +25,7 @@ class TableStart:
 @dataclass
 class RowBatch:
     table: str
-    rows: list[list[Any]]
+    rows: list[Row]
     first_row: int  # 1-based number of the first row of the batch within its table
     numbers: list[int] | None = None  # each row's number, when they do not follow on (rows picked for a scope)
 
@@ -41,8 +46,8 @@ class FileRecord:
     path: str
     content: bytes | None  # None: the file did not exist when the backup was taken
     sha256: str | None = None
-    mode: Any = None
-    size: Any = None
+    mode: object = None
+    size: object = None
     withheld: str | None = None  # why the backup holds no content for it (secrets kept out of a clear backup)
 
 
@@ -50,7 +55,7 @@ class FileRecord:
 class EnvironmentRecord:
     variables: dict[str, str | None]
     redacted: list[str] = field(default_factory=list)
-    feature_flags: dict[str, Any] = field(default_factory=dict)
+    feature_flags: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -58,13 +63,32 @@ class End:
     counts: dict[str, int]
 
 
+# Everything a reader yields, in file order: for each table a TableStart, RowBatches and a TableEnd; then the
+# settings files and the environment; End last, once every check of the file passed (or was recorded).
+Event: TypeAlias = TableStart | RowBatch | TableEnd | FileRecord | EnvironmentRecord | End
+
+
 class BackupReader(Protocol):
-    """Reads one backup file. ``header`` is known on opening; ``events()`` streams the rest once."""
+    """Reads one backup file, whatever its format. ``header`` is known on opening; ``events()`` streams the rest
+    once. A strict reader raises InvalidBackup at the first problem; a lenient one records them in ``problems``.
 
-    format: str  # "adcp-backup v3", "legacy v2.0", "legacy v1.0 full_backup", "legacy v1.0 csv_backup"
-    compression: str
-    encrypted: bool
-    header: dict[str, Any]
-    problems: list[Problem]
+    Readers: format.reader.NativeReader, format.legacy.LegacyReader; format.detect.open_reader picks one."""
 
-    def events(self) -> Any: ...
+    @property
+    def format(self) -> str:
+        """"adcp-backup v3", "legacy v2.0", "legacy v1.0 full_backup" or "legacy v1.0 csv_backup"."""
+        ...
+
+    @property
+    def compression(self) -> str: ...  # "none", "gzip" or "zstd"
+
+    @property
+    def encrypted(self) -> bool: ...
+
+    @property
+    def header(self) -> dict[str, Any]: ...  # parsed JSON: a native header, or the one made for a legacy file
+
+    @property
+    def problems(self) -> ProblemLog: ...
+
+    def events(self) -> Iterator[Event]: ...

@@ -1,10 +1,9 @@
 """The shape of a native header: every field the tool reads has the type it expects, or the file is invalid."""
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
-
-from .. import dataset
 
 _MAX_TEXT = 1000
 
@@ -26,12 +25,11 @@ def _count(value: Any) -> bool:
     return type(value) is int and value >= 0
 
 
-def shape_problems(header: dict[str, Any]) -> list[str]:
+def shape_problems(header: dict[str, Any], *, tables: Collection[str]) -> list[str]:
     """What is wrong with the shape of a native header's fields; empty when every one is as the writer makes it.
 
-    Names are compared with the registry; values are never interpreted beyond their type."""
+    Names are compared with ``tables``, the registry's; values are never interpreted beyond their type."""
     problems: list[str] = []
-    tables = set(dataset.table_names())
 
     # A field may be absent (the readers then fall back as for a legacy file); present, it has its one shape.
     created_at = header.get("created_at")

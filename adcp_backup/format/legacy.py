@@ -5,16 +5,17 @@ import json
 import logging
 import re
 import struct
-from collections.abc import Callable, Iterator
-from typing import IO, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any, TypeVar
 
-from .. import dataset
-from ..conf import backup_settings
-from ..exceptions import InvalidBackup, Problem, ProblemLog
-from ..extras import require
-from .events import End, EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
+from .errors import InvalidBackup, Problem, ProblemLog
+from .events import End, EnvironmentRecord, Event, FileRecord, RowBatch, TableEnd, TableStart
+from .families import BOOLEAN, DATETIME, FLOAT, TableLayout
+from .optional import require
+from .reader import DEFAULT_LIMITS, ReadLimits
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 V2, V1_FULL, V1_CSV = "legacy v2.0", "legacy v1.0 full_backup", "legacy v1.0 csv_backup"
 
@@ -72,14 +73,15 @@ def _ijson() -> Any:
     return ijson
 
 
-def open_legacy(head: bytes, stream: IO[bytes], *, compression: str = "none", encrypted: bool = False,
-                strict: bool = True) -> LegacyReader | None:
+def open_legacy(head: bytes, stream: IO[bytes], *, tables: Sequence[TableLayout], compression: str = "none",
+                encrypted: bool = False, strict: bool = True,
+                limits: ReadLimits = DEFAULT_LIMITS) -> LegacyReader | None:
     """A reader for a legacy file, or None when ``head`` (its first decompressed bytes) is not one."""
     match = _FIRST_KEY.match(head)
     if match is None or match.group(1) not in _FORMAT_BY_FIRST_KEY:
         return None
-    return LegacyReader(stream, _FORMAT_BY_FIRST_KEY[match.group(1)], compression=compression,
-                        encrypted=encrypted, strict=strict)
+    return LegacyReader(stream, _FORMAT_BY_FIRST_KEY[match.group(1)], tables=tables, compression=compression,
+                        encrypted=encrypted, strict=strict, limits=limits)
 
 
 class _Truncated(Exception):
@@ -147,15 +149,15 @@ def _csv_text_or_null(value: Any) -> Any:
     return None if value == "" else value
 
 
-def _converters(fmt: str, table: str) -> dict[str, Callable[[Any], Any]]:
-    spec = dataset.table(table)
+def _converters(fmt: str, spec: TableLayout) -> dict[str, Callable[[Any], Any]]:
+    table = spec.name
     conv: dict[str, Callable[[Any], Any]] = {}
     for column in spec.columns:
-        if column.family == dataset.BOOLEAN:
+        if column.family == BOOLEAN:
             conv[column.name] = _to_01
-        elif column.family == dataset.FLOAT:
+        elif column.family == FLOAT:
             conv[column.name] = _to_float
-        elif column.family == dataset.DATETIME and fmt != V2 and table != "product_embeddings":
+        elif column.family == DATETIME and fmt != V2 and table != "product_embeddings":
             conv[column.name] = _iso_to_sqlite
     if table == "product_embeddings":
         conv["is_stale"] = _to_01
@@ -187,10 +189,12 @@ class LegacyReader:
     """One pass over a legacy JSON document with ijson; rows come out SQLite-shaped, in registry column order.
 
     ``strict``: raise InvalidBackup at the first problem (restore); otherwise collect them (validate).
+    ``tables``: the registry's tables, whose columns (and their order) the rows take.
     """
 
-    def __init__(self, stream: IO[bytes], fmt: str, *, compression: str = "none", encrypted: bool = False,
-                 strict: bool = True) -> None:
+    def __init__(self, stream: IO[bytes], fmt: str, *, tables: Sequence[TableLayout], compression: str = "none",
+                 encrypted: bool = False, strict: bool = True, limits: ReadLimits = DEFAULT_LIMITS) -> None:
+        self._specs = {spec.name: spec for spec in tables}
         ijson = _ijson()
         self._ijson_error = ijson.JSONError
         self._tokens = ijson.basic_parse(stream, use_float=True)
@@ -198,7 +202,7 @@ class LegacyReader:
         self.compression = compression
         self.encrypted = encrypted
         self.strict = strict
-        self.problems = ProblemLog(backup_settings.MAX_PROBLEMS)
+        self.problems = ProblemLog(limits.max_problems)
         self._pending: tuple[str, str, Any] | None = None
         self._finished = False
         metadata = self._guard(self._read_metadata)
@@ -211,7 +215,7 @@ class LegacyReader:
             raise InvalidBackup(problem)
         self.problems.add(problem)
 
-    def _guard(self, call: Callable[[], Any]) -> Any:
+    def _guard(self, call: Callable[[], _T]) -> _T:
         try:
             return call()
         except (_Truncated, self._ijson_error) as exc:
@@ -330,7 +334,7 @@ class LegacyReader:
                 "engine": "sqlite",
                 "tables": {
                     t: [{"name": c.name, "family": c.family, "nullable": c.nullable}
-                        for c in dataset.table(t).columns if c.name in self._columns[t]]
+                        for c in self._spec(t).columns if c.name in self._columns[t]]
                     for t in tables
                 },
                 "ddl": [],
@@ -338,20 +342,30 @@ class LegacyReader:
             "legacy": legacy,
         }
 
+    def _spec(self, table: str) -> TableLayout:
+        try:
+            return self._specs[table]
+        except KeyError:
+            raise InvalidBackup(Problem("file", f"the table {table!r} of this legacy format is not in the "
+                                                "registry")) from None
+
+    def _column_names(self, table: str) -> list[str]:
+        return [c.name for c in self._spec(table).columns]
+
     def _format_columns(self, table: str) -> list[str]:
-        names = dataset.table(table).column_names
+        names = self._column_names(table)
         if self.format == V1_CSV:
             return [c for c in names if c in _CSV_COLUMNS[table]]
         return names
 
     # -- events ------------------------------------------------------------------------------------
-    def events(self) -> Iterator[Any]:
+    def events(self) -> Iterator[Event]:
         try:
             yield from self._body()
         except (_Truncated, self._ijson_error) as exc:
             raise self._invalid(exc) from None
 
-    def _body(self) -> Iterator[Any]:
+    def _body(self) -> Iterator[Event]:
         counts: dict[str, int] = {}
         app_settings: Any = None
         tenant_settings: Any = None
@@ -395,7 +409,7 @@ class LegacyReader:
 
     def _row_maker(self, table: str) -> Callable[[dict[str, Any], int], list[Any]]:
         columns = self._columns[table]
-        conv = _converters(self.format, table)
+        conv = _converters(self.format, self._spec(table))
         pairs = [(c, conv.get(c)) for c in columns]
 
         def make(obj: dict[str, Any], row: int) -> list[Any]:
@@ -409,10 +423,10 @@ class LegacyReader:
         return make
 
     def _start(self, table: str) -> TableStart:
-        spec = dataset.table(table)
+        families = {c.name: c.family for c in self._spec(table).columns}
         columns = self._columns[table]
-        return TableStart(table, list(columns), [spec.column(c).family for c in columns],
-                          defaulted=[c for c in spec.column_names if c not in columns])
+        return TableStart(table, list(columns), [families[c] for c in columns],
+                          defaulted=[c for c in families if c not in columns])
 
     def _end(self, table: str, rows: int, counts: dict[str, int]) -> TableEnd:
         counts[table] = rows
@@ -422,7 +436,8 @@ class LegacyReader:
             self._problem(table, f"data_counts announces {announced} rows, the file holds {rows}")
         return TableEnd(table, rows)
 
-    def _table(self, section: str, table: str, event: str, value: Any, counts: dict[str, int]) -> Iterator[Any]:
+    def _table(self, section: str, table: str, event: str, value: Any,
+               counts: dict[str, int]) -> Iterator[TableStart | RowBatch | TableEnd]:
         if table in counts:
             self._problem(section, f"the section {section!r} appears twice")
         yield self._start(table)
@@ -456,7 +471,8 @@ class LegacyReader:
             yield RowBatch(table, batch, first)
         yield self._end(table, row, counts)
 
-    def _nested_tenants(self, event: str, value: Any, counts: dict[str, int]) -> Iterator[Any]:
+    def _nested_tenants(self, event: str, value: Any,
+                        counts: dict[str, int]) -> Iterator[TableStart | RowBatch | TableEnd]:
         """v1.0 full_backup: each tenant carries its products; tenant rows go out before their products."""
         yield self._start("tenant")
         yield self._start("product")

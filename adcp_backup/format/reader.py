@@ -4,21 +4,38 @@ from __future__ import annotations
 import hashlib
 import re
 from base64 import b64decode
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
 import orjson
 
-from ..conf import backup_settings
-from ..exceptions import InvalidBackup, Problem, ProblemLog, UnsignedBackup
-from ..signing import UNSIGNED, Provenance, verify_trailer
-from .events import End, EnvironmentRecord, FileRecord, RowBatch, TableEnd, TableStart
+from .errors import InvalidBackup, Problem, ProblemLog
+from .events import End, EnvironmentRecord, Event, FileRecord, RowBatch, TableEnd, TableStart
 from .header import shape_problems
+from .provenance import UNSIGNED, Provenance, ProvenanceCheck, TrailerVerifier
 from .values import TAG_MARK, rows_decoder
 from .writer import FORMAT_NAME, FORMAT_VERSION
 
 CHUNK_SIZE = 1 << 20
 HEADER_LIMIT = 16 << 20
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Bounds a reader keeps whatever the file holds. The defaults are those of the settings of the same names
+    (ADCP_BACKUP_MAX_LINE_LENGTH, ADCP_BACKUP_MAX_PROBLEMS); the application passes the configured values."""
+
+    max_line_length: int = 64 << 20  # a longer line makes the file invalid; never below CHUNK_SIZE
+    max_problems: int = 100  # problems kept by a non-strict reader; the rest are counted
+    line_limit_name: str = "the reader's line limit"  # how a too-long line's message names the limit
+
+
+DEFAULT_LIMITS = ReadLimits()
+
+
+def _unverified(trailer: dict[str, Any]) -> Provenance:
+    return Provenance(UNSIGNED, "no signing key was given to check its signature")
 _WHITESPACE = re.compile(rb"[ \t\r\n]+")  # one character class: matched without a backtracking stack
 _LINE_THAT_MAY_BE_JSON = re.compile(rb"\n[\[{ \t\r\n]")  # a line starting as a row, a record or blank
 _NOT_A_ROW = re.compile(rb"\n[^\[]")
@@ -30,20 +47,27 @@ def looks_native(head: bytes) -> bool:
 
 
 class NativeReader:
-    """``strict``: raise InvalidBackup at the first problem (restore); otherwise collect them (validate)."""
+    """``strict``: raise InvalidBackup at the first problem (restore); otherwise collect them (validate).
 
-    def __init__(self, stream: IO[bytes], *, compression: str = "none", encrypted: bool = False,
-                 strict: bool = True, max_line_length: int | None = None, max_problems: int | None = None) -> None:
+    ``tables``: the names of the registry's tables, which a header may name. ``verify_trailer`` checks the
+    trailer's signature once every checksum before it held; its verdict is ``provenance``."""
+
+    def __init__(self, stream: IO[bytes], *, tables: Collection[str], compression: str = "none",
+                 encrypted: bool = False, strict: bool = True, limits: ReadLimits = DEFAULT_LIMITS,
+                 verify_trailer: TrailerVerifier | None = None) -> None:
         self._stream = stream
+        self._tables = frozenset(tables)
+        self._verify_trailer = verify_trailer or _unverified
         self.compression = compression
         self.encrypted = encrypted
         self.strict = strict
-        self.problems = ProblemLog(backup_settings.MAX_PROBLEMS if max_problems is None else max_problems)
-        limit = backup_settings.MAX_LINE_LENGTH if max_line_length is None else max_line_length
-        self.max_line_length = max(int(limit), CHUNK_SIZE)
-        # Known once the trailer was read; require_signature makes a strict reader refuse an unsigned file there.
+        self.problems = ProblemLog(limits.max_problems)
+        self.max_line_length = max(limits.max_line_length, CHUNK_SIZE)
+        self._line_limit_name = limits.line_limit_name
+        # Known once the trailer was read. check_provenance, when set, is told it before End is yielded and may
+        # raise to stop the read: a restore refuses an unsigned file there, inside its transaction.
         self.provenance: Provenance | None = None
-        self.require_signature = False
+        self.check_provenance: ProvenanceCheck | None = None
         self._hash = hashlib.sha256()
         # The start of a line whose end has not been read yet, as the chunks it came in: joined once, when the
         # line is complete, so a long line costs one pass and one copy, not one rescan per chunk.
@@ -102,7 +126,7 @@ class NativeReader:
                 Problem("header", f"unsupported format version {repr(header.get('version'))[:80]} "
                                   f"(this tool reads {FORMAT_VERSION})")
             )
-        malformed = shape_problems(header)
+        malformed = shape_problems(header, tables=self._tables)
         if malformed:
             # Every part of the tool reads the header (listings, plans, the admin): one of the wrong shape makes
             # the whole file invalid, whatever the rest holds.
@@ -127,12 +151,12 @@ class NativeReader:
                 self._pending_size += len(chunk)
                 if self._pending_size > limit:
                     self._pending, self._pending_size = [], 0
-                    raise self._too_long("file", limit, "ADCP_BACKUP_MAX_LINE_LENGTH")
+                    raise self._too_long("file", limit, self._line_limit_name)
                 continue
             if self._pending:
                 if self._pending_size + chunk.find(b"\n") > limit:
                     self._pending, self._pending_size = [], 0
-                    raise self._too_long("file", limit, "ADCP_BACKUP_MAX_LINE_LENGTH")
+                    raise self._too_long("file", limit, self._line_limit_name)
                 self._pending.append(chunk[: end + 1])
                 block = b"".join(self._pending)
             else:
@@ -169,10 +193,10 @@ class NativeReader:
                 at = block.find(b'{"kind":"table', at + 1)
 
     # -- events ------------------------------------------------------------------------------------
-    def events(self) -> Iterator[Any]:
+    def events(self) -> Iterator[Event]:
         table: TableStart | None = None
-        table_hash: Any = None
-        decode: Any = None
+        table_hash = hashlib.sha256()
+        decode: Callable[[list[list[Any]], bool], list[list[Any]]] = rows_decoder(())
         width = 0
         rows_seen = 0
         counts: dict[str, int] = {}
@@ -301,11 +325,9 @@ class NativeReader:
         if self.problems:
             self.provenance = Provenance(UNSIGNED, "the file is damaged or changed: its signature proves nothing")
         else:
-            self.provenance = verify_trailer(trailer)
-        if self.require_signature and not self.provenance.trusted:
-            raise UnsignedBackup(f"This file is not signed by this installation ({self.provenance.note}); "
-                                 "nothing was changed. Check where it came from, then restore it with "
-                                 "--allow-unsigned (in the admin: the permission to restore unsigned backups).")
+            self.provenance = self._verify_trailer(trailer)
+        if self.check_provenance is not None:
+            self.check_provenance(self.provenance)
 
     def _start_table(self, record: dict[str, Any]) -> TableStart | None:
         name = record.get("name")
@@ -322,6 +344,7 @@ class NativeReader:
         return TableStart(name, names, families, sequence=record.get("sequence"))
 
     def _parse_rows(self, run: bytes, table: str, rows_before: int, width: int) -> list[list[Any]] | None:
+        rows: list[list[Any]] | None
         try:
             rows = orjson.loads(b"[" + run[:-1].replace(b"\n", b",") + b"]")
         except orjson.JSONDecodeError:

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import orjson
 
-from ..dataset import BLOB
+from .families import BLOB
 
 # Values JSON cannot carry as such are written as one-key objects: {"$bytes": b64}, {"$text": s}, {"$float": "nan"}.
 TAG_MARK = b'{"$'
@@ -26,7 +26,7 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot store a value of type {type(value).__name__}")
 
 
-def _special_float(value: float) -> dict:
+def _special_float(value: float) -> dict[str, str]:
     return {"$float": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 from base64 import b64encode
 from collections.abc import Callable, Iterable, Sequence
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
+from .codecs import Writable
 from .values import row_encoder
 
 FORMAT_NAME = "adcp-backup"
@@ -21,7 +22,7 @@ FORMAT_VERSION = 3
 
 
 class BackupWriter:
-    def __init__(self, stream: IO[bytes] | Any) -> None:
+    def __init__(self, stream: Writable) -> None:
         self._stream = stream
         self._hash = hashlib.sha256()
         self._counts: dict[str, int] = {}

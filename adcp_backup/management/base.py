@@ -67,6 +67,13 @@ class BackupCommand(BaseCommand):
         parser.add_argument("--json", action="store_true", dest="as_json",
                             help="Print one JSON object on stdout and nothing else there.")
 
+    @staticmethod
+    def add_identity_argument(parser: CommandParser) -> None:
+        """--identity, for the commands that read encrypted backups."""
+        parser.add_argument("--identity", metavar="PATH",
+                            help="age identity file that decrypts encrypted backups "
+                                 "(default: ADCP_BACKUP_AGE_IDENTITY).")
+
     def progress_reporter(self, options: dict[str, Any]) -> ProgressCallback:
         if options.get("verbosity", 1) < 1:
             return silent

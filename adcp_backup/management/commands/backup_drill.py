@@ -17,9 +17,7 @@ class Command(BackupCommand):
         parser.add_argument("file", nargs="?", default="latest",
                             help="A path, a name in the backup storage, or 'latest' (the default).")
         super().add_arguments(parser)
-        parser.add_argument("--identity", metavar="PATH",
-                            help="age identity file that decrypts encrypted backups "
-                                 "(default: ADCP_BACKUP_AGE_IDENTITY).")
+        self.add_identity_argument(parser)
 
     def handle(self, *args: Any, file: str, database: str, as_json: bool, identity: str | None = None,
                **options: Any) -> None:

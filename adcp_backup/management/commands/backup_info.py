@@ -19,9 +19,7 @@ class Command(BackupCommand):
                             help="Exit 1 when the newest backup is older than this (26h, 2d, 90m...).")
         parser.add_argument("--max-drill-age", metavar="DURATION",
                             help="Exit 1 when no restore drill succeeded within this time (8d, 1w...).")
-        parser.add_argument("--identity", metavar="PATH",
-                            help="age identity file that decrypts encrypted backups "
-                                 "(default: ADCP_BACKUP_AGE_IDENTITY).")
+        self.add_identity_argument(parser)
 
     def handle(self, *args: Any, database: str, max_age: str | None, identity: str | None, as_json: bool,
                max_drill_age: str | None = None, **options: Any) -> None:

@@ -17,9 +17,7 @@ class Command(BackupCommand):
         parser.add_argument("--limit", type=int, default=None, metavar="N", help="Show at most N backups.")
         parser.add_argument("--all-databases", action="store_true",
                             help="List the backups of every database in the storage, not only --database's.")
-        parser.add_argument("--identity", metavar="PATH",
-                            help="age identity file that decrypts encrypted backups "
-                                 "(default: ADCP_BACKUP_AGE_IDENTITY).")
+        self.add_identity_argument(parser)
 
     def handle(self, *args: Any, limit: int | None, identity: str | None, as_json: bool, database: str,
                all_databases: bool, **options: Any) -> None:

@@ -31,9 +31,7 @@ class Command(BackupCommand):
                             help="Replace only this tenant's rows (repeatable); other tenants stay as they are.")
         parser.add_argument("--from-other-database", action="store_true",
                             help="Allow restoring a backup that was taken from another database than --database.")
-        parser.add_argument("--identity", metavar="PATH",
-                            help="age identity file that decrypts encrypted backups "
-                                 "(default: ADCP_BACKUP_AGE_IDENTITY).")
+        self.add_identity_argument(parser)
         parser.add_argument("--allow-unsigned", action="store_true",
                             help="Restore a file this installation did not sign (uploaded, from elsewhere, legacy).")
 

@@ -16,9 +16,7 @@ class Command(BackupCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help="A path, a name in the backup storage, or 'latest'.")
         super().add_arguments(parser)
-        parser.add_argument("--identity", metavar="PATH",
-                            help="age identity file that decrypts encrypted backups "
-                                 "(default: ADCP_BACKUP_AGE_IDENTITY).")
+        self.add_identity_argument(parser)
         parser.add_argument("--target-engine", choices=ENGINES,
                             help="Also find every value this engine would refuse (mysql: MariaDB/MySQL), by the "
                                  "columns of --database when it is that engine, else by the app's schema for it.")

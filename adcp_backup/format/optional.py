@@ -1,10 +1,10 @@
-"""Optional dependencies: imported where they are used, with the extra that installs them named if missing."""
+"""Optional dependencies of the format layer: imported where they are used, with the extra that installs them."""
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
 
-from .exceptions import BackupConfigurationError
+from .errors import ConfigurationError
 
 
 def require(module: str, *, needed_for: str, extra: str) -> ModuleType:
@@ -13,6 +13,6 @@ def require(module: str, *, needed_for: str, extra: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the installation
         package = module.split(".")[0]
-        raise BackupConfigurationError(
+        raise ConfigurationError(
             f"{needed_for} needs the {package} package: pip install 'adcp-backup[{extra}]'"
         ) from exc
