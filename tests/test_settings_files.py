@@ -165,6 +165,7 @@ def test_the_native_backup_records_the_feature_flags_of_the_environment(seeded, 
     ("gemini_api_key", True), ("dbPassword", True), ("SMTP_PASS", True), ("smtp.pwd", True), ("sentry-dsn", True),
     ("client_secrets", True), ("tokens", True), ("mySecretValue", True), ("apiKeyHolder", True),
     ("passphrase", True), ("credentials", True),
+    ("mypasswordhash", True), ("topsecretvalue", True), ("x_api_key_id", True),
     ("keyboard", False), ("monkey", False), ("passage", False), ("tokenizer", False), ("pass_count", False),
     ("model", False),
 ])
@@ -516,6 +517,14 @@ def test_record_checker_accepts_sound_records_and_names_each_problem(tmp_path):
                                  f"(0 to 0o777): {never}")]
     assert RecordChecker(configured).check(record(mode=0o400, size=2)) == []
     assert RecordChecker(configured).check(record(mode=0o777)) == []
+    # the bounds of a plain path: 1 to 4096 characters, a space is fine, a control character is not
+    unconfigured = "not one of the configured settings files (ADCP_BACKUP_SETTINGS_FILES: app.json, tenant.json)"
+    plain = "the path is not a plain file path (empty, too long, or holding a NUL or another control character)"
+    for path in ("a", "a b", "x" * 4096):
+        assert RecordChecker(configured).check(record(path)) == [Problem(f"file {path}", unconfigured)]
+    assert RecordChecker(configured).check(record("a\x1fb")) == [Problem("file 'a\\x1fb'", plain)]
+    assert RecordChecker(configured).check(record(mode=0o1000)) == [
+        Problem("file app.json", f"the mode 0o1000 is not permission bits (0 to 0o777): {never}")]
     # a record is read by attribute, and a missing one counts as absent
     assert RecordChecker(configured).check(SimpleNamespace(path="app.json")) == []
     assert RecordChecker(configured).check(SimpleNamespace(path="app.json", content=b"{}")) == []
