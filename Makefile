@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 
-.PHONY: demo test test-fast benchmark lint clean
+.PHONY: demo test test-fast benchmark mutation lint clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,13 @@ test-fast: $(VENV)/.installed
 benchmark: $(VENV)/.installed
 	$(PY) benchmarks/run.py
 
+# Mutation testing (docs/testing.md): not part of make test or CI. MODULES="adcp_backup/retention.py ..." picks modules.
+mutation: $(VENV)/.installed
+	$(PY) scripts/mutation.py $(MODULES)
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check adcp_backup project tests benchmarks scripts
 	$(VENV)/bin/mypy adcp_backup
 
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) data .pytest_cache mutants

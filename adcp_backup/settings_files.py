@@ -54,7 +54,7 @@ def capture_files(paths: Iterable[Path] | None = None, *, withhold_secrets: bool
 # A key names a secret when its last word is one of these (``gemini_api_key``, ``dbPassword``, ``SMTP_PASS``).
 _SECRET_WORDS = r"KEY|KEYS|SECRET|SECRETS|TOKEN|TOKENS|PASS|PWD|PASSWD|PASSWORD|PASSPHRASE|CREDENTIAL|CREDENTIALS|DSN"
 _SECRET_KEY = re.compile(rf"(?:^|_)(?:{_SECRET_WORDS})$")
-_TEXT_KEY = re.compile(rb"""^\s*["']?([A-Za-z0-9_.\-]{1,200})["']?\s*[:=]\s*(\S.*)$""", re.MULTILINE)
+_TEXT_KEY = re.compile(rb"""^[ \t]*["']?([A-Za-z0-9_.\-]{1,200})["']?[ \t]*[:=][ \t]*(\S.*)$""", re.MULTILINE)
 
 
 def is_secret_key(key: str) -> bool:
@@ -123,8 +123,9 @@ _DSN_PASSWORD = re.compile(r"(?P<key>\b(?:password|passwd|pwd|sslpassword)\s*=\s
 
 def _redact_one_url(match: re.Match[str]) -> str:
     scheme, rest = match.group("scheme"), match.group("rest")
-    ats = list(_HOST_AFTER_AT.finditer(rest))
-    ats = [m for m in ats if _looks_like_userinfo(rest[: m.start()])]
+    ats = [m for m in _HOST_AFTER_AT.finditer(rest) if _looks_like_userinfo(rest[: m.start()])]
+    if not ats:  # no host after any ``@`` (``[::1`` unclosed, a port that is not a number): still credentials
+        ats = [m for m in re.finditer("@", rest) if _looks_like_userinfo(rest[: m.start()])]
     if ats:
         at = ats[-1]
         userinfo, tail = rest[: at.start()], rest[at.start():]

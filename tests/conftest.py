@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 
 from adcp_backup import demo
 
@@ -19,6 +20,22 @@ pytest_plugins = [
     "tests.s3_fixtures",
     "tests.scheduling_fixtures",
 ]
+
+
+@pytest.fixture
+def operations_log() -> Callable[[], str]:
+    """The text the operations log received during this test only: the file is shared by the whole test run."""
+    path = Path(django_settings.LOG_FILE)
+    start = path.stat().st_size if path.exists() else 0
+
+    def written() -> str:  # the handler flushes every record it writes
+        if not path.exists():
+            return ""
+        with path.open("rb") as f:
+            f.seek(start)
+            return f.read().decode("utf-8")
+
+    return written
 
 
 @pytest.fixture

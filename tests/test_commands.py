@@ -193,13 +193,14 @@ def test_terminal_progress_draws_one_bar_in_place():
 
 
 @pytest.mark.parametrize("verbosity", [0, 1])
-def test_logging_reaches_the_operations_log(seeded, verbosity):
-    from django.conf import settings as django_settings
-
+def test_logging_reaches_the_operations_log(seeded, operations_log, verbosity):
     seeded()
-    run("backup_create", "-v", str(verbosity))
-    log = Path(django_settings.LOG_FILE).read_text()
-    assert "Backup adcp-backup-" in log
+    code, out, err = run("backup_create", "--json", "-v", str(verbosity))
+    assert code == 0, err
+    name = json.loads(out)["name"]
+    lines = operations_log().splitlines()
+    assert [line.split(" INFO ", 1)[1].split(":", 1)[0] for line in lines if f"Backup {name} written" in line] \
+        == ["adcp_backup.services"]
 
 
 @pytest.mark.parametrize("name,args", [

@@ -1,6 +1,8 @@
 """Provenance: backups this installation writes are signed, and only they steer latest, monitoring and retention."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import shutil
@@ -282,3 +284,188 @@ def test_a_header_nested_too_deep_to_sign_is_listed_as_unsigned(seeded, backup_e
     (folder / name).write_bytes(b"\n".join(lines))
     [entry] = services.backup_list()
     assert entry.provenance == "unsigned" and not entry.trusted and "cannot be signed" in entry.provenance_note
+
+
+# -- the signing rules, function by function ---------------------------------------------------------------
+# A MAC is HMAC-SHA256 keyed by a key derived from a secret, over a context that says what is signed, then the
+# signed bytes. Composing it here, from the documented parts, pins the format: backups already written must
+# keep verifying.
+def derived(secret: str) -> bytes:
+    return hmac.new(secret.encode(), b"adcp-backup signing key v1", hashlib.sha256).digest()
+
+
+def mac(secret: str, context: bytes, payload: bytes) -> str:
+    return hmac.new(derived(secret), context + payload, hashlib.sha256).hexdigest()
+
+
+HEADER = {"kind": "header", "format": "adcp-backup", "version": 3, "created_at": "2026-01-02T03:04:05+00:00",
+          "source": {"engine": "sqlite", "alias": "default"}, "scope": "all", "secrets": "redacted"}
+TRAILER = {"kind": "trailer", "counts": {"tenant": 2, "product": 5}, "sha256": "ab" * 32}
+
+
+@pytest.fixture
+def keyed(settings):
+    settings.ADCP_BACKUP_SIGNING_KEY = "current-signing-key"
+    settings.ADCP_BACKUP_SIGNING_KEY_FALLBACKS = []
+    return settings
+
+
+def test_the_header_mac_covers_the_name_and_every_field_but_the_signature(keyed):
+    payload = b"backup.jsonl\x00" + orjson.dumps(HEADER, option=orjson.OPT_SORT_KEYS)
+    expected = {"alg": "hmac-sha256", "mac": mac("current-signing-key", b"adcp-backup header v3\x00", payload)}
+    assert signing.header_signature(HEADER, "backup.jsonl") == expected
+    assert signing.header_signature({**HEADER, "signature": {"alg": "x", "mac": "y"}}, "backup.jsonl") == expected
+
+
+def test_the_trailer_mac_covers_the_checksum_and_the_counts(keyed):
+    payload = b"ab" * 32 + b"\x00" + orjson.dumps(TRAILER["counts"], option=orjson.OPT_SORT_KEYS)
+    assert signing.trailer_signature(TRAILER["sha256"], TRAILER["counts"]) == {
+        "alg": "hmac-sha256", "mac": mac("current-signing-key", b"adcp-backup trailer v3\x00", payload)}
+
+
+def signed_header(name: str = "backup.jsonl") -> dict:
+    return {**HEADER, "signature": signing.header_signature(HEADER, name)}
+
+
+def signed_trailer() -> dict:
+    return {**TRAILER, "signature": signing.trailer_signature(TRAILER["sha256"], TRAILER["counts"])}
+
+
+MISMATCH = ("does not match this installation's keys: written by another installation, or changed")
+
+
+def test_a_header_verifies_only_for_its_name_and_unchanged(keyed):
+    assert signing.verify_header(signed_header(), "backup.jsonl") == signing.Provenance(signing.SIGNED, "")
+    unsigned = signing.Provenance(signing.UNSIGNED, f"its header signature {MISMATCH}")
+    assert signing.verify_header(signed_header(), "other.jsonl") == unsigned
+    for field, value in [("created_at", "2026-01-02T03:04:06+00:00"), ("scope", ["t1"]), ("secrets", "included"),
+                         ("source", {"engine": "sqlite", "alias": "other"}), ("extra", 1)]:
+        assert signing.verify_header({**signed_header(), field: value}, "backup.jsonl") == unsigned, field
+    short = signed_header()
+    del short["scope"]
+    assert signing.verify_header(short, "backup.jsonl") == unsigned
+
+
+def test_a_trailer_verifies_only_unchanged(keyed):
+    assert signing.verify_trailer(signed_trailer()) == signing.Provenance(signing.SIGNED, "")
+    unsigned = signing.Provenance(signing.UNSIGNED, f"its trailer signature {MISMATCH}")
+    assert signing.verify_trailer({**signed_trailer(), "sha256": "cd" * 32}) == unsigned
+    assert signing.verify_trailer({**signed_trailer(), "counts": {"tenant": 2, "product": 6}}) == unsigned
+    assert signing.verify_trailer({**signed_trailer(), "counts": None}) == unsigned
+    no_checksum = {**TRAILER, "sha256": None, "signature": signing.trailer_signature("", TRAILER["counts"])}
+    assert signing.verify_trailer(no_checksum) == signing.Provenance(signing.SIGNED, "")
+
+
+@pytest.mark.parametrize(("signature", "note"), [
+    (None, "its {what} carries no signature: written elsewhere or by an older version"),
+    ("hmac-sha256:abc", "its {what} signature is malformed"),
+    ({"alg": "hmac-sha256"}, "its {what} signature is malformed"),
+    ({"alg": "hmac-sha256", "mac": 7}, "its {what} signature is malformed"),
+    ({"alg": "hmac-sha512", "mac": "MAC"}, "its {what} signature is malformed"),
+    ({"mac": "MAC"}, "its {what} signature is malformed"),
+])
+def test_a_missing_or_malformed_signature_is_unsigned_and_says_which(keyed, signature, note):
+    good_header, good_trailer = signed_header(), signed_trailer()
+    for what, good, verify in (("header", good_header, lambda d: signing.verify_header(d, "backup.jsonl")),
+                               ("trailer", good_trailer, signing.verify_trailer)):
+        if isinstance(signature, dict) and signature.get("mac") == "MAC":
+            signature = {**signature, "mac": good["signature"]["mac"]}  # the right MAC under a wrong algorithm
+        changed = {**good, "signature": signature}
+        if signature is None:
+            del changed["signature"]
+        assert verify(changed) == signing.Provenance(signing.UNSIGNED, note.format(what=what))
+
+
+def test_a_header_or_trailer_no_tool_writes_cannot_be_signed():
+    deep: list = []
+    for _ in range(300):
+        deep = [deep]
+    assert signing.verify_header({**HEADER, "scope": deep}, "b.jsonl") == signing.Provenance(
+        signing.UNSIGNED, "its header cannot be signed: it is not one this tool writes")
+    assert signing.verify_trailer({**TRAILER, "counts": deep}) == signing.Provenance(
+        signing.UNSIGNED, "its trailer cannot be signed: it is not one this tool writes")
+
+
+def test_keys_are_the_current_one_then_each_fallback_once(settings):
+    settings.ADCP_BACKUP_SIGNING_KEY = "current"
+    settings.ADCP_BACKUP_SIGNING_KEY_FALLBACKS = "old1, ,old2,current,old1"
+    settings.SECRET_KEY_FALLBACKS = ["ignored with an explicit key"]
+    assert signing.keys() == [derived("current"), derived("old1"), derived("old2")]
+    settings.ADCP_BACKUP_SIGNING_KEY_FALLBACKS = ["old2", "", "old1"]
+    assert signing.keys() == [derived("current"), derived("old2"), derived("old1")]
+    settings.ADCP_BACKUP_SIGNING_KEY_FALLBACKS = None
+    assert signing.keys() == [derived("current")]
+
+
+def test_without_a_signing_key_the_keys_come_from_secret_key_and_both_fallback_lists(settings):
+    settings.ADCP_BACKUP_SIGNING_KEY = ""
+    settings.SECRET_KEY = "django-secret"
+    settings.ADCP_BACKUP_SIGNING_KEY_FALLBACKS = ["backup-old"]
+    settings.SECRET_KEY_FALLBACKS = ["django-old", "", "django-secret"]
+    assert signing.keys() == [derived("django-secret"), derived("backup-old"), derived("django-old")]
+    settings.SECRET_KEY_FALLBACKS = "django-old, ,other"  # Django's list, or one comma-separated string
+    assert signing.keys() == [derived("django-secret"), derived("backup-old"), derived("django-old"), derived("other")]
+    settings.SECRET_KEY_FALLBACKS = b"django-old,other"
+    assert signing.keys() == [derived("django-secret"), derived("backup-old"), derived("django-old"), derived("other")]
+    settings.ADCP_BACKUP_SIGNING_KEY = None
+    settings.ADCP_BACKUP_SIGNING_KEY_FALLBACKS = []
+    del settings.SECRET_KEY_FALLBACKS
+    assert signing.keys() == [derived("django-secret")]
+
+
+def test_a_mac_of_an_old_key_is_signed_with_the_old_key(settings):
+    settings.ADCP_BACKUP_SIGNING_KEY = "old"
+    header, trailer = signed_header(), signed_trailer()
+    settings.ADCP_BACKUP_SIGNING_KEY = "new"
+    settings.ADCP_BACKUP_SIGNING_KEY_FALLBACKS = ["older", "old"]
+    old = signing.Provenance(signing.SIGNED_OLD_KEY, "signed with a key this installation has since replaced")
+    assert (signing.verify_header(header, "backup.jsonl"), signing.verify_trailer(trailer)) == (old, old)
+    settings.ADCP_BACKUP_SIGNING_KEY_FALLBACKS = []
+    assert signing.verify_trailer(trailer).status == signing.UNSIGNED
+
+
+def test_each_provenance_says_whether_it_is_trusted_and_how_it_is_shown():
+    shown = {status: (signing.Provenance(status).trusted, signing.Provenance(status).label)
+             for status in (signing.SIGNED, signing.SIGNED_OLD_KEY, signing.UNSIGNED, signing.UNVERIFIED, "odd")}
+    assert shown == {"signed": (True, "signed here"), "signed-old-key": (True, "signed here (old key)"),
+                     "unsigned": (False, "unsigned"), "unverified": (False, "unverified (encrypted)"),
+                     "odd": (False, "odd")}
+    assert signing.legacy() == signing.Provenance(signing.UNSIGNED,
+                                                  "a legacy-format file: the legacy backup code signed nothing")
+
+
+NAME_SIGNED = signing.Provenance(signing.SIGNED, "encrypted: its name's signature was checked; its content's is "
+                                                 "checked where an age identity opens it")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl.age", ".jsonl.gz.age", ".jsonl.zst.age"])
+def test_an_encrypted_files_name_carries_a_mac_of_its_stem_and_suffix(keyed, suffix):
+    stem = "adcp-backup-20260102-030405-0a1b2c3d"
+    name = signing.signed_name(stem, suffix)
+    name_mac = mac("current-signing-key", b"adcp-backup name v1\x00", (stem + suffix).encode())[:16]
+    assert name == f"{stem}-{name_mac}{suffix}"
+    assert signing.verify_name(name) == (NAME_SIGNED, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+
+
+def test_a_changed_or_foreign_name_proves_nothing(keyed, settings):
+    stem, suffix = "adcp-backup-20260102-030405-0a1b2c3d", ".jsonl.gz.age"
+    name = signing.signed_name(stem, suffix)
+    the_mac = name[len(stem) + 1:-len(suffix)]
+    mismatch = (signing.Provenance(signing.UNSIGNED, "encrypted, and its name's signature does not match this "
+                                                     "installation's keys"), None)
+    unverified = (signing.Provenance(signing.UNVERIFIED, "encrypted, and no age identity here opens it: its "
+                                                         "signature cannot be checked"), None)
+    assert signing.verify_name(name.replace("20260102-030405", "20260102-030406")) == mismatch  # time
+    assert signing.verify_name(name.replace("0a1b2c3d", "0a1b2c3e")) == mismatch  # random part
+    assert signing.verify_name(name.replace(".gz.age", ".zst.age")) == mismatch  # suffix
+    assert signing.verify_name(name.replace(the_mac, "0" * 16)) == mismatch
+    for odd in (name.upper(), name.replace(the_mac, the_mac[:15]), name + ".partial", "x" + name,
+                name.replace(".age", ""), stem + suffix, name.replace(the_mac, the_mac + "0"),
+                name.replace("-0a1b2c3d", "-0a1b2c3"), name.replace(the_mac, the_mac[:15] + "g"),
+                name.replace("20260102-030405", "2026012-030405")):
+        assert signing.verify_name(odd) == unverified, odd
+    settings.ADCP_BACKUP_SIGNING_KEY = "next-key"
+    assert signing.verify_name(name) == mismatch
+    settings.ADCP_BACKUP_SIGNING_KEY_FALLBACKS = ["current-signing-key"]
+    assert signing.verify_name(name) == (
+        signing.Provenance(signing.SIGNED_OLD_KEY, NAME_SIGNED.note), datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
