@@ -13,7 +13,7 @@ import pytest
 
 from adcp_backup import dataset, services, validation
 from adcp_backup.db.base import shipped_ddl
-from adcp_backup.exceptions import InvalidBackup, Problem
+from adcp_backup.exceptions import InvalidBackup, Problem, RestoreError
 from adcp_backup.format.events import FileRecord, RowBatch, TableEnd, TableStart
 from adcp_backup.validation import KeyIndex, RowChecker
 from tests import forge
@@ -145,6 +145,20 @@ def test_two_records_of_one_settings_file_are_refused(settings: Any, tmp_path: P
         list(validation.checked_events(reader, settings_targets=False))
     assert refused.value.problems == [
         Problem(f"file {target}", f"a second record for {target} (the first was {target})")]
+
+
+def test_a_settings_file_that_cannot_be_written_is_refused_only_by_a_restore_that_writes_it(
+        settings: Any, tmp_path: Path) -> None:
+    blocker = tmp_path / "settings"
+    blocker.write_bytes(b"")  # a regular file where the target's folder should be: no write passes, even as root
+    target = blocker / "app_settings.json"
+    settings.ADCP_BACKUP_SETTINGS_FILES = [str(target)]
+    record = FileRecord(str(target), b"{}", None, 0o600, 2)
+    assert list(validation.checked_events(StreamReader({}, [record]), settings_targets=False)) == [record]
+    with pytest.raises(RestoreError) as refused:
+        list(validation.checked_events(StreamReader({}, [record]), settings_targets=True))
+    assert str(refused.value) == (f"The settings files cannot be written, so nothing was restored: "
+                                  f"{target}: {blocker} is not a folder.")
 
 
 WHEN = "2024-01-01 00:00:00"
@@ -612,6 +626,12 @@ def test_the_embedding_rule_needs_both_its_columns() -> None:
 def test_a_row_checker_accepts_null_in_a_column_of_no_known_family() -> None:
     checker = RowChecker(None, ["a"], ["strange"])
     assert checker.check([[None]], 1) == []
+
+
+def test_a_row_checker_refuses_any_other_value_in_a_column_of_no_known_family_naming_the_family() -> None:
+    checker = RowChecker(None, ["a"], ["strange"])
+    assert checker.check([[None], [7], ["x"]], 4) == [
+        Problem("?", "a should be strange, not int", 5), Problem("?", "a should be strange, not str", 6)]
 
 
 def test_a_key_index_checks_unique_keys_when_the_primary_key_is_not_carried() -> None:
