@@ -56,8 +56,11 @@ REDACTIONS = [
     # the password may hold / # ? @ : the userinfo runs to the last @ followed by a host
     ("redis://:a/b#c?d@e@cache.example.com:6379/0", f"redis://:{R}@cache.example.com:6379/0"),
     ("redis://user:pa/ss@h:6379/0", f"redis://user:{R}@h:6379/0"),
+    ("redis://user:pa:ss@h:6379/0", f"redis://user:{R}@h:6379/0"),  # the user name ends at the first colon
     ("https://admin:1234/xyz@adcp.example.com/api", f"https://admin:{R}@adcp.example.com/api"),
     ("http://user:pa]ss@host/", f"http://user:{R}@host/"),
+    # a later @ that no host follows belongs to the path
+    ("https://u:p@h.example.com/a@b:c", f"https://u:{R}@h.example.com/a@b:c"),
     # URLs urlsplit rejects (an unclosed IPv6 bracket, a port that is not a number): credentials masked all the same
     ("https://u:p@[::1/x", f"https://u:{R}@[::1/x"),
     ("redis://:pw@host:port/0", f"redis://:{R}@host:port/0"),
@@ -69,6 +72,10 @@ REDACTIONS = [
     ("https://status.example.com:8443/u/@ops/feed", "https://status.example.com:8443/u/@ops/feed"),
     # query-string values, every one (their names prove nothing); an empty value stays empty; the fragment stays
     ("https://h/?a=1&b=&c;d=2#f=3", f"https://h/?a={R}&b=&c;d={R}#f=3"),
+    # the query starts at the first ?, wherever it stands after the scheme
+    ("https://h/?a=1?b=2", f"https://h/?a={R}"),
+    ("https://h?a=1", f"https://h?a={R}"),
+    ("https://?token=abc", f"https://?token={R}"),
     ("https://u:p?x=1@h/in?k=v#top", f"https://u:{R}@h/in?k={R}#top"),
     ("x://u:p@h#frag?x=1", f"x://u:{R}@h#frag?x={R}"),
     # several URLs in one value, each on its own
@@ -523,6 +530,7 @@ def test_record_checker_accepts_sound_records_and_names_each_problem(tmp_path):
     for path in ("a", "a b", "x" * 4096):
         assert RecordChecker(configured).check(record(path)) == [Problem(f"file {path}", unconfigured)]
     assert RecordChecker(configured).check(record("a\x1fb")) == [Problem("file 'a\\x1fb'", plain)]
+    assert RecordChecker(configured).check(record("a\x7fb")) == [Problem("file 'a\\x7fb'", plain)]
     assert RecordChecker(configured).check(record(mode=0o1000)) == [
         Problem("file app.json", f"the mode 0o1000 is not permission bits (0 to 0o777): {never}")]
     # a record is read by attribute, and a missing one counts as absent
