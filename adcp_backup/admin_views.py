@@ -528,24 +528,38 @@ def delete(request: HttpRequest, model_admin: ModelAdmin[BackupFile], name: str)
 
 
 class PruneForm(forms.Form):
+    """The rules of backup_prune; the help text is the unit the page writes after a count."""
+
     keep_last = forms.IntegerField(min_value=0, max_value=10_000, label="Keep the newest")
-    keep_daily = forms.IntegerField(min_value=0, max_value=10_000, label="Keep one a day for")
-    keep_weekly = forms.IntegerField(min_value=0, max_value=10_000, label="Keep one a week for")
-    keep_monthly = forms.IntegerField(min_value=0, max_value=10_000, label="Keep one a month for")
+    keep_daily = forms.IntegerField(min_value=0, max_value=10_000, label="Keep one a day for", help_text="days")
+    keep_weekly = forms.IntegerField(min_value=0, max_value=10_000, label="Keep one a week for", help_text="weeks")
+    keep_monthly = forms.IntegerField(min_value=0, max_value=10_000, label="Keep one a month for",
+                                      help_text="months")
     keep_safety = forms.IntegerField(min_value=0, max_value=10_000, label="Keep the newest safety backups")
+    # Not required: a link or bookmark from before tenant backups had a rule of their own keeps the setting's count.
+    keep_tenant = forms.IntegerField(min_value=0, max_value=10_000, required=False,
+                                     label="Keep the newest backups of chosen tenants")
+
+
+def _prune_defaults() -> dict[str, int]:
+    return {"keep_last": backup_settings.KEEP_LAST, "keep_daily": backup_settings.KEEP_DAILY,
+            "keep_weekly": backup_settings.KEEP_WEEKLY, "keep_monthly": backup_settings.KEEP_MONTHLY,
+            "keep_safety": backup_settings.KEEP_SAFETY, "keep_tenant": backup_settings.KEEP_TENANT}
 
 
 @require_http_methods(["GET", "POST"])
 def prune(request: HttpRequest, model_admin: ModelAdmin[BackupFile]) -> HttpResponse:
     """Retention from the page: a dry-run preview of what goes, then a confirmation that applies it."""
     require(request, "delete")
-    initial = {f"keep_{k}": getattr(backup_settings, f"KEEP_{k.upper()}")
-               for k in ("last", "daily", "weekly", "monthly", "safety")}
+    initial = _prune_defaults()
     form = PruneForm(request.POST or request.GET or None, initial=initial)
+    policy: dict[str, int] | None
     if form.is_bound and not form.is_valid():
         policy = None
+    elif form.is_bound:
+        policy = {k: initial[k] if v is None else int(v) for k, v in form.cleaned_data.items()}
     else:
-        policy = {k: int(v) for k, v in (form.cleaned_data if form.is_bound else initial).items()}
+        policy = initial
     result = None
     if policy is not None:
         confirmed = request.method == "POST" and request.POST.get("confirm") == "yes"

@@ -798,6 +798,23 @@ def test_prune_previews_then_removes_after_confirmation(admin_client, admin_db, 
     assert admin_jobs().filter(kind="prune", dry_run=False, status="succeeded").exists()
 
 
+def test_prune_has_a_rule_of_its_own_for_tenant_backups(admin_client, admin_db, backup_env, seeded, settings):
+    seeded("default")
+    whole = services.backup_create(compression="gzip")
+    tenant = [services.backup_create(compression="gzip", tenants=["publisher-1"]) for _ in range(2)]
+    settings.ADCP_BACKUP_KEEP_TENANT = 1
+    policy = {"keep_last": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0, "keep_safety": 0}
+    form = admin_client.get(u("prune")).content.decode()
+    assert 'name="keep_tenant" value="1"' in form  # the setting's count, offered as the field's value
+    preview = admin_client.get(u("prune"), policy).content.decode()  # a form from before the rule: the setting
+    assert "1 backup would be removed" in preview
+    assert '<input type="hidden" name="keep_tenant" value="1">' in preview
+    done = admin_client.post(u("prune"), {**policy, "keep_tenant": 0, "confirm": "yes"}, follow=True)
+    assert "2 backups removed" in done.content.decode()
+    assert BackupStorage().names() == [whole.name]
+    assert not {made.name for made in tenant} & set(BackupStorage().names())
+
+
 @pytest.mark.django_db(databases="__all__", transaction=True)
 def test_database_choice_when_the_admin_manages_several(admin_client, admin_db, backup_env, settings):
     other = next((alias for alias in ("postgresql", "mysql") if alias in settings.DATABASES), None)
