@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import stat
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -420,6 +421,27 @@ def test_a_failed_replace_removes_the_temporary_file_and_keeps_the_target(tmp_pa
         write_atomically(target, b"new", 0o600)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["app.json"]
     assert (target / "inside").read_bytes() == b"kept"
+
+
+def test_a_fifo_in_a_settings_files_place_is_replaced_without_being_read(tmp_path, monkeypatch, settings):
+    """Only a regular file's content is compared before writing: opening a FIFO to read it would wait for a
+    writer that never comes, and the restore would hang after its commit."""
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "app.json"
+    os.mkfifo(target)
+    settings.ADCP_BACKUP_SETTINGS_FILES = [str(target)]
+    reports: list[list[dict[str, str]]] = []
+    record = FileRecord(path="app.json", content=b"new", mode=0o640)
+    worker = threading.Thread(target=lambda: reports.append(write_records([record], dry_run=False)), daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    hung = worker.is_alive()
+    if hung:  # a reader waits in open() for a writer: be that writer, so that the thread ends with the test
+        os.close(os.open(target, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(timeout=10)
+    assert not hung
+    assert reports == [[{"path": str(target), "action": "written"}]]
+    assert stat.S_ISREG(target.stat().st_mode) and target.read_bytes() == b"new"
 
 
 def test_write_records_reports_every_case(tmp_path, monkeypatch, settings):
