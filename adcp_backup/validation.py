@@ -26,7 +26,7 @@ from .naming import is_future, parse_time
 from .progress import ProgressCallback, ProgressEvent, silent
 from .results import ValidationReport
 
-ENGINES = ("sqlite", "postgresql", "mysql")
+ENGINES = limits.ENGINES  # the engines a backup may come from: those whose limits are known
 
 
 # -- structure: names, columns, the header's schema and DDL ------------------------------------------------
