@@ -199,8 +199,8 @@ def check_encryption(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     try:
         if backup_settings.ENCRYPT:
             keys.configured_recipients()
-        elif keys.recipients_setting():
-            keys.parse_recipients(keys.recipients_setting())
+        elif backup_settings.AGE_RECIPIENTS:
+            keys.parse_recipients(backup_settings.AGE_RECIPIENTS)
     except BackupConfigurationError as exc:
         messages.append(checks.Error(str(exc), id=E004_ENCRYPTION))
     try:

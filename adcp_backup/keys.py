@@ -11,13 +11,9 @@ from .exceptions import BackupConfigurationError, EncryptionKeyError
 from .format.crypto import PUBLIC_KEY_PREFIX, SECRET_KEY_PREFIX, Identity, Recipient, pyrage
 
 
-def recipients_setting() -> list[str]:
-    return backup_settings.AGE_RECIPIENTS
-
-
 def configured_recipients() -> list[Recipient]:
     """The recipients of new encrypted backups, parsed; a clear error when there are none or one is wrong."""
-    keys = recipients_setting()
+    keys = backup_settings.AGE_RECIPIENTS
     if not keys:
         raise BackupConfigurationError(
             "Encryption is on but ADCP_BACKUP_AGE_RECIPIENTS is empty: set it to one or more age public keys "

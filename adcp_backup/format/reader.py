@@ -32,6 +32,7 @@ class ReadLimits:
 
 
 DEFAULT_LIMITS = ReadLimits()
+RowsDecoder = Callable[[list[list[Any]], bool], list[list[Any]]]  # what values.rows_decoder returns
 
 
 def _unverified(trailer: dict[str, Any]) -> Provenance:
@@ -196,7 +197,7 @@ class NativeReader:
     def events(self) -> Iterator[Event]:
         table: TableStart | None = None
         table_hash = hashlib.sha256()
-        decode: Callable[[list[list[Any]], bool], list[list[Any]]] = rows_decoder(())
+        decode: RowsDecoder = rows_decoder(())
         width = 0
         rows_seen = 0
         counts: dict[str, int] = {}
@@ -371,7 +372,7 @@ class NativeReader:
         self._problem(table, "the rows are not valid JSON", rows_before + 1)
         return None
 
-    def _undecodable(self, run: bytes, table: str, rows_before: int, decode: Any, error: Exception) -> None:
+    def _undecodable(self, run: bytes, table: str, rows_before: int, decode: RowsDecoder, error: Exception) -> None:
         """Report the first row of ``run`` (rows that parse) holding a value that cannot be decoded."""
         for offset, line in enumerate(run[:-1].split(b"\n")):
             try:
