@@ -633,7 +633,9 @@ def backup_restore(
     started = time.monotonic()
     source = _resolve(file, identity, database=database)
     engine = get_engine(database)
-    _check_settings_records(source, identity, restore_settings=restore_settings, tenants=tenants)
+    if safety_backup is not False or restore_settings:  # else nothing is written before the real pass, which checks
+        # the records too (a restore drill: a scratch database, no safety backup, no settings files)
+        _check_settings_records(source, identity, restore_settings=restore_settings, tenants=tenants)
     with _opened(source, strict=True, identity=identity) as reader:
         header = reader.header
         validation.require_sound_header(header)  # before anything the header names is used

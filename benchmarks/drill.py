@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,9 @@ def _environment(database_url: str, workdir: Path) -> None:
     os.environ["ADCP_BACKUP_LOG_LEVEL"] = "WARNING"
     os.environ["DJANGO_SETTINGS_MODULE"] = "project.settings"
     os.environ["PYTHONPATH"] = str(ROOT)
+    # One key for this process, which writes the backup, and the commands it runs in another folder (without it
+    # each would make its own data/.secret_key, and the restores would refuse the backup as unsigned).
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
 
 
 def _command(*args: str, workdir: Path) -> tuple[dict[str, Any], float, int]:

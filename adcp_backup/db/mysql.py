@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
@@ -101,6 +102,49 @@ def _datetimes_as_iso_text(raw: Any) -> Iterator[None]:
         raw.decoders = decoders
 
 
+class _Sender:
+    """Sends a restore's INSERT statements on the driver's connection from one thread of its own, so that the
+    server stores one batch while the process decodes, checks and writes out the next (the process and the server
+    took turns before: each waited for the other). One batch is in flight at a time; ``wait`` returns once it is
+    stored and raises its error, if any. Nothing else may use the connection until then: the engine makes every
+    other statement wait (an execute wrapper), and closes the sender before the transaction ends."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adcp-mysql-insert")
+        self._pending: Future[None] | None = None
+
+    def send(self, statements: list[str]) -> None:
+        self.wait()
+        self._pending = self._pool.submit(self._execute, statements)
+
+    def _execute(self, statements: list[str]) -> None:
+        cursor = self._raw.cursor()
+        try:
+            for statement in statements:
+                cursor.execute(statement)
+        finally:
+            cursor.close()
+
+    def wait(self) -> None:
+        pending = self._pending
+        if pending is not None:
+            try:
+                pending.result()
+            finally:
+                self._pending = None
+
+    def close(self, *, check: bool) -> None:
+        """Wait for the batch in flight whatever happens (the thread is joined), and raise its error when
+        ``check``; without it another error is already on its way and this one would only hide it."""
+        try:
+            self._pool.shutdown(wait=True)
+        finally:
+            if check:
+                self.wait()
+            self._pending = None
+
+
 def _plain(word: Any) -> bool:
     """A character set or collation name fit to be spelled into CREATE DATABASE."""
     return isinstance(word, str) and re.fullmatch(r"[A-Za-z0-9_]{1,64}", word) is not None
@@ -117,6 +161,7 @@ class MySQLEngine(Engine):
     def __init__(self, connection: Any) -> None:
         super().__init__(connection)
         self._escapes: bool | None = None
+        self._sender: _Sender | None = None
 
     def _raw(self) -> Any:
         self.connection.ensure_connection()
@@ -198,11 +243,31 @@ class MySQLEngine(Engine):
         with self.connection.cursor() as cursor:
             cursor.execute("SET SESSION foreign_key_checks = 0")
         try:
-            with transaction.atomic(using=self.alias):
+            with transaction.atomic(using=self.alias), self._pipelined_inserts():
                 yield
         finally:  # after the transaction, which a dry run marks for rollback: no query may run inside it then
             with self.connection.cursor() as cursor:
                 cursor.execute("SET SESSION foreign_key_checks = 1")
+
+    @contextmanager
+    def _pipelined_inserts(self) -> Iterator[None]:
+        """Inside the restore's transaction: inserts go through a _Sender, and every other statement sent through
+        Django first waits for the batch in flight. The sender is closed (its batch stored, its thread joined)
+        before the transaction commits or rolls back."""
+        self._sender = sender = _Sender(self._raw())
+
+        def after_inserts(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+            sender.wait()
+            return execute(sql, params, many, context)
+
+        failed = True
+        try:
+            with self.connection.execute_wrapper(after_inserts):
+                yield
+            failed = False
+        finally:
+            self._sender = None
+            sender.close(check=not failed)
 
     # -- scratch databases, for restore drills ---------------------------------------------------
     def create_database(self, name: str, *, schema: bool = False) -> None:
@@ -268,6 +333,9 @@ class MySQLEngine(Engine):
         per-value escaping took most of a restore's time on the client."""
         head = f"INSERT INTO {self.quote(spec.name)} ({self.column_list(columns)}) VALUES "
         literal = _literal_writer(self._backslash_escapes())
+        if self._sender is not None:  # inside a restore: built here, stored while the next batch is being built
+            self._sender.send(list(_statements(head, rows, literal, STATEMENT_BYTES)))
+            return
         cursor = self._raw().cursor()
         try:
             for statement in _statements(head, rows, literal, STATEMENT_BYTES):

@@ -1,0 +1,104 @@
+"""MariaDB: a restore stores one batch while it builds the next (a thread of its own sends the INSERTs). Whatever
+happens, the rows end as they would without it, an error of a batch in flight fails the restore and changes
+nothing, no other statement overtakes a batch, and the thread is gone when the restore ends."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+from adcp_backup import services
+from adcp_backup.exceptions import InvalidBackup, RestoreError
+
+from .helpers import engine_aliases, table_state
+from .test_services import _rechecksum
+
+pytestmark = [
+    pytest.mark.engines,
+    pytest.mark.django_db(transaction=True, databases="__all__"),
+    pytest.mark.skipif("mysql" not in engine_aliases(), reason="ADCP_TEST_MYSQL_URL is not set"),
+]
+ALIAS = "mysql"
+
+
+def sender_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("adcp-mysql-insert")]
+
+
+def first_line(lines: list[bytes], table: str) -> int:
+    return next(i for i, line in enumerate(lines) if line.startswith(b'{"kind":"table","name":"%s"' % table.encode()))
+
+
+def test_small_batches_restore_every_row_and_leave_no_thread(seeded, backup_env, settings):
+    seeded(ALIAS)
+    settings.ADCP_BACKUP_BATCH_SIZE = 7  # many batches per table, each sent while the next is built
+    result = services.backup_create(database=ALIAS, compression="none")
+    state = table_state(ALIAS)
+    with connections[ALIAS].cursor() as cursor:
+        cursor.execute("UPDATE product SET name = 'changed' WHERE id <= 30")
+        cursor.execute("DELETE FROM product_embeddings WHERE id > 5")
+
+    services.backup_restore(file=result.name, database=ALIAS, safety_backup=False)
+
+    assert table_state(ALIAS) == state
+    assert sender_threads() == []
+
+
+def test_a_batch_the_server_refuses_in_flight_fails_the_restore_and_changes_nothing(seeded, backup_env, settings):
+    seeded(ALIAS)
+    settings.ADCP_BACKUP_BATCH_SIZE = 1  # the refused row is in flight while the next tenant's row is built
+    result = services.backup_create(database=ALIAS, compression="none")
+    lines = Path(result.path).read_bytes().split(b"\n")
+    at = first_line(lines, "tenant")
+    lines[at + 2] = lines[at + 2].replace(b'"publisher-2"', b'"publisher-1"')  # a second subdomain publisher-1
+    broken = backup_env / "broken.jsonl"
+    broken.write_bytes(_rechecksum(lines))
+    with connections[ALIAS].cursor() as cursor:
+        cursor.execute("UPDATE tenant SET name = 'current' WHERE id = 3")
+    state = table_state(ALIAS)
+
+    with pytest.raises(RestoreError, match="(?i)duplicate"):
+        services.backup_restore(file=str(broken), database=ALIAS, safety_backup=False)
+
+    assert table_state(ALIAS) == state
+    assert sender_threads() == []
+    with connections[ALIAS].cursor() as cursor:  # the connection is in step with the server again
+        cursor.execute("SELECT COUNT(*) FROM tenant")
+        assert cursor.fetchone()[0] == len(state["tenant"])
+
+
+def test_a_bad_row_found_while_a_batch_is_in_flight_changes_nothing(seeded, backup_env, settings):
+    seeded(ALIAS)
+    settings.ADCP_BACKUP_BATCH_SIZE = 5
+    result = services.backup_create(database=ALIAS, compression="none")
+    lines = Path(result.path).read_bytes().split(b"\n")
+    at = first_line(lines, "product")
+    row = json.loads(lines[at + 33])
+    row[2] = None  # name is NOT NULL: found by the checks while the batch before it is on its way
+    lines[at + 33] = json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
+    bad = backup_env / "bad.jsonl"
+    bad.write_bytes(_rechecksum(lines))
+    with connections[ALIAS].cursor() as cursor:
+        cursor.execute("UPDATE product SET name = 'current' WHERE id <= 60")
+    state = table_state(ALIAS)
+
+    with pytest.raises(InvalidBackup, match="name is NULL"):
+        services.backup_restore(file=str(bad), database=ALIAS, safety_backup=False)
+
+    assert table_state(ALIAS) == state
+    assert sender_threads() == []
+
+
+def test_the_driver_is_the_one_the_run_asks_for():
+    """CI runs MariaDB through PyMySQL on one Django version and through mysqlclient on the other."""
+    wanted = os.environ.get("ADCP_TEST_MYSQL_DRIVER")
+    if not wanted:
+        pytest.skip("ADCP_TEST_MYSQL_DRIVER is not set")
+    connection = connections[ALIAS]
+    connection.ensure_connection()
+    module = type(connection.connection).__module__.split(".")[0]
+    assert module == {"pymysql": "pymysql", "mysqlclient": "MySQLdb"}[wanted]
