@@ -1,18 +1,23 @@
-"""MariaDB: a restore stores one batch while it builds the next (a thread of its own sends the INSERTs). Whatever
-happens, the rows end as they would without it, an error of a batch in flight fails the restore and changes
-nothing, no other statement overtakes a batch, and the thread is gone when the restore ends."""
+"""MariaDB through either driver (CI runs PyMySQL on one Django version and mysqlclient on the other).
+
+A restore stores one batch while it builds the next (a thread of its own sends the INSERTs). Whatever happens,
+the rows end as they would without it, an error of a batch in flight fails the restore and changes nothing, no
+other statement overtakes a batch, and the thread is gone when the restore ends. A backup takes DATETIMEs from
+the driver as text: the lines it writes are the ones the canonical encoder gives for datetime objects."""
 from __future__ import annotations
 
 import json
 import os
 import threading
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from django.db import connections
 
-from adcp_backup import services
+from adcp_backup import dataset, services
 from adcp_backup.exceptions import InvalidBackup, RestoreError
+from adcp_backup.format.values import row_encoder
 
 from .helpers import engine_aliases, table_state
 from .test_services import _rechecksum
@@ -91,6 +96,27 @@ def test_a_bad_row_found_while_a_batch_is_in_flight_changes_nothing(seeded, back
 
     assert table_state(ALIAS) == state
     assert sender_threads() == []
+
+
+def test_datetimes_read_as_text_give_the_lines_datetime_objects_give(seeded, backup_env):
+    seeded(ALIAS)
+    with connections[ALIAS].cursor() as cursor:
+        cursor.execute("UPDATE product SET created_at = '2025-03-04 05:06:07' WHERE id = 1")
+        cursor.execute("UPDATE product SET created_at = '2025-03-04 05:06:07.250000' WHERE id = 2")
+        cursor.execute("UPDATE product SET created_at = '1999-12-31 23:59:59.000001' WHERE id = 3")
+    result = services.backup_create(database=ALIAS, compression="none")
+    lines = Path(result.path).read_bytes().split(b"\n")
+    at = first_line(lines, "product")
+    columns = [c["name"] for c in json.loads(lines[at])["columns"]]
+    encode = row_encoder([c["family"] for c in json.loads(lines[at])["columns"]])
+    with connections[ALIAS].cursor() as cursor:  # Django's own conversions: datetime objects
+        cursor.execute(f"SELECT {', '.join(columns)} FROM product ORDER BY {dataset.table('product').primary_key}")
+        rows = cursor.fetchall()
+    assert isinstance(rows[0][columns.index("created_at")], datetime)
+    written = lines[at + 1:at + 1 + len(rows)]
+    assert written == [encode(list(row)) for row in rows]
+    created = [json.loads(line)[columns.index("created_at")] for line in written[:3]]
+    assert created == ["2025-03-04T05:06:07", "2025-03-04T05:06:07.250000", "1999-12-31T23:59:59.000001"]
 
 
 def test_the_driver_is_the_one_the_run_asks_for():
