@@ -7,7 +7,10 @@ the driver as text: the lines it writes are the ones the canonical encoder gives
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
+import struct
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +18,7 @@ from pathlib import Path
 import pytest
 from django.db import connections
 
-from adcp_backup import dataset, services
+from adcp_backup import dataset, demo, services
 from adcp_backup.exceptions import InvalidBackup, RestoreError
 from adcp_backup.format.values import row_encoder
 
@@ -128,3 +131,62 @@ def test_the_driver_is_the_one_the_run_asks_for():
     connection.ensure_connection()
     module = type(connection.connection).__module__.split(".")[0]
     assert module == {"pymysql": "pymysql", "mysqlclient": "MySQLdb"}[wanted]
+
+
+TRICKY_TEXT = [
+    'double "quotes" inside', "single 'quotes' inside", "a backslash \\ and \\' and \\\" and \\\\", "ends with \\",
+    "x'); DROP TABLE tenant; -- ", "\\'); DELETE FROM tenant; -- ", "NUL \0 in the middle", "Ctrl-Z \x1a here",
+    "CR \r LF \n tab \t", "%_ like wildcards", "'", "\\", '"', "𝄞 and é", "",
+    "controls \x01\x1f, form feed \x0c, backspace \x08, DEL \x7f", "text \\u0001 and \\\\u001f and \\f",
+    "\\\x01\\", "\u2028 separator, NUL last \0",
+]
+
+
+@pytest.mark.parametrize("backslash_escapes", [True, False], ids=["backslash-escapes", "no-backslash-escapes"])
+def test_text_with_quotes_and_backslashes_restores_exactly(seeded, backup_env, backslash_escapes):
+    seeded(ALIAS)
+    with connections[ALIAS].cursor() as cursor:
+        for number, text in enumerate(TRICKY_TEXT, start=1):
+            cursor.execute("UPDATE product SET description = %s WHERE id = %s", [text, number])
+    state = table_state(ALIAS)
+    result = services.backup_create(database=ALIAS, compression="none")
+    with connections[ALIAS].cursor() as cursor:
+        cursor.execute("UPDATE product SET description = 'changed'")
+        if not backslash_escapes:
+            cursor.execute("SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES')")
+    try:
+        services.backup_restore(file=result.name, database=ALIAS, safety_backup=False)
+    finally:
+        with connections[ALIAS].cursor() as cursor:
+            cursor.execute("SET SESSION sql_mode = REPLACE(@@SESSION.sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
+
+    assert table_state(ALIAS) == state
+    assert [row[3] for row in state["product"][:len(TRICKY_TEXT)]] == TRICKY_TEXT
+
+
+def test_floats_of_every_magnitude_restore_bit_for_bit(seeded, backup_env):
+    """Plain decimals (what orjson writes between 1e-5 and 1e16) and exponents alike become the same DOUBLE."""
+    seeded(ALIAS, demo.DemoSize(tenants=2, products=3000, agents=1, embeddings=2, dim=16))
+    chance = random.Random(7)
+    values = [0.1 + 0.2, 1e-300, -123456789.98765432, 5e-324, 1.7976931348623157e308, 1e16, 9007199254740993.0]
+    while len(values) < 3000:
+        if len(values) % 2:
+            values.append(struct.unpack("<d", struct.pack("<Q", chance.getrandbits(64)))[0])
+        else:
+            values.append(chance.uniform(-1e6, 1e6) * 10.0 ** chance.randint(-5, 10))
+    values = [v if math.isfinite(v) else 1.5 for v in values]
+    with connections[ALIAS].cursor() as cursor:
+        cursor.executemany("UPDATE product SET price_cpm = %s WHERE id = %s",
+                           [(value, number) for number, value in enumerate(values, start=1)])
+    state = table_state(ALIAS)
+    result = services.backup_create(database=ALIAS, compression="none")
+    with connections[ALIAS].cursor() as cursor:
+        cursor.execute("UPDATE product SET price_cpm = 0")
+
+    services.backup_restore(file=result.name, database=ALIAS, safety_backup=False)
+
+    restored = table_state(ALIAS)
+    column = 4  # id, tenant_id, name, description, price_cpm
+    assert [struct.pack("<d", row[column]) for row in restored["product"]] == \
+        [struct.pack("<d", row[column]) for row in state["product"]]
+    assert [row[column] for row in restored["product"]] == values

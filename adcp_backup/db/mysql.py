@@ -19,13 +19,16 @@ _AUTO_INCREMENT_OPTION = re.compile(r"\s+AUTO_INCREMENT=\d+")
 
 
 STATEMENT_BYTES = 1 << 20  # well below the default max_allowed_packet of 16 MiB
-_SPECIAL = re.compile("[\\0\\\\\\n\\r\\x1a'\"]")  # what a backslash-escaping string literal cannot hold as it is
+# What a single-quoted literal under backslash escapes cannot hold as it is: the quote and the backslash, and, as
+# mysql_real_escape_string does, NUL, CR, LF and Ctrl-Z. A double quote needs nothing inside single quotes, and
+# leaving it as it is spares escaping most JSON text (formats, targeting), a third of a product's values.
+_SPECIAL = re.compile("[\\0\\\\\\n\\r\\x1a']")
 
 
 def _escaped(value: str) -> str:
     """The text of a string literal under backslash escapes (the backslash first, then the rest)."""
     return (value.replace("\\", "\\\\").replace("\0", "\\0").replace("\n", "\\n").replace("\r", "\\r")
-            .replace("\x1a", "\\Z").replace("'", "\\'").replace('"', '\\"'))
+            .replace("\x1a", "\\Z").replace("'", "\\'"))
 
 
 def _float_literal(value: float) -> str:
