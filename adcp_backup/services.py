@@ -12,7 +12,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import django
 from django.db import DatabaseError, connections
@@ -21,13 +21,11 @@ from django.utils import timezone as django_timezone
 from . import (
     __version__,
     dataset,
-    drill,
     history,
     keys,
     locking,
     monitoring,
     origin,
-    restore,
     retention,
     settings_files,
     signals,
@@ -65,6 +63,9 @@ from .results import (
     RestoreResult,
     ValidationReport,
 )
+
+if TYPE_CHECKING:  # drill and restore are imported where they are used: a command that lists backups needs neither
+    from .drill import DrillResult
 from .sources import Source
 from .sources import resolve as resolve_source
 from .storage import BackupStorage, open_output, stream_file
@@ -437,7 +438,7 @@ def _backup_info(*, database: str, max_age: timedelta | None, identity: str | os
         },
         max_age=max_age.total_seconds() if max_age is not None else None,
         stale=stale,
-        drill=drill.info(max_drill_age.total_seconds() if max_drill_age is not None else None, database=database),
+        drill=_drill_info(max_drill_age.total_seconds() if max_drill_age is not None else None, database=database),
     )
 
 
@@ -630,6 +631,8 @@ def backup_restore(
     A backup taken from another database (adcp_backup.origin) is refused unless ``from_other_database``.
     A file this installation did not sign is refused (UnsignedBackup) unless ``allow_unsigned``; a dry run
     of one goes ahead, as it changes nothing."""
+    from . import restore
+
     started = time.monotonic()
     source = _resolve(file, identity, database=database)
     engine = get_engine(database)
@@ -830,15 +833,23 @@ def backup_accept_upload(*, quarantined: str | os.PathLike[str], name: str, data
 
 
 # -- drill -----------------------------------------------------------------------------------------------
+def _drill_info(max_age_seconds: float | None, *, database: str) -> dict[str, Any]:
+    from . import drill
+
+    return drill.info(max_age_seconds, database=database)
+
+
 def backup_drill(*, file: str = "latest", database: str = "default",
                  identity: str | os.PathLike[str] | None = None,
-                 progress: ProgressCallback = silent) -> drill.DrillResult:
+                 progress: ProgressCallback = silent) -> DrillResult:
     """Prove that a backup restores: restore it into a scratch database of ``database``'s engine with the real
     restore pipeline, read it back and compare it with the file, remove the scratch database (see drill.py).
 
     Returns a result whose ``restorable`` says whether it did; raises BackupError when the drill cannot run.
     Sends ``drill_finished`` or ``drill_failed``. The live database is neither written nor locked: the restore
     runs without the live lock and without the restore signals, which belong to real restores."""
+    from . import drill
+
     arguments = {"file": file, "database": database}
     try:
         source = _resolve(file, identity, database=database)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 NOT_NEEDED = ("celery", "kombu", "project.celery", "adcp_backup.admin_views", "adcp_backup.jobs", "adcp_backup.tasks",
-              "pymysql", "psycopg")
+              "adcp_backup.drill", "pymysql", "psycopg")
 
 
 def best_of(command: list[str], env: dict[str, str], cwd: Path, repeat: int) -> float:

@@ -288,8 +288,8 @@ def test_plain_progress_prints_a_line_per_interval_and_the_end_of_each_table():
 
 
 def test_a_command_that_needs_neither_the_admin_nor_celery_does_not_import_them(tmp_path):
-    """Start-up time is import time: backup_list must not pay for Celery, the admin's views or the MariaDB driver
-    (measured with python -X importtime, as docs/performance.md does)."""
+    """Start-up time is import time: backup_list must not pay for Celery, the admin's views, the drill or the
+    MariaDB driver (measured with python -X importtime, as docs/performance.md does)."""
     from .scheduling_fixtures import PYTHON, REPO, project_env
 
     env = project_env(tmp_path)
@@ -299,4 +299,4 @@ def test_a_command_that_needs_neither_the_admin_nor_celery_does_not_import_them(
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "adcp_backup.services" in imported and "django" in imported  # the measurement works
     assert not imported & {"celery", "kombu", "project.celery", "adcp_backup.admin_views", "adcp_backup.jobs",
-                           "adcp_backup.tasks", "adcp_backup.notifications", "pymysql"}
+                           "adcp_backup.tasks", "adcp_backup.notifications", "adcp_backup.drill", "pymysql"}
