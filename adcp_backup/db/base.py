@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -95,6 +97,45 @@ def fetch_batches(cursor: Any, batch_size: int) -> Iterator[list[Any]]:
     """The rows of an executed cursor, ``batch_size`` at a time, until there are none."""
     while rows := cursor.fetchmany(batch_size):
         yield rows
+
+
+def prefetched_batches(cursor: Any, batch_size: int) -> Iterator[list[Any]]:
+    """fetch_batches, with the next batch fetched by a thread of its own while the caller works on this one: the
+    server produces rows while the process encodes them, instead of each waiting for the other (a named cursor
+    fetches each batch in a round trip). The thread alone uses ``cursor`` (a driver's cursor, whose connection
+    may be used from any thread, never Django's) until it has ended, which it has when this generator
+    finishes, is closed or raises: at most two batches are held."""
+    handoff: queue.Queue[tuple[list[Any] | None, BaseException | None]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            while not stop.is_set():
+                rows = cursor.fetchmany(batch_size)
+                handoff.put((rows or None, None))
+                if not rows:
+                    return
+        except BaseException as exc:  # handed over, raised in the caller's thread
+            handoff.put((None, exc))
+
+    worker = threading.Thread(target=fetch, name="adcp-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            rows, error = handoff.get()
+            if error is not None:
+                raise error
+            if rows is None:
+                return
+            yield rows
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a put waiting for room, then let the thread see the stop
+            try:
+                handoff.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        worker.join()
 
 
 class Engine:

@@ -11,7 +11,7 @@ from django.db import DatabaseError, transaction
 
 from ..dataset import BLOB, BOOLEAN, TableSpec
 from ..exceptions import Problem
-from .base import Engine, LiveColumn, family_of, fetch_batches, like_prefix
+from .base import Engine, LiveColumn, family_of, like_prefix, prefetched_batches
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -149,7 +149,7 @@ class PostgreSQLEngine(Engine):
             cursor.itersize = batch_size
             try:
                 cursor.execute(sql, tuple(params) or None)
-                yield from fetch_batches(cursor, batch_size)
+                yield from prefetched_batches(cursor, batch_size)
             finally:
                 cursor.close()
 
