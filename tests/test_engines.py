@@ -279,6 +279,33 @@ def test_restore_with_an_orphan_row_changes_nothing_and_keeps_the_foreign_keys(s
     assert get_engine(alias).capture_ddl(dataset.table_names()) == result_ddl(result)
 
 
+@pytest.mark.skipif("postgresql" not in ALIASES, reason="ADCP_TEST_POSTGRES_URL is not set")
+def test_postgresql_names_orphans_by_join_only_when_a_foreign_key_is_refused(seeded, backup_env):
+    """Adding the dropped keys back checks every row; the join that names orphans runs only when that fails."""
+    seeded("postgresql")
+    result = services.backup_create(database="postgresql", compression="none")
+    lines = Path(result.path).read_bytes().split(b"\n")
+    table_at = next(i for i, line in enumerate(lines) if line.startswith(b'{"kind":"table","name":"product"'))
+    lines[table_at + 1] = lines[table_at + 1].replace(b"[1,1,", b"[1,777,", 1)
+    orphan = backup_env / "orphan.jsonl"
+    orphan.write_bytes(_rechecksum(lines))
+    statements: list[str] = []
+
+    def record(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connections["postgresql"].execute_wrapper(record):
+        services.backup_restore(file=result.name, database="postgresql", safety_backup=False)
+    assert any("ADD CONSTRAINT" in sql for sql in statements)
+    assert not any(" p ON p." in sql for sql in statements)  # the orphan join (base.check_foreign_keys)
+
+    statements.clear()
+    with connections["postgresql"].execute_wrapper(record), pytest.raises(InvalidBackup, match="id 1: tenant_id 777"):
+        services.backup_restore(file=str(orphan), database="postgresql", safety_backup=False, skip_validation=True)
+    assert any(" p ON p." in sql for sql in statements)
+
+
 @pytest.mark.parametrize("alias", SERVERS)
 def test_a_bad_row_found_while_rows_are_being_written_changes_nothing(seeded, backup_env, settings, alias):
     seeded(alias)
