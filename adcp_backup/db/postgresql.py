@@ -211,8 +211,8 @@ class PostgreSQLEngine(Engine):
     @_after_copy
     def empty_tables(self, tables: Sequence[str]) -> None:
         """One TRUNCATE when no other table points at these, and their foreign keys dropped until the rows
-        are in, as pg_restore does: then the keys are checked by one join each instead of row by row (and
-        DELETE would check product.tenant_id, which has no index, by one scan of product per tenant).
+        are in, as pg_restore does: then each key is checked once, as it is added back, instead of row by row
+        (and DELETE would check product.tenant_id, which has no index, by one scan of product per tenant).
 
         Both are transactional here. TRUNCATE locks the tables exclusively until the restore commits."""
         with self.connection.cursor() as cursor:
