@@ -12,6 +12,7 @@ import os
 import random
 import struct
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -41,6 +42,24 @@ def first_line(lines: list[bytes], table: str) -> int:
     return next(i for i, line in enumerate(lines) if line.startswith(b'{"kind":"table","name":"%s"' % table.encode()))
 
 
+def rewritten_backup(folder: Path, table: str, row: int, rewrite: Callable[[bytes], bytes]) -> Path:
+    """A new uncompressed backup with one row line of ``table`` rewritten, its checksums made valid again."""
+    result = services.backup_create(database=ALIAS, compression="none")
+    lines = Path(result.path).read_bytes().split(b"\n")
+    at = first_line(lines, table) + row
+    lines[at] = rewrite(lines[at])
+    path = folder / f"rewritten-{table}-{row}.jsonl"
+    path.write_bytes(_rechecksum(lines))
+    return path
+
+
+def changed_state(sql: str) -> dict[str, list[tuple[object, ...]]]:
+    """The live rows after ``sql``: what a failed restore must leave as it is."""
+    with connections[ALIAS].cursor() as cursor:
+        cursor.execute(sql)
+    return table_state(ALIAS)
+
+
 def test_small_batches_restore_every_row_and_leave_no_thread(seeded, backup_env, settings):
     seeded(ALIAS)
     settings.ADCP_BACKUP_BATCH_SIZE = 7  # many batches per table, each sent while the next is built
@@ -59,15 +78,12 @@ def test_small_batches_restore_every_row_and_leave_no_thread(seeded, backup_env,
 def test_a_batch_the_server_refuses_in_flight_fails_the_restore_and_changes_nothing(seeded, backup_env, settings):
     seeded(ALIAS)
     settings.ADCP_BACKUP_BATCH_SIZE = 1  # the refused row is in flight while the next tenant's row is built
-    result = services.backup_create(database=ALIAS, compression="none")
-    lines = Path(result.path).read_bytes().split(b"\n")
-    at = first_line(lines, "tenant")
-    lines[at + 2] = lines[at + 2].replace(b'"publisher-2"', b'"publisher-1"')  # a second subdomain publisher-1
-    broken = backup_env / "broken.jsonl"
-    broken.write_bytes(_rechecksum(lines))
-    with connections[ALIAS].cursor() as cursor:
-        cursor.execute("UPDATE tenant SET name = 'current' WHERE id = 3")
-    state = table_state(ALIAS)
+
+    def second_publisher_1(line: bytes) -> bytes:  # a second tenant with the subdomain publisher-1
+        return line.replace(b'"publisher-2"', b'"publisher-1"')
+
+    broken = rewritten_backup(backup_env, "tenant", 2, second_publisher_1)
+    state = changed_state("UPDATE tenant SET name = 'current' WHERE id = 3")
 
     with pytest.raises(RestoreError, match="(?i)duplicate"):
         services.backup_restore(file=str(broken), database=ALIAS, safety_backup=False)
@@ -82,17 +98,14 @@ def test_a_batch_the_server_refuses_in_flight_fails_the_restore_and_changes_noth
 def test_a_bad_row_found_while_a_batch_is_in_flight_changes_nothing(seeded, backup_env, settings):
     seeded(ALIAS)
     settings.ADCP_BACKUP_BATCH_SIZE = 5
-    result = services.backup_create(database=ALIAS, compression="none")
-    lines = Path(result.path).read_bytes().split(b"\n")
-    at = first_line(lines, "product")
-    row = json.loads(lines[at + 33])
-    row[2] = None  # name is NOT NULL: found by the checks while the batch before it is on its way
-    lines[at + 33] = json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
-    bad = backup_env / "bad.jsonl"
-    bad.write_bytes(_rechecksum(lines))
-    with connections[ALIAS].cursor() as cursor:
-        cursor.execute("UPDATE product SET name = 'current' WHERE id <= 60")
-    state = table_state(ALIAS)
+
+    def no_name(line: bytes) -> bytes:  # name is NOT NULL: found by the checks while the batch before is on its way
+        row = json.loads(line)
+        row[2] = None
+        return json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
+
+    bad = rewritten_backup(backup_env, "product", 33, no_name)
+    state = changed_state("UPDATE product SET name = 'current' WHERE id <= 60")
 
     with pytest.raises(InvalidBackup, match="name is NULL"):
         services.backup_restore(file=str(bad), database=ALIAS, safety_backup=False)
