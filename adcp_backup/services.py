@@ -26,6 +26,7 @@ from . import (
     locking,
     monitoring,
     origin,
+    restore,
     retention,
     settings_files,
     signals,
@@ -63,13 +64,13 @@ from .results import (
     RestoreResult,
     ValidationReport,
 )
-
-if TYPE_CHECKING:  # drill and restore are imported where they are used: a command that lists backups needs neither
-    from .drill import DrillResult
 from .sources import Source
 from .sources import resolve as resolve_source
 from .storage import BackupStorage, open_output, stream_file
 from .uploads import UPLOAD_PREFIX
+
+if TYPE_CHECKING:  # drill.py is imported where it is used: a command that lists backups does not need it
+    from .drill import DrillResult
 
 logger = logging.getLogger(__name__)
 
@@ -373,6 +374,8 @@ def backup_info(*, database: str = "default", max_age: timedelta | None = None,
 
 def _backup_info(*, database: str, max_age: timedelta | None, identity: str | os.PathLike[str] | None,
                  max_drill_age: timedelta | None) -> InfoResult:
+    from . import drill
+
     engine = get_engine(database)
     existing = engine.existing_tables()
     tables = {}
@@ -438,7 +441,7 @@ def _backup_info(*, database: str, max_age: timedelta | None, identity: str | os
         },
         max_age=max_age.total_seconds() if max_age is not None else None,
         stale=stale,
-        drill=_drill_info(max_drill_age.total_seconds() if max_drill_age is not None else None, database=database),
+        drill=drill.info(max_drill_age.total_seconds() if max_drill_age is not None else None, database=database),
     )
 
 
@@ -631,8 +634,6 @@ def backup_restore(
     A backup taken from another database (adcp_backup.origin) is refused unless ``from_other_database``.
     A file this installation did not sign is refused (UnsignedBackup) unless ``allow_unsigned``; a dry run
     of one goes ahead, as it changes nothing."""
-    from . import restore
-
     started = time.monotonic()
     source = _resolve(file, identity, database=database)
     engine = get_engine(database)
@@ -833,12 +834,6 @@ def backup_accept_upload(*, quarantined: str | os.PathLike[str], name: str, data
 
 
 # -- drill -----------------------------------------------------------------------------------------------
-def _drill_info(max_age_seconds: float | None, *, database: str) -> dict[str, Any]:
-    from . import drill
-
-    return drill.info(max_age_seconds, database=database)
-
-
 def backup_drill(*, file: str = "latest", database: str = "default",
                  identity: str | os.PathLike[str] | None = None,
                  progress: ProgressCallback = silent) -> DrillResult:

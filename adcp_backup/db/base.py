@@ -5,7 +5,7 @@ import hashlib
 import queue
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -130,11 +130,8 @@ def prefetched_batches(cursor: Any, batch_size: int) -> Iterator[list[Any]]:
             yield rows
     finally:
         stop.set()
-        while worker.is_alive():  # unblock a put waiting for room, then let the thread see the stop
-            try:
-                handoff.get(timeout=0.05)
-            except queue.Empty:
-                pass
+        with suppress(queue.Empty):  # room for the one batch the thread may still hand over; then it sees the stop
+            handoff.get_nowait()
         worker.join()
 
 

@@ -144,12 +144,9 @@ class _Sender:
     def close(self, *, check: bool) -> None:
         """Wait for the batch in flight whatever happens (the thread is joined), and raise its error when
         ``check``; without it another error is already on its way and this one would only hide it."""
-        try:
-            self._pool.shutdown(wait=True)
-        finally:
-            if check:
-                self.wait()
-            self._pending = None
+        self._pool.shutdown(wait=True)
+        if check:
+            self.wait()
 
 
 def _plain(word: Any) -> bool:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
@@ -36,11 +35,6 @@ ORDER BY a.attnum
 """
 
 
-# One foreign key as empty_tables keeps it to add it back (pg_get_constraintdef's text after ADD CONSTRAINT).
-_ADD_FOREIGN_KEY = re.compile(r'ALTER TABLE (?P<table>"?[\w.]+"?) ADD CONSTRAINT .*? '
-                              r'FOREIGN KEY \((?P<column>"?\w+"?)\) REFERENCES (?P<parent>"?[\w.]+"?)\(')
-
-
 def advisory_key(name: str) -> int:
     """The advisory lock key (a signed 64-bit integer) of a lock name."""
     digest = hashlib.sha256(name.encode()).digest()
@@ -53,6 +47,7 @@ class PostgreSQLEngine(Engine):
     def __init__(self, connection: Any) -> None:
         super().__init__(connection)
         self._dropped_foreign_keys: list[str] = []
+        self._dropped_keys: set[tuple[str, str, str]] = set()  # (table, column, parent) of each one-column key
         self._in_restore = False  # foreign keys are dropped and re-added only inside restore_transaction
         self._copy: tuple[str, Any, Any, Any] | None = None  # (table and columns, cursor, COPY manager, COPY)
 
@@ -217,16 +212,19 @@ class PostgreSQLEngine(Engine):
         Both are transactional here. TRUNCATE locks the tables exclusively until the restore commits."""
         with self.connection.cursor() as cursor:
             cursor.execute(
-                "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
-                "WHERE contype = 'f' AND confrelid = ANY(%s::regclass[]) ORDER BY 1, 2",
+                "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), confrelid::regclass::text, "
+                "(SELECT attname FROM pg_attribute WHERE attrelid = conrelid AND attnum = conkey[1] "
+                "AND cardinality(conkey) = 1) "
+                "FROM pg_constraint WHERE contype = 'f' AND confrelid = ANY(%s::regclass[]) ORDER BY 1, 2",
                 [[self.quote(t) for t in tables]])
             foreign_keys = cursor.fetchall()
-            if not {table.strip('"') for table, _name, _definition in foreign_keys} <= set(tables):
+            if not {table.strip('"') for table, *_rest in foreign_keys} <= set(tables):
                 super().empty_tables(tables)
                 return
-            for table, name, definition in foreign_keys if self._in_restore else ():
+            for table, name, definition, parent, column in foreign_keys if self._in_restore else ():
                 cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {self.quote(name)}")
                 self._dropped_foreign_keys.append(f"ALTER TABLE {table} ADD CONSTRAINT {self.quote(name)} {definition}")
+                self._dropped_keys.add((table.strip('"'), column, parent.strip('"')))
             cursor.execute(f"TRUNCATE {', '.join(self.quote(t) for t in tables)}")
 
     @_after_copy
@@ -255,16 +253,13 @@ class PostgreSQLEngine(Engine):
 
     def _dropped_cover(self, tables: Sequence[TableSpec]) -> bool:
         """Whether every foreign key the registry declares for ``tables`` is one of the dropped constraints."""
-        dropped = set()
-        for statement in self._dropped_foreign_keys:
-            found = _ADD_FOREIGN_KEY.match(statement)
-            if found:
-                dropped.add((found["table"].strip('"'), found["column"].strip('"'), found["parent"].strip('"')))
-        return all((spec.name, fk.column, fk.table) in dropped for spec in tables for fk in spec.foreign_keys)
+        return all((spec.name, fk.column, fk.table) in self._dropped_keys
+                   for spec in tables for fk in spec.foreign_keys)
 
     @contextmanager
     def restore_transaction(self) -> Iterator[None]:
         self._dropped_foreign_keys = []
+        self._dropped_keys = set()
         self._in_restore = True
         try:
             with transaction.atomic(using=self.alias):
@@ -277,6 +272,7 @@ class PostgreSQLEngine(Engine):
                 self._restore_foreign_keys()  # never commits without them; a rollback restores them anyway
         finally:
             self._dropped_foreign_keys = []
+            self._dropped_keys = set()
             self._in_restore = False
 
     def adapt_rows(self, spec: TableSpec, columns: Sequence[str], families: Sequence[str],
